@@ -1,0 +1,188 @@
+"""Answer extraction and scoring: the one source of truth for evaluation and rewards.
+
+A GSM8K record looks like this::
+
+    question: "Natalia sold clips to 48 of her friends in April, and then she sold
+               half as many clips in May. How many clips did Natalia sell altogether?"
+    answer:   "Natalia sold 48/2 = <<48/2=24>>24 clips in May.
+               Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.
+               #### 72"
+
+The model is asked to answer as::
+
+    <start_working_out> ...reasoning... <end_working_out><SOLUTION>72</SOLUTION>
+
+Generation prompts end with ``<start_working_out>`` so the model reasons at once;
+functions here take the *assistant text*, i.e. that opening tag plus the completion
+(see :func:`assistant_text`). Model output is only ever parsed, never executed.
+
+Rules, decided once:
+- The answer is the content of the **last closed** ``<SOLUTION>…</SOLUTION>`` block
+  (a model that hedges is judged on its final word). With no closed block, an
+  unclosed final ``<SOLUTION>`` is read up to the end of the text (a completion can
+  stop at EOS right after the number); :class:`Parsed` records which case applied.
+- Inside the block the **last number** is the answer: ``$1,000.00``, ``18 dollars``,
+  ``x = 18.``, ``+18``, ``3/4``, ``1.5e3`` and ``-7`` all read as numbers. A comma
+  followed by exactly three digits groups thousands (``1,000`` = 1000); a dot is
+  always a decimal point (``1.000`` = 1).
+- Numbers compare with a small tolerance, so ``18.00`` equals ``18``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .config import REASONING_END, REASONING_START, SOLUTION_END, SOLUTION_START
+
+# --------------------------------------------------------------------------
+# Named patterns (data, so they are visible and table-tested)
+# --------------------------------------------------------------------------
+_S, _E = re.escape(SOLUTION_START), re.escape(SOLUTION_END)
+PATTERNS: dict[str, re.Pattern] = {
+    # a closed solution block, non-greedy so several blocks are found separately
+    "solution_block": re.compile(rf"{_S}(.*?){_E}", re.DOTALL),
+    # an opening tag with no closing tag after it
+    "solution_open": re.compile(rf"{_S}(?!.*{_E})(.*)\Z", re.DOTALL),
+    # reasoning block with something inside it
+    "reasoning_block": re.compile(
+        rf"{re.escape(REASONING_START)}(.*?){re.escape(REASONING_END)}", re.DOTALL
+    ),
+    # a number: sign, digits with optional thousands groups, decimals, exponent,
+    # or a simple fraction a/b
+    "number": re.compile(
+        r"(?<![\w.])[-+−]?\$?\s?"
+        r"(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?"
+        r"(?:\s?/\s?\d+(?:\.\d+)?)?"
+    ),
+    # GSM8K gold marker and lm-evaluation-harness "strict-match"
+    "gold_marker": re.compile(r"####\s*(.+?)\s*$", re.MULTILINE),
+    "harness_strict": re.compile(r"#### (\-?[0-9\.\,]+)"),
+    # lm-evaluation-harness "flexible-extract": the last number-like token
+    "harness_flexible": re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)"),
+}
+# strings the harness strips before its exact-match comparison
+_HARNESS_IGNORE = [re.compile(r","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$")]
+
+REL_TOL = 1e-6
+ABS_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a completion says, as the metrics and rewards need it."""
+
+    solution: str | None  # raw text inside the chosen SOLUTION block
+    value: float | None  # its number, when one could be read
+    closed: bool  # the chosen block had its closing tag
+    n_solution_blocks: int  # closed blocks in the text
+    has_thinking: bool  # a non-empty reasoning block before the answer
+
+    @property
+    def has_answer(self) -> bool:
+        return self.value is not None
+
+
+def assistant_text(completion: str) -> str:
+    """The assistant's whole turn: the prompt's opening reasoning tag plus the completion."""
+    if completion.lstrip().startswith(REASONING_START):
+        return completion
+    return REASONING_START + completion
+
+
+def parse_completion(text: str) -> Parsed:
+    """Parse the assistant text (see :func:`assistant_text`)."""
+    blocks = PATTERNS["solution_block"].findall(text)
+    if blocks:
+        solution, closed = blocks[-1], True
+    else:
+        m = PATTERNS["solution_open"].search(text)
+        solution, closed = (m.group(1), False) if m else (None, False)
+    value = parse_number(solution) if solution is not None else None
+    reasoning = PATTERNS["reasoning_block"].search(text)
+    has_thinking = bool(reasoning and reasoning.group(1).strip())
+    return Parsed(solution, value, closed, len(blocks), has_thinking)
+
+
+def parse_number(text: str | None) -> float | None:
+    """Read the last number in ``text``; None when there is none."""
+    if not text:
+        return None
+    candidates = [m.group(0) for m in PATTERNS["number"].finditer(text)]
+    for raw in reversed(candidates):
+        value = _to_float(raw)
+        if value is not None:
+            return value
+    return None
+
+
+def parse_gold(answer: str) -> float:
+    """The number after ``####`` in a GSM8K solution (commas allowed)."""
+    m = PATTERNS["gold_marker"].search(answer)
+    value = parse_number(m.group(1)) if m else None
+    if value is None:
+        raise ValueError(f"no '#### <number>' marker in answer: {answer[-80:]!r}")
+    return value
+
+
+def numbers_match(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return False
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+
+
+def is_correct(completion: str, gold: float) -> bool:
+    """Score a completion (without the opening tag) against the gold number."""
+    return numbers_match(parse_completion(assistant_text(completion)).value, gold)
+
+
+# --------------------------------------------------------------------------
+# lm-evaluation-harness GSM8K scores, for comparison with published numbers
+# --------------------------------------------------------------------------
+def harness_strict(text: str, gold_text: str) -> bool:
+    """``strict-match``: the first ``#### N`` in the text equals the gold string."""
+    m = PATTERNS["harness_strict"].search(text)
+    return m is not None and _harness_norm(m.group(1)) == _harness_norm(gold_text)
+
+
+def harness_flexible(text: str, gold_text: str) -> bool:
+    """``flexible-extract``: the last number-like token equals the gold string."""
+    matches = PATTERNS["harness_flexible"].findall(text)
+    if not matches:
+        return False
+    last = next(g for g in matches[-1] if g)
+    return _harness_norm(last) == _harness_norm(gold_text)
+
+
+def gold_text(answer: str) -> str:
+    """The gold answer as the harness sees it: the string after ``####``."""
+    m = PATTERNS["gold_marker"].search(answer)
+    return m.group(1) if m else ""
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def _harness_norm(s: str) -> str:
+    s = s.strip()
+    for pattern in _HARNESS_IGNORE:
+        s = pattern.sub("", s)
+    return s.strip().lower()
+
+
+def _to_float(raw: str) -> float | None:
+    s = raw.replace("−", "-").replace("$", "").replace(" ", "").replace(",", "")
+    if not any(ch.isdigit() for ch in s):
+        return None
+    try:
+        if "/" in s:
+            num, den = s.split("/", 1)
+            den_v = float(den)
+            if den_v == 0:
+                return None
+            return float(num) / den_v
+        value = float(s)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -1,0 +1,125 @@
+"""The one command-line interface: ``gsm8k-lab <command>``.
+
+The seed's scripts in ``src/`` (``evaluate_model.py``, ``train_sft.py``, ...) are
+thin wrappers that call :func:`main` with their command name. Bad input is
+reported as one line on stderr with exit code 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import Config, UsageError, load_config, parse_count
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config()
+        return int(args.func(args, cfg) or 0)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gsm8k-lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model on GSM8K test problems")
+    ev.add_argument("--model-path", help="run directory, local model folder or hub id "
+                    "(default: MODEL_NAME or the embedded SmolLM2-135M-Instruct)")
+    ev.add_argument("--output-dir", help="results go to [output-dir]/debug/ (default: $OUTPUT_DIR/base_eval)")
+    ev.add_argument("--output-file", default="eval.csv", help="per-example CSV file name (no directory part)")
+    ev.add_argument("--eval-samples", help="test problems: a positive integer or 'all' (default: EVAL_SAMPLES or 512)")
+    add_generation_flags(ev)
+    add_run_flags(ev)
+    ev.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def add_generation_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, help="prompts generated together")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget per completion")
+    p.add_argument("--temperature", type=float, help="0 means greedy")
+    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--backend", choices=["auto", "transformers", "vllm"], help="generation backend")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default=None,
+                   help="weights dtype (auto: bf16 where supported, else fp32)")
+    p.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    g.add_argument("--overwrite", action="store_true", help="replace existing results")
+
+
+def apply_common_flags(args, cfg: Config) -> None:
+    """Flags override environment variables and defaults."""
+    for flag, section, key in [("batch_size", cfg.eval, "batch_size"),
+                               ("max_new_tokens", cfg.eval, "max_new_tokens"),
+                               ("temperature", cfg.eval, "temperature"),
+                               ("seed", cfg.eval, "seed"), ("backend", cfg.eval, "backend"),
+                               ("dtype", cfg.model, "dtype")]:
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(section, key, value)
+    if getattr(args, "data", None):
+        cfg.data_source = args.data
+    if getattr(args, "eval_samples", None) is not None:
+        cfg.eval.samples = parse_count("--eval-samples", args.eval_samples)
+    for name, value in [("--batch-size", cfg.eval.batch_size), ("--max-new-tokens", cfg.eval.max_new_tokens)]:
+        if value <= 0:
+            raise UsageError(f"{name} must be a positive integer, got {value}")
+    if cfg.eval.temperature < 0:
+        raise UsageError(f"--temperature must be >= 0, got {cfg.eval.temperature}")
+
+
+# --------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------
+def cmd_evaluate(args, cfg: Config) -> int:
+    from .runs import check_writable_dir
+
+    apply_common_flags(args, cfg)
+    if Path(args.output_file).name != args.output_file or args.output_file in ("", ".", ".."):
+        raise UsageError(f"--output-file must be a file name without a directory part, got {args.output_file!r}")
+    if not args.output_file.endswith(".csv"):
+        raise UsageError(f"--output-file must end in .csv, got {args.output_file!r}")
+    output_dir = Path(args.output_dir or os.path.join(cfg.output_root, "base_eval"))
+    check_writable_dir(output_dir)
+    csv_path = output_dir / "debug" / args.output_file
+    if csv_path.exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{csv_path} already exists; pass --resume to continue it or --overwrite to replace it")
+    from .models import resolve_model
+
+    ref = resolve_model(args.model_path or cfg.model.name, flag="--model-path")
+    from .evaluate import evaluate_model
+
+    metrics = evaluate_model(cfg, ref, csv_path, resume=args.resume)
+    print_metrics(metrics, csv_path)
+    return 0
+
+
+def print_metrics(metrics: dict, csv_path: Path) -> None:
+    from .evaluate import format_table, metrics_path
+
+    print(f"\nGSM8K test, {metrics['n']} problems ({metrics.get('model', '')})")
+    print(format_table(metrics))
+    print(f"  per-example rows:    {csv_path}")
+    print(f"  metrics:             {metrics_path(csv_path)}")
+
+
+def _elapsed(t0: float) -> float:
+    return round(time.perf_counter() - t0, 1)

@@ -1,0 +1,202 @@
+"""GSM8K loading, budgets and prompt/target formatting (the seed's ``dataset_utils.py``).
+
+Sources:
+- ``bundled``: the copy shipped in this package (train 7,473, test 1,319), its
+  sha256 checked on every load;
+- ``hub``: ``openai/gsm8k`` config ``main`` through ``datasets`` (needs network);
+- a path to a JSONL file of ``{"question", "answer"}`` lines (one split).
+
+Budgets: training runs take the first N problems of one seeded shuffle of the
+train split, the same for every run, so SFT and GRPO at the same budget see the
+same problems and a larger budget contains every smaller one. Evaluation takes
+the first N test problems in file order, as published GSM8K subsets do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .answers import PATTERNS, parse_gold
+from .config import (
+    REASONING_END,
+    REASONING_START,
+    SOLUTION_END,
+    SOLUTION_START,
+    SYSTEM_PROMPT,
+    UsageError,
+)
+
+SPLITS = ("train", "test")
+BUNDLED_SHA256 = {
+    "train": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+    "test": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+}
+HUB_DATASET = ("openai/gsm8k", "main")
+
+# GSM8K writes calculator calls as <<48/2=24>> before the result ("48/2 = <<48/2=24>>24").
+# They are tool-use artefacts, not reasoning: targets drop them and keep the prose.
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+
+
+@dataclass(frozen=True)
+class Problem:
+    index: int  # position in its split (file order)
+    question: str
+    answer: str  # the worked solution ending in "#### N"
+    gold: float
+
+
+def load_split(split: str, source: str = "bundled") -> list[Problem]:
+    """All problems of a split, in file order."""
+    if split not in SPLITS:
+        raise UsageError(f"dataset split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if source == "bundled":
+        records = _read_jsonl(_bundled_path(split), verify_sha256=BUNDLED_SHA256[split])
+    elif source == "hub":
+        records = _load_hub(split)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"data source {source!r} is neither 'bundled', 'hub' nor a JSONL file")
+        records = _read_jsonl(path)
+    problems = []
+    for i, rec in enumerate(records):
+        try:
+            problems.append(Problem(i, rec["question"], rec["answer"], parse_gold(rec["answer"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{source} {split} line {i + 1}: expected question/answer with '#### N' ({exc})") from None
+    return problems
+
+
+def take_budget(problems: list[Problem], n: int, seed: int) -> list[Problem]:
+    """The first ``n`` problems of the split's fixed seeded shuffle (nested budgets)."""
+    order = list(range(len(problems)))
+    random.Random(seed).shuffle(order)
+    return [problems[i] for i in order[:n]]
+
+
+def take_first(problems: list[Problem], n: int) -> list[Problem]:
+    return problems[:n]
+
+
+def load_traces(path: str | Path) -> list[Problem]:
+    """A traces file: JSONL of ``{"question", "answer": "<reasoning>\\n\\n#### N"}``.
+
+    Every line is checked; the first bad one is named with its number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--traces-file {str(path)!r} does not exist")
+    problems: list[Problem] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise UsageError(f"--traces-file {path}: line {lineno} is not valid JSON") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not isinstance(rec.get("answer"), str):
+                raise UsageError(
+                    f"--traces-file {path}: line {lineno} needs string fields 'question' and 'answer'"
+                )
+            try:
+                gold = parse_gold(rec["answer"])
+            except ValueError:
+                raise UsageError(
+                    f"--traces-file {path}: line {lineno} answer lacks the '#### N' marker"
+                ) from None
+            problems.append(Problem(len(problems), rec["question"], rec["answer"], gold))
+    if not problems:
+        raise UsageError(f"--traces-file {path} is empty: expected JSONL lines with question and answer")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------
+def build_messages(question: str) -> list[dict]:
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": question},
+    ]
+
+
+def build_prompt(tokenizer, question: str) -> str:
+    """The generation prompt: chat template, then the opening reasoning tag.
+
+    Evaluation, SFT and GRPO all use this one string, so training and testing
+    see the same context. Tokenizers without a chat template get a plain layout.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            build_messages(question), tokenize=False, add_generation_prompt=True
+        )
+    else:
+        text = f"{SYSTEM_PROMPT}\n\nQuestion: {question}\nAnswer: "
+    return text + REASONING_START
+
+
+def format_target(answer: str) -> str:
+    """A GSM8K solution (or a trace) rewritten as the completion the model should write.
+
+    ``"a = <<1+1=2>>2\\n#### 2"`` becomes
+    ``"a = 2<end_working_out><SOLUTION>2</SOLUTION>"`` (the prompt already opened
+    ``<start_working_out>``).
+    """
+    m = PATTERNS["gold_marker"].search(answer)
+    if not m:
+        raise ValueError("answer lacks the '#### N' marker")
+    reasoning = _CALCULATOR.sub("", answer[: m.start()]).strip()
+    final = m.group(1).replace(",", "").strip()
+    return f"{reasoning}{REASONING_END}{SOLUTION_START}{final}{SOLUTION_END}"
+
+
+def reasoning_to_trace(reasoning: str, final: str) -> str:
+    """The traces-file answer layout: ``"<reasoning>\\n\\n#### N"``."""
+    return f"{reasoning.strip()}\n\n#### {final}"
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def _bundled_path(split: str) -> Path:
+    return Path(str(resources.files("gsm8k_lab") / "data" / "gsm8k" / f"{split}.jsonl"))
+
+
+def _read_jsonl(path: Path, verify_sha256: str | None = None) -> list[dict]:
+    raw = path.read_bytes()
+    if verify_sha256 is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != verify_sha256:
+            raise UsageError(
+                f"bundled data file {path} is corrupted: sha256 {digest[:12]}…, "
+                f"expected {verify_sha256[:12]}… (reinstall the package)"
+            )
+    records = []
+    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UsageError(f"{path}: line {lineno} is not valid JSON") from None
+    return records
+
+
+def _load_hub(split: str) -> list[dict]:
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(*HUB_DATASET, split=split)
+    except Exception as exc:  # network or cache failure: say what to do instead
+        raise UsageError(
+            f"could not load {HUB_DATASET[0]} ({HUB_DATASET[1]}) from the hub ({type(exc).__name__}); "
+            "use the bundled copy (--data bundled) when offline"
+        ) from None
+    return [{"question": r["question"], "answer": r["answer"]} for r in ds]

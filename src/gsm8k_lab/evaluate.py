@@ -1,0 +1,243 @@
+"""Evaluation: per-example records streamed to CSV, then metrics written atomically.
+
+Rows are appended as each batch finishes (and flushed), so a killed evaluation
+resumes without regenerating finished problems; the final CSV is rewritten in
+problem order. Metrics:
+
+- accuracy: share of problems whose SOLUTION number equals the gold number;
+- thinking proportion: share with a non-empty reasoning block;
+- answer proportion: share with a number readable from a SOLUTION block;
+- a 95% Wilson interval of accuracy, lm-evaluation-harness strict and flexible
+  scores over the whole completion, mean completion tokens, truncated share and
+  generation throughput.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+from .answers import (
+    assistant_text,
+    gold_text,
+    harness_flexible,
+    harness_strict,
+    numbers_match,
+    parse_completion,
+)
+from .data import Problem
+from .generation import Completion, GenerationBackend, SamplingParams
+from .runs import atomic_write_json, atomic_write_text
+
+COLUMNS = [
+    "index", "question", "gold_answer", "completion", "extracted_answer", "correct",
+    "has_thinking", "has_answer", "completion_tokens", "truncated", "strict_match", "flexible_match",
+]
+_BOOL_COLUMNS = ("correct", "has_thinking", "has_answer", "truncated", "strict_match", "flexible_match")
+
+
+def score(problem: Problem, completion: Completion) -> dict:
+    """One per-example record."""
+    text = assistant_text(completion.text)
+    parsed = parse_completion(text)
+    gold = gold_text(problem.answer)
+    return {
+        "index": problem.index,
+        "question": problem.question,
+        "gold_answer": _fmt_number(problem.gold),
+        "completion": completion.text,
+        "extracted_answer": "" if parsed.value is None else _fmt_number(parsed.value),
+        "correct": numbers_match(parsed.value, problem.gold),
+        "has_thinking": parsed.has_thinking,
+        "has_answer": parsed.has_answer,
+        "completion_tokens": completion.n_tokens,
+        "truncated": completion.truncated,
+        "strict_match": harness_strict(completion.text, gold),
+        "flexible_match": harness_flexible(completion.text, gold),
+    }
+
+
+def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[str],
+             params: SamplingParams, csv_path: str | Path, resume: bool = False,
+             extra: dict | None = None) -> dict:
+    """Generate, score and write ``csv_path`` plus ``<stem>_metrics.txt``/``.json`` beside it."""
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    done = read_rows(csv_path, problems) if resume else {}
+    _rewrite(csv_path, sorted(done.values(), key=lambda r: r["index"]))
+    todo = [i for i, p in enumerate(problems) if p.index not in done]
+    gen_seconds, gen_tokens = 0.0, 0
+    if todo:
+        t0 = time.perf_counter()
+        with csv_path.open("a", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            for idx, completions in backend.generate_iter([prompts[i] for i in todo], params, desc="evaluating"):
+                for j, comps in zip(idx, completions):
+                    row = score(problems[todo[j]], comps[0])
+                    writer.writerow(row)
+                    done[row["index"]] = row
+                    gen_tokens += row["completion_tokens"]
+                fh.flush()
+                os.fsync(fh.fileno())
+        gen_seconds = time.perf_counter() - t0
+    rows = sorted(done.values(), key=lambda r: r["index"])
+    _rewrite(csv_path, rows)
+    metrics = compute_metrics(rows)
+    metrics.update({
+        "generated_problems": len(todo),
+        "generation_seconds": round(gen_seconds, 2),
+        "problems_per_second": round(len(todo) / gen_seconds, 3) if gen_seconds else None,
+        "tokens_per_second": round(gen_tokens / gen_seconds, 1) if gen_seconds else None,
+        "backend": getattr(backend, "describe", backend.name),
+        "max_new_tokens": params.max_new_tokens,
+        "temperature": params.temperature,
+        "csv": csv_path.name,
+    })
+    if extra:
+        metrics.update(extra)
+    write_metrics(metrics_path(csv_path), metrics)
+    return metrics
+
+
+def compute_metrics(rows: list[dict]) -> dict:
+    n = len(rows)
+    if n == 0:
+        raise ValueError("no evaluated rows")
+    mean = lambda key: sum(bool(r[key]) for r in rows) / n  # noqa: E731
+    correct = sum(bool(r["correct"]) for r in rows)
+    lo, hi = wilson_interval(correct, n)
+    return {
+        "n": n,
+        "accuracy": correct / n,
+        "accuracy_ci95_low": lo,
+        "accuracy_ci95_high": hi,
+        "thinking_proportion": mean("has_thinking"),
+        "answer_proportion": mean("has_answer"),
+        "strict_match": mean("strict_match"),
+        "flexible_match": mean("flexible_match"),
+        "mean_completion_tokens": sum(int(r["completion_tokens"]) for r in rows) / n,
+        "truncated_proportion": mean("truncated"),
+    }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (sound near 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def metrics_path(csv_path: str | Path) -> Path:
+    csv_path = Path(csv_path)
+    return csv_path.with_name(f"{csv_path.stem}_metrics.txt")
+
+
+def write_metrics(txt_path: Path, metrics: dict) -> None:
+    """Human-readable ``key: value`` text and the same as JSON beside it, both atomic."""
+    atomic_write_json(txt_path.with_suffix(".json"), metrics)
+    atomic_write_text(txt_path, "".join(f"{k}: {_fmt(v)}\n" for k, v in metrics.items()))
+
+
+def format_table(metrics: dict) -> str:
+    keys = [("accuracy", "accuracy"), ("thinking_proportion", "thinking"), ("answer_proportion", "answer"),
+            ("strict_match", "strict (harness)"), ("flexible_match", "flexible (harness)"),
+            ("mean_completion_tokens", "mean tokens"), ("truncated_proportion", "truncated"),
+            ("n", "n"), ("tokens_per_second", "tokens/s")]
+    lines = []
+    for key, label in keys:
+        v = metrics.get(key)
+        if key == "accuracy":
+            v = f"{v:.1%}  (95% CI {metrics['accuracy_ci95_low']:.1%}–{metrics['accuracy_ci95_high']:.1%})"
+        elif isinstance(v, float) and key.endswith(("proportion", "match")):
+            v = f"{v:.1%}"
+        lines.append(f"  {label:<20} {_fmt(v)}")
+    return "\n".join(lines)
+
+
+def read_rows(csv_path: Path, problems: list[Problem]) -> dict[int, dict]:
+    """Rows already written for these problems; a torn last line from a kill is dropped."""
+    if not csv_path.is_file():
+        return {}
+    wanted = {p.index: p for p in problems}
+    rows: dict[int, dict] = {}
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        for raw in csv.DictReader(fh):
+            if None in raw or any(raw.get(c) is None for c in COLUMNS):
+                continue  # incomplete line
+            try:
+                row = _typed(raw)
+            except ValueError:
+                continue
+            p = wanted.get(row["index"])
+            if p is not None and p.question == row["question"]:
+                rows[row["index"]] = row
+    return rows
+
+
+# --------------------------------------------------------------------------
+def _typed(raw: dict) -> dict:
+    row = dict(raw)
+    row["index"] = int(raw["index"])
+    row["completion_tokens"] = int(raw["completion_tokens"])
+    for key in _BOOL_COLUMNS:
+        if raw[key] not in ("True", "False"):
+            raise ValueError(key)
+        row[key] = raw[key] == "True"
+    return row
+
+
+def _rewrite(csv_path: Path, rows: list[dict]) -> None:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(csv_path, buf.getvalue())
+
+
+def _fmt_number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def evaluate_model(cfg, model_ref, csv_path: str | Path, resume: bool = False, backend=None) -> dict:
+    """Evaluate a model reference on the first ``cfg.eval.samples`` test problems.
+
+    The entry point shared by ``evaluate_model.py`` and the training scripts'
+    automatic evaluation. ``backend`` may be passed to reuse a loaded model.
+    """
+    from .config import check_sample_count
+    from .data import build_prompt, load_split, take_first
+    from .generation import make_backend
+    from .models import load_tokenizer
+
+    test = load_split("test", cfg.data_source)
+    n = check_sample_count("EVAL_SAMPLES", cfg.eval.samples, len(test))
+    problems = take_first(test, n)
+    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(model_ref)
+    prompts = [build_prompt(tokenizer, p.question) for p in problems]
+    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature,
+                            top_p=cfg.eval.top_p, top_k=cfg.eval.top_k, min_p=cfg.eval.min_p,
+                            seed=cfg.eval.seed)
+    t0 = time.perf_counter()
+    if backend is None:
+        backend = make_backend(cfg.eval.backend, model_ref, cfg.model.dtype, cfg.eval.batch_size)
+    print(f"[gsm8k-lab] evaluating {model_ref.run_dir or model_ref.base} on {n} test problems "
+          f"with {getattr(backend, 'describe', backend.name)}", flush=True)
+    model_name = str(model_ref.run_dir or model_ref.base)
+    return evaluate(backend, problems, prompts, params, csv_path, resume=resume,
+                    extra={"model": model_name, "data_source": cfg.data_source,
+                           "load_seconds": round(time.perf_counter() - t0, 1)})

