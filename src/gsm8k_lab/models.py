@@ -73,7 +73,8 @@ def resolve_model(spec: str | None, flag: str = "--model-path") -> ModelRef:
         )
     if _looks_local(spec):
         raise UsageError(f"{flag} {spec!r} does not exist")
-    return ModelRef(spec)  # a hub id; loading reports when it cannot be reached
+    _check_hub_reachable(spec, flag)
+    return ModelRef(spec)
 
 
 def embedded_model_dir() -> Path:
@@ -229,6 +230,26 @@ def _looks_local(spec: str) -> bool:
         return True
     first = spec.split("/", 1)[0]
     return "/" not in spec or Path(first).is_dir()
+
+
+def _check_hub_reachable(repo_id: str, flag: str) -> None:
+    """Fail fast, in one line, for a hub id that is neither cached nor reachable."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise UsageError(f"{flag} {repo_id!r} is not a local path and is not in the hub cache (offline mode)")
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=5).close()
+    except OSError:
+        raise UsageError(
+            f"{flag} {repo_id!r} is not a local path, and the Hugging Face hub cannot be reached to download it"
+        ) from None
 
 
 def _embedded_gguf_path() -> Path:

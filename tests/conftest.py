@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny randomly initialised Llama with the real SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer_dir() -> Path:
+    """The embedded model's folder (converted from the GGUF once per machine)."""
+    from gsm8k_lab.models import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, real_tokenizer_dir) -> Path:
+    """2 layers, hidden size 64, random weights, the real 49k-token tokenizer: seconds per run."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(real_tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def run_cli():
+    """Run one of the seed's scripts as a user would, return the CompletedProcess."""
+
+    def _run(script: str, *args: str, env: dict | None = None, timeout: int = 600):
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        return subprocess.run(
+            [sys.executable, str(REPO / "src" / script), *args],
+            capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO,
+        )
+
+    return _run

@@ -1,0 +1,152 @@
+"""Answer extraction and scoring, as a table of hand-written completions.
+
+Each case is (completion as generated, i.e. after the prompt's opening
+``<start_working_out>``; gold number; expected extracted value or None; expected verdict).
+"""
+
+import pytest
+
+from gsm8k_lab.answers import (
+    assistant_text,
+    gold_text,
+    harness_flexible,
+    harness_strict,
+    is_correct,
+    parse_completion,
+    parse_gold,
+    parse_number,
+)
+
+W = "2+2 is 4<end_working_out>"  # a short, well-formed reasoning block
+
+CASES = [
+    # plain, well formed
+    (f"{W}<SOLUTION>4</SOLUTION>", 4, 4, True),
+    (f"{W}<SOLUTION> 4 </SOLUTION>", 4, 4, True),
+    (f"{W}<SOLUTION>\n4\n</SOLUTION>", 4, 4, True),
+    (f"{W}<SOLUTION>5</SOLUTION>", 4, 5, False),
+    # currency, units, words around the number
+    (f"{W}<SOLUTION>$18.00</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>18 dollars</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>$18</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>The answer is 18.</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>x = 18</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>18 eggs</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>18%</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>+18</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>18.</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>18.5</SOLUTION>", 18, 18.5, False),
+    (f"{W}<SOLUTION>0.5</SOLUTION>", 0.5, 0.5, True),
+    (f"{W}<SOLUTION>.5</SOLUTION>", 0.5, 0.5, True),
+    # thousands separators vs decimal points
+    (f"{W}<SOLUTION>1,000</SOLUTION>", 1000, 1000, True),
+    (f"{W}<SOLUTION>1.000</SOLUTION>", 1000, 1, False),
+    (f"{W}<SOLUTION>$1,234,567.50</SOLUTION>", 1234567.5, 1234567.5, True),
+    (f"{W}<SOLUTION>1000</SOLUTION>", 1000, 1000, True),
+    # negatives and fractions
+    (f"{W}<SOLUTION>-7</SOLUTION>", -7, -7, True),
+    (f"{W}<SOLUTION>−7</SOLUTION>", -7, -7, True),
+    (f"{W}<SOLUTION>-$7</SOLUTION>", -7, -7, True),
+    (f"{W}<SOLUTION>3/4</SOLUTION>", 0.75, 0.75, True),
+    (f"{W}<SOLUTION>1/3</SOLUTION>", 0.33, 1 / 3, False),  # tolerance is tight
+    (f"{W}<SOLUTION>1/3</SOLUTION>", 0.3333333333, 1 / 3, True),
+    (f"{W}<SOLUTION>5/0</SOLUTION>", 5, None, False),
+    # scientific notation
+    (f"{W}<SOLUTION>1.5e3</SOLUTION>", 1500, 1500, True),
+    (f"{W}<SOLUTION>2E2</SOLUTION>", 200, 200, True),
+    # several numbers inside the block: the last one counts
+    (f"{W}<SOLUTION>5 + 3 = 8</SOLUTION>", 8, 8, True),
+    (f"{W}<SOLUTION>18 (16 - 3 - 4 = 9, 9 * 2 = 18)</SOLUTION>", 18, 18, True),
+    # several SOLUTION blocks: the last closed one counts
+    (f"{W}<SOLUTION>3</SOLUTION> wait <SOLUTION>4</SOLUTION>", 4, 4, True),
+    (f"{W}<SOLUTION>4</SOLUTION> wait <SOLUTION>3</SOLUTION>", 4, 3, False),
+    (f"{W}<SOLUTION>4</SOLUTION><SOLUTION>oops", 4, 4, True),
+    # numbers in the reasoning only
+    ("16 - 3 - 4 = 9 eggs, 9 * 2 = 18<end_working_out>", 18, None, False),
+    ("The answer is 18.", 18, None, False),
+    # empty and unclosed tags
+    (f"{W}<SOLUTION></SOLUTION>", 18, None, False),
+    (f"{W}<SOLUTION>   </SOLUTION>", 18, None, False),
+    (f"{W}<SOLUTION>eighteen</SOLUTION>", 18, None, False),
+    (f"{W}<SOLUTION>18", 18, 18, True),
+    (f"{W}<SOLUTION>", 18, None, False),
+    (f"{W}</SOLUTION>18", 18, None, False),
+    # a number glued to letters is not a number
+    (f"{W}<SOLUTION>x2</SOLUTION>", 2, None, False),
+    # nothing at all
+    ("", 0, None, False),
+    # code is never run
+    (f"{W}<SOLUTION>__import__('os').system('echo hi')</SOLUTION>", 0, None, False),
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected,verdict", CASES)
+def test_extraction_table(completion, gold, expected, verdict):
+    parsed = parse_completion(assistant_text(completion))
+    if expected is None:
+        assert parsed.value is None
+        assert not parsed.has_answer
+    else:
+        assert parsed.value == pytest.approx(expected)
+        assert parsed.has_answer
+    assert is_correct(completion, gold) is verdict
+
+
+def test_table_is_large_enough():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("completion,thinking", [
+    ("step one<end_working_out><SOLUTION>1</SOLUTION>", True),
+    ("   <end_working_out><SOLUTION>1</SOLUTION>", False),
+    ("no closing tag <SOLUTION>1</SOLUTION>", False),
+    ("<start_working_out>x<end_working_out><SOLUTION>1</SOLUTION>", True),
+])
+def test_thinking(completion, thinking):
+    assert parse_completion(assistant_text(completion)).has_thinking is thinking
+
+
+def test_parsed_records_closure_and_block_count():
+    p = parse_completion(assistant_text(f"{W}<SOLUTION>1</SOLUTION><SOLUTION>2</SOLUTION>"))
+    assert p.closed and p.n_solution_blocks == 2 and p.value == 2
+    q = parse_completion(assistant_text(f"{W}<SOLUTION>7"))
+    assert not q.closed and q.n_solution_blocks == 0 and q.value == 7
+
+
+@pytest.mark.parametrize("answer,gold", [
+    ("a\n#### 72", 72),
+    ("a\n#### 1,000", 1000),
+    ("a\n#### -3", -3),
+    ("a\n#### 0.5", 0.5),
+    ("cost <<2*3=6>>6\n#### $6", 6),
+])
+def test_parse_gold(answer, gold):
+    assert parse_gold(answer) == pytest.approx(gold)
+
+
+def test_parse_gold_without_marker_raises():
+    with pytest.raises(ValueError):
+        parse_gold("the answer is 5")
+
+
+def test_parse_number_none_and_empty():
+    assert parse_number(None) is None
+    assert parse_number("") is None
+    assert parse_number("no digits here") is None
+
+
+@pytest.mark.parametrize("text,gold,strict,flexible", [
+    ("so 5 + 3 = 8\n#### 8", "8", True, True),
+    ("so the answer is 8.", "8", False, True),
+    ("#### 1,000 apples", "1000", True, True),  # commas are dropped before comparing
+    ("The total is $1,000.", "1,000", False, True),
+    ("#### 7 then 9", "7", True, False),
+    ("nothing", "7", False, False),
+])
+def test_harness_scores(text, gold, strict, flexible):
+    assert harness_strict(text, gold) is strict
+    assert harness_flexible(text, gold) is flexible
+
+
+def test_gold_text():
+    assert gold_text("x\n#### 1,000") == "1,000"

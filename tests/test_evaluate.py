@@ -1,0 +1,206 @@
+"""evaluate_model.py end to end: files, metric consistency, resume, and every bad input."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import subprocess
+import sys
+
+import pytest
+
+from gsm8k_lab.evaluate import COLUMNS, compute_metrics, evaluate, read_rows, wilson_interval
+
+REPO_SRC = Path(__file__).resolve().parents[1] / "src"
+FAST = ["--max-new-tokens", "8", "--batch-size", "4", "--dtype", "fp32"]
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_writes_rows_and_consistent_metrics(run_cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "ev"
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(out),
+                "--output-file", "tiny.csv", *FAST, env={"EVAL_SAMPLES": "6"})
+    assert r.returncode == 0, r.stderr
+    rows = _rows(out / "debug" / "tiny.csv")
+    assert list(rows[0].keys()) == COLUMNS
+    assert [int(x["index"]) for x in rows] == list(range(6))
+    metrics = json.loads((out / "debug" / "tiny_metrics.json").read_text())
+    txt = (out / "debug" / "tiny_metrics.txt").read_text()
+    n_correct = sum(x["correct"] == "True" for x in rows)
+    assert metrics["n"] == 6
+    assert metrics["accuracy"] == pytest.approx(n_correct / 6)
+    assert metrics["thinking_proportion"] == pytest.approx(sum(x["has_thinking"] == "True" for x in rows) / 6)
+    assert metrics["answer_proportion"] == pytest.approx(sum(x["has_answer"] == "True" for x in rows) / 6)
+    assert metrics["mean_completion_tokens"] == pytest.approx(sum(int(x["completion_tokens"]) for x in rows) / 6)
+    assert metrics["truncated_proportion"] == pytest.approx(sum(x["truncated"] == "True" for x in rows) / 6)
+    assert (metrics["accuracy_ci95_low"], metrics["accuracy_ci95_high"]) == pytest.approx(wilson_interval(n_correct, 6))
+    assert "accuracy:" in txt and "thinking_proportion:" in txt and "answer_proportion:" in txt
+    assert "accuracy" in r.stdout  # the printed table
+
+
+class _Interrupting:
+    """Wraps a backend and stops (like Ctrl-C) after some batches."""
+
+    name = "interrupting"
+
+    def __init__(self, inner, after):
+        self.inner, self.after = inner, after
+
+    def generate_iter(self, prompts, params, desc=""):
+        for k, item in enumerate(self.inner.generate_iter(prompts, params, desc)):
+            if k == self.after:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_resume_after_kill_keeps_rows_once(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.generation import SamplingParams, TransformersBackend
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    backend = TransformersBackend(model, tok, batch_size=2)
+    problems = load_split("test")[:7]
+    prompts = [build_prompt(tok, p.question) for p in problems]
+    params = SamplingParams(max_new_tokens=6)
+    path = tmp_path / "debug" / "e.csv"
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_Interrupting(backend, after=2), problems, prompts, params, path)
+    partial = read_rows(path, problems)
+    assert 0 < len(partial) < 7
+    # a kill can tear the last line: add half a row
+    with open(path, "a") as fh:
+        fh.write('99,"half a row')
+
+    calls = []
+
+    class Counting:
+        name = "counting"
+
+        def generate_iter(self, p, params, desc=""):
+            calls.append(len(p))
+            yield from backend.generate_iter(p, params, desc)
+
+    metrics = evaluate(Counting(), problems, prompts, params, path, resume=True)
+    assert calls == [7 - len(partial)]  # only the unfinished problems are generated
+    rows = _rows(path)
+    assert [int(r["index"]) for r in rows] == list(range(7))  # each once, in order
+    fresh = tmp_path / "fresh.csv"
+    evaluate(backend, problems, prompts, params, fresh)
+    assert [r["completion"] for r in rows] == [r["completion"] for r in _rows(fresh)]
+    assert metrics["n"] == 7
+
+
+def test_compute_metrics_and_wilson():
+    rows = [{"correct": c, "has_thinking": True, "has_answer": c, "strict_match": False,
+             "flexible_match": c, "completion_tokens": 10, "truncated": False} for c in (True, False, False, True)]
+    m = compute_metrics(rows)
+    assert m["accuracy"] == 0.5 and m["answer_proportion"] == 0.5 and m["thinking_proportion"] == 1.0
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0
+
+
+# --------------------------------------------------------------------------
+# bad input: one line on stderr naming the input, exit 2, nothing written
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("env,args,needle", [
+    ({"EVAL_SAMPLES": "abc"}, [], "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
+    ({"EVAL_SAMPLES": "0"}, [], "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),
+    ({"EVAL_SAMPLES": "5000"}, [], "EVAL_SAMPLES=5000 is larger than the split (1319 problems)"),
+    ({}, ["--model-path", "{tmp}/does-not-exist"], "does-not-exist' does not exist"),
+    ({}, ["--model-path", "no-such-org/no-such-model"], "is not a local path"),
+    ({}, ["--model-path", "{empty}"], "holds no model"),
+    ({}, ["--output-file", "sub/x.csv"], "--output-file must be a file name without a directory part"),
+])
+def test_bad_input(run_cli, tmp_path, tiny_model_dir, env, args, needle):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [a.replace("{empty}", str(empty)).replace("{tmp}", str(tmp_path)) for a in args]
+    if "--model-path" not in args:
+        args += ["--model-path", str(tiny_model_dir)]
+    out = tmp_path / "out"
+    r = run_cli("evaluate_model.py", "--output-dir", str(out), "--output-file", "e.csv", *args, env=env)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (out / "debug").exists()
+
+
+def test_unwritable_output_dir(run_cli, tmp_path, tiny_model_dir):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that can write anywhere")
+        r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir",
+                    str(locked / "ev"), "--output-file", "e.csv")
+        assert r.returncode == 2 and "is not writable" in r.stderr
+    finally:
+        os.chmod(locked, 0o700)
+
+
+def test_output_dir_is_a_file(run_cli, tmp_path, tiny_model_dir):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(f / "ev"),
+                "--output-file", "e.csv")
+    assert r.returncode == 2 and "is not a directory" in r.stderr
+    assert f.read_text() == "x"
+
+
+def test_existing_output_needs_resume_or_overwrite(run_cli, tmp_path, tiny_model_dir):
+    debug = tmp_path / "ev" / "debug"
+    debug.mkdir(parents=True)
+    (debug / "e.csv").write_text("keep me")
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(tmp_path / "ev"),
+                "--output-file", "e.csv")
+    assert r.returncode == 2 and "already exists; pass --resume" in r.stderr
+    assert (debug / "e.csv").read_text() == "keep me"
+
+
+def test_corrupted_bundled_data_via_cli(run_cli, tmp_path, tiny_model_dir, monkeypatch):
+    # a copy of the package with one flipped byte in test.jsonl
+    import shutil
+
+    import gsm8k_lab
+
+    pkg = Path(gsm8k_lab.__file__).parent
+    copy = tmp_path / "site" / "gsm8k_lab"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    data = copy / "data" / "gsm8k" / "test.jsonl"
+    raw = bytearray(data.read_bytes())
+    raw[100] = ord("X") if raw[100] != ord("X") else ord("Y")
+    data.write_bytes(bytes(raw))
+    script = tmp_path / "site" / "evaluate_model.py"  # beside the copy, so the copy is imported
+    shutil.copy(REPO_SRC / "evaluate_model.py", script)
+    r = subprocess.run([sys.executable, str(script), "--model-path", str(tiny_model_dir), "--output-dir",
+                        str(tmp_path / "ev"), "--output-file", "e.csv"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "is corrupted: sha256" in r.stderr
+    assert not (tmp_path / "ev" / "debug").exists()
+
+
+def test_real_embedded_default_answers_a_question():
+    """The shipped SmolLM2-135M-Instruct loads offline and writes an answer."""
+    from gsm8k_lab.data import build_prompt
+    from gsm8k_lab.generation import SamplingParams, generate
+    from gsm8k_lab.generation import make_backend
+    from gsm8k_lab.models import resolve_model
+
+    ref = resolve_model(None)
+    backend = make_backend("transformers", ref, "auto", batch_size=1)
+    prompt = build_prompt(backend.tokenizer, "What is 3 + 4?")
+    (comps,) = generate(backend, [prompt], SamplingParams(max_new_tokens=48))
+    assert comps[0].n_tokens > 0 and comps[0].text.strip()
+    assert len(backend.tokenizer) == 49152
