@@ -45,7 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_generation_flags(ev)
     add_run_flags(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+    sft = sub.add_parser("train-sft", help="supervised fine-tuning (prep or full stage) with LoRA")
+    sft.add_argument("--output-dir", required=True, help="run directory (model/, debug/, run.json)")
+    sft.add_argument("--stage", default="full", help="prep (PREP_TRAIN_SAMPLES problems) or full (TRAIN_SAMPLES)")
+    sft.add_argument("--base-model", help="run directory, model folder or hub id to start from")
+    sft.add_argument("--traces-file", help="JSONL of {question, answer: '<reasoning>\\n\\n#### N'} to train on")
+    add_training_flags(sft)
+    sft.set_defaults(func=cmd_train_sft)
+
+    grpo = sub.add_parser("train-grpo", help="GRPO with format and correctness rewards, LoRA")
+    grpo.add_argument("--output-dir", required=True, help="run directory (model/, debug/, run.json)")
+    grpo.add_argument("--base-model", help="run directory, model folder or hub id to start from")
+    grpo.add_argument("--batch-size", dest="train_batch_size", type=int,
+                      help="completions per device per step (a multiple of NUM_GENERATIONS)")
+    grpo.add_argument("--max-completion-length", type=int, help="GRPO completion budget in tokens")
+    grpo.add_argument("--use-vllm", action="store_true", help="roll out with vLLM (TRL use_vllm)")
+    grpo.add_argument("--vllm-mode", choices=["colocate", "server"], help="vLLM beside training or a server")
+    add_training_flags(grpo)
+    grpo.set_defaults(func=cmd_train_grpo)
     return parser
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=float, help="passes over the training problems")
+    p.add_argument("--learning-rate", type=float, help="peak learning rate")
+    p.add_argument("--seed", dest="train_seed", type=int, help="training seed")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="base weights dtype")
+    p.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
+    p.add_argument("--report-to", help="none, tensorboard, wandb or trackio")
+    p.add_argument("--eval-batch-size", type=int, help="batch size of the automatic evaluation")
+    p.add_argument("--eval-max-new-tokens", type=int, help="generation budget of the automatic evaluation")
+    add_run_flags(p)
 
 
 def add_generation_flags(p: argparse.ArgumentParser) -> None:
@@ -110,6 +141,68 @@ def cmd_evaluate(args, cfg: Config) -> int:
     metrics = evaluate_model(cfg, ref, csv_path, resume=args.resume)
     print_metrics(metrics, csv_path)
     return 0
+
+
+def _apply_training_flags(args, cfg: Config, section) -> None:
+    if args.epochs is not None:
+        section.epochs = args.epochs
+        if section is cfg.sft:
+            section.prep_epochs = args.epochs
+    if args.learning_rate is not None:
+        section.learning_rate = args.learning_rate
+    if args.train_seed is not None:
+        cfg.seed = args.train_seed
+    if args.dtype:
+        cfg.model.dtype = args.dtype
+    if args.data:
+        cfg.data_source = args.data
+    if args.report_to:
+        cfg.report_to = args.report_to
+    if args.eval_batch_size:
+        cfg.eval.batch_size = args.eval_batch_size
+    if args.eval_max_new_tokens:
+        cfg.eval.max_new_tokens = args.eval_max_new_tokens
+
+
+def cmd_train_sft(args, cfg: Config) -> int:
+    from .sft import train_sft
+
+    _apply_training_flags(args, cfg, cfg.sft)
+    info = train_sft(cfg, args.stage, args.output_dir, base_model=args.base_model,
+                     traces_file=args.traces_file, resume=args.resume, overwrite=args.overwrite)
+    _print_run(info, args.output_dir)
+    return 0
+
+
+def cmd_train_grpo(args, cfg: Config) -> int:
+    from .grpo import train_grpo
+
+    _apply_training_flags(args, cfg, cfg.grpo)
+    if args.train_batch_size is not None:
+        if args.train_batch_size <= 0:
+            raise UsageError(f"--batch-size must be a positive integer, got {args.train_batch_size}")
+        cfg.grpo.per_device_batch_size = args.train_batch_size
+    if args.max_completion_length is not None:
+        cfg.grpo.max_completion_length = args.max_completion_length
+    if args.use_vllm:
+        cfg.grpo.use_vllm = True
+    if args.vllm_mode:
+        cfg.grpo.vllm_mode = args.vllm_mode
+    info = train_grpo(cfg, args.output_dir, base_model=args.base_model,
+                      resume=args.resume, overwrite=args.overwrite)
+    _print_run(info, args.output_dir)
+    return 0
+
+
+def _print_run(info: dict, output_dir: str) -> None:
+    ev = info.get("eval")
+    if not ev:
+        return
+    print(f"\n{info['stage']} finished: {output_dir}/model (adapter), {output_dir}/debug/{ev['csv']}")
+    print(f"  accuracy {ev['accuracy']:.1%} (95% CI {ev['accuracy_ci95_low']:.1%}-{ev['accuracy_ci95_high']:.1%}), "
+          f"thinking {ev['thinking_proportion']:.1%}, answer {ev['answer_proportion']:.1%}, n={ev['n']}")
+    t = info.get("timings", {})
+    print(f"  train {t.get('train_seconds', 0):.0f} s, eval {t.get('eval_seconds', 0):.0f} s")
 
 
 def print_metrics(metrics: dict, csv_path: Path) -> None:

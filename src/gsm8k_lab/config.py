@@ -87,16 +87,18 @@ class SFTSettings:
 class GRPOSettings:
     train_samples: int | None = _f(1024, "Problems (TRAIN_SAMPLES); None means the whole split.")
     num_generations: int = _f(4, "Completions per prompt, the GRPO group (NUM_GENERATIONS).")
-    per_device_batch_size: int = _f(
-        8, "Completions per device per step; times processes must be divisible by the group."
+    per_device_batch_size: int | None = _f(
+        None, "Completions per device per step (None: two prompts' groups); "
+        "times processes and accumulation it must be a multiple of num_generations."
     )
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
     epochs: float = _f(1.0, "Passes over the training problems.")
     learning_rate: float = _f(2e-5, "Peak learning rate (LoRA).")
-    beta: float = _f(0.0, "KL coefficient against the reference model (0 disables it).")
+    beta: float = _f(
+        0.04, "KL coefficient against the reference model (the adapter switched off); 0 disables it."
+    )
     loss_type: str = _f("dapo", "TRL loss: grpo, dapo, dr_grpo, bnpo.")
     temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
-    max_prompt_length: int = _f(320, "Longest prompt in tokens.")
     max_completion_length: int = _f(256, "Longest completion in tokens.")
     warmup_ratio: float = _f(0.05, "Share of steps used for linear warm-up.")
     lr_scheduler: str = _f("cosine", "Learning-rate schedule.")

@@ -1,0 +1,8 @@
+"""Supervised fine-tuning (prep or full stage) with a LoRA adapter, evaluated automatically afterwards."""
+
+import sys
+
+from gsm8k_lab.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train-sft", *sys.argv[1:]]))
