@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=float, help="passes over the training problems")
     p.add_argument("--learning-rate", type=float, help="peak learning rate")
+    p.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps (resume points)")
     p.add_argument("--seed", dest="train_seed", type=int, help="training seed")
     p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="base weights dtype")
     p.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
@@ -150,6 +151,10 @@ def _apply_training_flags(args, cfg: Config, section) -> None:
             section.prep_epochs = args.epochs
     if args.learning_rate is not None:
         section.learning_rate = args.learning_rate
+    if args.save_steps is not None:
+        if args.save_steps <= 0:
+            raise UsageError(f"--save-steps must be a positive integer, got {args.save_steps}")
+        section.save_steps = args.save_steps
     if args.train_seed is not None:
         cfg.seed = args.train_seed
     if args.dtype:

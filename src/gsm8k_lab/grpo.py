@@ -14,7 +14,6 @@ from pathlib import Path
 from .config import Config, UsageError, check_sample_count
 from .data import build_prompt, load_split, take_budget
 from .rewards import REWARD_FUNCTIONS
-from .training import TrainingJob, lora_config, run_training
 
 
 def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = None,
@@ -37,6 +36,7 @@ def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = Non
     train = load_split("train", cfg.data_source)
     n = check_sample_count("TRAIN_SAMPLES", g.train_samples, len(train))
     problems = take_budget(train, n, cfg.data_seed)
+    from .training import TrainingJob, lora_config, run_training  # heavy imports after validation
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset

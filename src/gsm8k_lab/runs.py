@@ -93,11 +93,10 @@ class RunDir:
         ckpts = [p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
         return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
-    def prepare(self, *, resume: bool, overwrite: bool) -> dict:
-        """Decide what to do with what is already there; returns the previous run.json (or {})."""
+    def check(self, *, resume: bool, overwrite: bool) -> dict:
+        """Refuse to clobber what is there (writes nothing); returns the run.json to continue, or {}."""
         check_writable_dir(self.root)
         if overwrite:
-            self.clear()
             return {}
         previous = self.read()
         if self.is_complete() and not resume:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .config import Config, UsageError, check_sample_count
 from .data import build_prompt, format_target, load_split, load_traces, take_budget
-from .training import TrainingJob, lora_config, run_training
 
 STAGES = ("prep", "full")
 
@@ -30,6 +29,7 @@ def train_sft(cfg: Config, stage: str, output_dir: str | Path, base_model: str |
     if stage == "prep" and traces_file:
         raise UsageError("--traces-file goes with --stage full, not prep")
     problems, data_desc = select_sft_problems(cfg, stage, traces_file)
+    from .training import TrainingJob, lora_config, run_training  # heavy imports after validation
     epochs = cfg.sft.prep_epochs if stage == "prep" else cfg.sft.epochs
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):

@@ -11,7 +11,6 @@ in ``run.json``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,17 @@ class TrainingJob:
 
 
 def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
+    from accelerate import PartialState
+
+    state = PartialState()  # one process, or each of `accelerate launch`'s
     run = RunDir(job.output_dir)
-    previous = run.prepare(resume=resume, overwrite=overwrite)
+    # Every process checks before any process writes, so all agree and a refusal writes nothing.
     parent = resolve_model(job.base_model or cfg.model.name, flag="--base-model")
+    previous = run.check(resume=resume, overwrite=overwrite)
+    state.wait_for_everyone()
+    is_main = state.is_main_process
+    if is_main and overwrite:
+        run.clear()
     run_id = previous.get("run_id") or new_run_id()
     info = {
         **previous,
@@ -47,9 +54,9 @@ def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -
         "config": cfg.to_dict(), "model_chain": parent.describe(), "data": job.describe_data,
         "environment": environment_info(), "timings": previous.get("timings", {}),
     }
-    is_main = _is_main_process()
     if is_main:
         run.write(info)
+    state.wait_for_everyone()
 
     if info["status"] != "trained" and info["status"] != STATUS_COMPLETE:
         t0 = time.perf_counter()
@@ -147,10 +154,6 @@ def _common_args(cfg: Config, run: RunDir) -> dict:
 
 def _section_flag(cfg: Config, name: str) -> bool:
     return bool(getattr(cfg.sft, name, False) or getattr(cfg.grpo, name, False))
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _examples_seen(trainer) -> int:

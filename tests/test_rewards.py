@@ -1,0 +1,54 @@
+"""GRPO rewards on a table of completions (text after the prompt's <start_working_out>)."""
+
+import pytest
+
+from gsm8k_lab.rewards import (
+    REWARD_FUNCTIONS,
+    answer_correct,
+    format_approx,
+    format_exact,
+    number_check,
+    total_reward,
+)
+
+GOOD = "16 - 3 - 4 = 9, 9 * 2 = 18<end_working_out><SOLUTION>18</SOLUTION>"
+
+# completion, gold, format_exact, format_approx, answer_correct, number_check
+TABLE = [
+    (GOOD, 18, 1.0, 0.75, 2.0, 0.5),
+    (GOOD, 17, 1.0, 0.75, 0.0, 0.5),
+    (GOOD + "\n", 18, 1.0, 0.75, 2.0, 0.5),
+    ("9*2=18<end_working_out>\n<SOLUTION>$18</SOLUTION>", 18, 1.0, 0.75, 2.0, 0.5),
+    ("9*2=18<end_working_out><SOLUTION>18 dollars</SOLUTION>", 18, 1.0, 0.75, 2.0, 0.0),
+    ("9*2=18<end_working_out><SOLUTION>18</SOLUTION> extra talk", 18, 0.0, 0.75, 2.0, 0.5),
+    ("<end_working_out><SOLUTION>18</SOLUTION>", 18, 0.0, 0.75, 2.0, 0.5),  # empty reasoning
+    ("x<end_working_out><SOLUTION>17</SOLUTION><SOLUTION>18</SOLUTION>", 18, 0.0, -0.25, 0.0, 0.5),  # hedging
+    ("x<end_working_out><SOLUTION>18", 18, 0.0, 0.25, 0.0, 0.5),  # unclosed: no answer reward
+    ("the answer is 18", 18, 0.0, -0.75, 0.0, -0.5),
+    ("x<end_working_out><SOLUTION></SOLUTION>", 18, 0.0, 0.75, 0.0, -0.5),
+    ("x<end_working_out><SOLUTION>eighteen</SOLUTION>", 18, 1.0, 0.75, 0.0, -0.5),  # form right, no number
+    ("x<end_working_out><end_working_out><SOLUTION>18</SOLUTION>", 18, 0.0, 0.25, 2.0, 0.5),
+]
+
+
+@pytest.mark.parametrize("completion,gold,exact,approx,correct,number", TABLE)
+def test_reward_table(completion, gold, exact, approx, correct, number):
+    assert format_exact([completion]) == [exact]
+    assert format_approx([completion]) == [approx]
+    assert answer_correct([completion], gold=[gold]) == [correct]
+    assert number_check([completion]) == [number]
+    assert total_reward(completion, gold) == pytest.approx(exact + approx + correct + number)
+
+
+def test_batch_and_conversational_inputs():
+    convo = [[{"role": "assistant", "content": GOOD}]]
+    assert answer_correct(convo, gold=[18.0]) == [2.0]
+    assert format_exact([GOOD, "nope"]) == [1.0, 0.0]
+    assert [f.__name__ for f in REWARD_FUNCTIONS] == ["format_exact", "format_approx", "answer_correct",
+                                                       "number_check"]
+
+
+def test_correct_beats_everything_wrong():
+    best_wrong = total_reward(GOOD, 17)
+    worst_right = total_reward("x<end_working_out><SOLUTION>18 apples and more</SOLUTION> tail", 18)
+    assert worst_right > best_wrong

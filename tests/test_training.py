@@ -1,0 +1,241 @@
+"""The seed's training commands on the tiny model: chaining, auto-evaluation, reload, resume,
+traces, two processes, and every bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_ENV = {"PREP_TRAIN_SAMPLES": "4", "TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "3"}
+EVAL = ["--eval-max-new-tokens", "8", "--dtype", "fp32"]
+
+
+def _completions(csv_path):
+    with open(csv_path, newline="") as fh:
+        return [r["completion"] for r in csv.DictReader(fh)]
+
+
+def _run_json(d):
+    return json.loads((Path(d) / "run.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, tiny_model_dir):
+    """prep SFT -> full SFT from prep -> GRPO from prep, as the seed's Steps 2-4."""
+    root = tmp_path_factory.mktemp("chain")
+    env = {**os.environ, **TINY_ENV, "PYTHONUNBUFFERED": "1"}
+
+    def run(script, *args):
+        r = subprocess.run([sys.executable, str(REPO / "src" / script), *args], env=env,
+                           capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    run("train_sft.py", "--stage", "prep", "--output-dir", str(root / "prep"),
+        "--base-model", str(tiny_model_dir), *EVAL)
+    run("train_sft.py", "--stage", "full", "--output-dir", str(root / "full"),
+        "--base-model", str(root / "prep"), *EVAL)
+    run("train_grpo.py", "--output-dir", str(root / "grpo"), "--base-model", str(root / "prep"),
+        "--max-completion-length", "8", *EVAL)
+    return root
+
+
+@pytest.mark.parametrize("stage,name,parents", [("prep", "prep_sft", 0), ("full", "full_sft", 1),
+                                                 ("grpo", "grpo", 1)])
+def test_each_stage_saves_adapter_and_evaluates(chain, tiny_model_dir, stage, name, parents):
+    d = chain / stage
+    info = _run_json(d)
+    assert info["status"] == "complete" and info["stage"] == name
+    assert (d / "model" / "adapter_config.json").is_file()
+    assert (d / "model" / "tokenizer.json").is_file()
+    lineage = json.loads((d / "model" / "lineage.json").read_text())
+    assert lineage["base"] == str(tiny_model_dir) and len(lineage["parents"]) == parents
+    csv_path = d / "debug" / f"{name}_{info['run_id']}.csv"
+    metrics_txt = d / "debug" / f"{name}_{info['run_id']}_metrics.txt"
+    assert csv_path.is_file() and metrics_txt.is_file()
+    assert len(_completions(csv_path)) == 3
+    assert info["eval"]["n"] == 3
+    assert info["train"]["global_steps"] >= 1 and info["train"]["examples_seen"] >= 4
+    assert info["environment"]["versions"]["trl"]
+    log = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()]
+    assert log, "training curves are saved"
+    if stage == "grpo":
+        keys = set().union(*log)
+        for k in ("rewards/format_exact/mean", "rewards/answer_correct/mean", "reward_std", "kl",
+                  "completions/mean_length", "completions/clipped_ratio"):
+            assert k in keys
+    else:
+        assert any("loss" in r for r in log)
+
+
+def test_chain_is_recorded(chain):
+    full = _run_json(chain / "full")
+    assert full["model_chain"]["run_dir"] == str((chain / "prep").resolve())
+    assert full["data"]["n"] == 4
+
+
+def test_reloaded_adapter_gives_the_same_greedy_outputs(chain, run_cli):
+    """A standalone evaluation of the saved run reproduces the automatic one, in another process."""
+    info = _run_json(chain / "full")
+    r = run_cli("evaluate_model.py", "--model-path", str(chain / "full"), "--output-dir",
+                str(chain / "full_eval"), "--output-file", "again.csv", "--max-new-tokens", "8",
+                "--dtype", "fp32", env={"EVAL_SAMPLES": "3"})
+    assert r.returncode == 0, r.stderr
+    auto = _completions(chain / "full" / "debug" / f"full_sft_{info['run_id']}.csv")
+    assert _completions(chain / "full_eval" / "debug" / "again.csv") == auto
+
+
+def test_saved_adapter_equals_trained_weights_and_merge_is_exact(chain):
+    """model/ holds the final trainer state; merging the chain equals stacking the adapters."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from gsm8k_lab.models import base_path, load_model, resolve_model
+
+    d = chain / "full"
+    ckpt = max((d / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    saved, trained = (load_file(p / "adapter_model.safetensors") for p in (d / "model", ckpt))
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[k], trained[k]) for k in saved)
+
+    ref = resolve_model(str(d))
+    merged = load_model(ref, torch.float32)
+    from transformers import AutoModelForCausalLM
+
+    stacked = AutoModelForCausalLM.from_pretrained(base_path(ref), dtype=torch.float32)
+    for adapter in ref.adapters:
+        stacked = PeftModel.from_pretrained(stacked, str(adapter)).merge_and_unload()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, stacked(ids).logits, atol=1e-5)
+
+
+def test_finished_run_is_not_overwritten(chain, run_cli, tiny_model_dir):
+    before = (chain / "prep" / "run.json").read_text()
+    r = run_cli("train_sft.py", "--stage", "prep", "--output-dir", str(chain / "prep"),
+                "--base-model", str(tiny_model_dir), env=TINY_ENV)
+    assert r.returncode == 2 and "already holds a finished run; pass --overwrite" in r.stderr
+    assert (chain / "prep" / "run.json").read_text() == before
+
+
+def test_sft_from_traces_file(tmp_path, run_cli, chain):
+    traces = tmp_path / "traces.jsonl"
+    lines = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n\n#### {2 * i}",
+              "source": "grpo", "attempts": 1} for i in range(1, 6)]
+    traces.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "from_traces"
+    r = run_cli("train_sft.py", "--stage", "full", "--output-dir", str(out), "--base-model", str(chain / "prep"),
+                "--traces-file", str(traces), *EVAL, env=TINY_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = _run_json(out)
+    assert info["data"]["source"] == "traces" and info["data"]["n"] == 4  # TRAIN_SAMPLES=4 of 5 lines
+    assert info["status"] == "complete"
+
+
+def test_resume_after_kill_finishes_with_the_same_steps(tmp_path, tiny_model_dir):
+    """Kill SFT after its second checkpoint, resume, and end with the uninterrupted step count."""
+    out = tmp_path / "killed"
+    env = {**os.environ, "PREP_TRAIN_SAMPLES": "16", "EVAL_SAMPLES": "2", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "src" / "train_sft.py"), "--stage", "prep", "--output-dir", str(out),
+           "--base-model", str(tiny_model_dir), "--epochs", "2", "--save-steps", "1", *EVAL]
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "checkpoints" / "checkpoint-3" / "trainer_state.json").exists():
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "model" / "adapter_config.json").exists(), "killed before finishing"
+    # without --resume the unfinished run is protected
+    r = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = subprocess.run([*cmd, "--resume"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stdout
+    info = _run_json(out)
+    assert info["status"] == "complete"
+    assert info["train"]["global_steps"] == 8  # 16 problems / batch 4 x 2 epochs, as uninterrupted
+    steps = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    loss_steps = [s for s in steps if s < 8]
+    assert len(loss_steps) == len(set(loss_steps)), "no step logged twice"
+
+
+def test_two_processes_with_accelerate(tmp_path, tiny_model_dir):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PREP_TRAIN_SAMPLES": "8", "EVAL_SAMPLES": "2", "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        str(REPO / "src" / "train_sft.py"), "--stage", "prep", "--output-dir", str(out),
+                        "--base-model", str(tiny_model_dir), "--epochs", "1", *EVAL],
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = _run_json(out)
+    assert info["status"] == "complete"
+    assert info["train"]["num_processes"] == 2
+    assert info["train"]["global_steps"] == 1  # 8 problems / (batch 4 x 2 processes)
+    assert info["train"]["examples_seen"] == 8
+
+
+# --------------------------------------------------------------------------
+# bad input: one line, exit 2, nothing written
+# --------------------------------------------------------------------------
+def _traces(tmp_path, name, content):
+    f = tmp_path / name
+    f.write_text(content)
+    return str(f)
+
+
+BAD = [
+    ("train_sft.py", {"TRAIN_SAMPLES": "abc"}, ["--stage", "full"], "TRAIN_SAMPLES must be a positive integer or 'all', got 'abc'"),
+    ("train_sft.py", {"TRAIN_SAMPLES": "0"}, ["--stage", "full"], "TRAIN_SAMPLES must be a positive integer"),
+    ("train_grpo.py", {"TRAIN_SAMPLES": "-5"}, [], "TRAIN_SAMPLES must be a positive integer"),
+    ("train_sft.py", {"PREP_TRAIN_SAMPLES": "99999"}, ["--stage", "prep"], "PREP_TRAIN_SAMPLES=99999 is larger than the split"),
+    ("train_grpo.py", {"NUM_GENERATIONS": "1"}, [], "NUM_GENERATIONS must be at least 2"),
+    ("train_grpo.py", {"NUM_GENERATIONS": "3"}, ["--batch-size", "8"], "NUM_GENERATIONS=3 does not divide the GRPO batch"),
+    ("train_sft.py", {}, ["--stage", "other"], "--stage must be one of prep, full, got 'other'"),
+    ("train_sft.py", {}, ["--stage", "full", "--base-model", "{tmp}/missing"], "missing' does not exist"),
+    ("train_grpo.py", {}, ["--base-model", "{half}"], "is an incomplete run directory"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{tmp}/none.jsonl"], "none.jsonl' does not exist"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{empty}"], "is empty"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{badjson}"], "line 2 is not valid JSON"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nofield}"], "line 1 needs string fields 'question' and 'answer'"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nomarker}"], "line 1 answer lacks the '#### N' marker"),
+]
+
+
+@pytest.mark.parametrize("script,env,args,needle", BAD)
+def test_bad_training_input(run_cli, tmp_path, tiny_model_dir, script, env, args, needle):
+    half = tmp_path / "half"
+    (half / "model").mkdir(parents=True)
+    subs = {
+        "{tmp}": str(tmp_path), "{half}": str(half),
+        "{empty}": _traces(tmp_path, "empty.jsonl", ""),
+        "{badjson}": _traces(tmp_path, "bad.jsonl", '{"question": "q", "answer": "#### 1"}\n{oops\n'),
+        "{nofield}": _traces(tmp_path, "nofield.jsonl", '{"question": "q"}\n'),
+        "{nomarker}": _traces(tmp_path, "nomarker.jsonl", '{"question": "q", "answer": "42"}\n'),
+    }
+    resolved = []
+    for a in args:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        resolved.append(a)
+    if "--base-model" not in resolved:
+        resolved += ["--base-model", str(tiny_model_dir)]
+    out = tmp_path / "out"
+    r = run_cli(script, "--output-dir", str(out), *resolved, env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())
