@@ -64,6 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     grpo.add_argument("--vllm-mode", choices=["colocate", "server"], help="vLLM beside training or a server")
     add_training_flags(grpo)
     grpo.set_defaults(func=cmd_train_grpo)
+
+    tr = sub.add_parser("generate-traces", help="rejection-sample reasoning traces from a GRPO run")
+    tr.add_argument("--grpo-model", required=True, help="run directory of a GRPO (or any) training run")
+    tr.add_argument("--output-dir", required=True, help="folder of the traces file")
+    tr.add_argument("--output-file", default="grpo_traces_train.jsonl", help="traces JSONL name (no directory part)")
+    tr.add_argument("--dataset-split", default="train", help="train or test")
+    tr.add_argument("--num-samples", default="all", help="problems to cover: a positive integer or 'all'")
+    tr.add_argument("--max-attempts", type=int, default=5, help="samples per problem before the fallback")
+    tr.add_argument("--batch-size", type=int, help="prompts generated together")
+    tr.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (> 0)")
+    tr.add_argument("--max-new-tokens", type=int, help="generation budget per completion")
+    tr.add_argument("--seed", type=int, help="sampling seed (round r uses seed + r)")
+    tr.add_argument("--backend", choices=["auto", "transformers", "vllm"], help="generation backend")
+    tr.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="weights dtype")
+    tr.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
+    add_run_flags(tr)
+    tr.set_defaults(func=cmd_generate_traces)
     return parser
 
 
@@ -125,10 +142,7 @@ def cmd_evaluate(args, cfg: Config) -> int:
     from .runs import check_writable_dir
 
     apply_common_flags(args, cfg)
-    if Path(args.output_file).name != args.output_file or args.output_file in ("", ".", ".."):
-        raise UsageError(f"--output-file must be a file name without a directory part, got {args.output_file!r}")
-    if not args.output_file.endswith(".csv"):
-        raise UsageError(f"--output-file must end in .csv, got {args.output_file!r}")
+    _check_file_name("--output-file", args.output_file, ".csv")
     output_dir = Path(args.output_dir or os.path.join(cfg.output_root, "base_eval"))
     check_writable_dir(output_dir)
     csv_path = output_dir / "debug" / args.output_file
@@ -197,6 +211,53 @@ def cmd_train_grpo(args, cfg: Config) -> int:
                       resume=args.resume, overwrite=args.overwrite)
     _print_run(info, args.output_dir)
     return 0
+
+
+def cmd_generate_traces(args, cfg: Config) -> int:
+    from .config import check_sample_count
+    from .data import build_prompt, load_split, take_budget, take_first
+    from .generation import SamplingParams, make_backend
+    from .models import load_tokenizer, resolve_model
+    from .runs import check_writable_dir
+    from .traces import TraceJob, check_trace_args, progress_path, run_rejection_sampling, stats_path
+
+    check_trace_args(args.max_attempts, args.temperature)
+    apply_common_flags(args, cfg)
+    _check_file_name("--output-file", args.output_file, ".jsonl")
+    ref = resolve_model(args.grpo_model, flag="--grpo-model")
+    if ref.run_dir is None:
+        raise UsageError(f"--grpo-model {args.grpo_model!r} is not a run directory (expected model/ with an adapter)")
+    problems_all = load_split(args.dataset_split, cfg.data_source)
+    n = check_sample_count("--num-samples", parse_count("--num-samples", args.num_samples), len(problems_all))
+    # train: the budget shuffle, so traces cover the problems the budgets train on
+    problems = (take_budget(problems_all, n, cfg.data_seed) if args.dataset_split == "train"
+                else take_first(problems_all, n))
+    out_dir = check_writable_dir(args.output_dir)
+    out = out_dir / args.output_file
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if progress_path(out).exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{progress_path(out)} holds an unfinished run; pass --resume or --overwrite")
+    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=args.temperature,
+                            top_p=cfg.eval.top_p, top_k=cfg.eval.top_k, min_p=cfg.eval.min_p, seed=cfg.eval.seed)
+    backend = make_backend(cfg.eval.backend, ref, cfg.model.dtype, cfg.eval.batch_size)
+    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(ref)
+    prompts = [build_prompt(tokenizer, p.question) for p in problems]
+    print(f"[gsm8k-lab] traces for {n} {args.dataset_split} problems from {ref.run_dir}, up to "
+          f"{args.max_attempts} attempts at temperature {args.temperature}", flush=True)
+    job = TraceJob(problems, prompts, out, args.max_attempts, params)
+    stats = run_rejection_sampling(backend, job, resume=args.resume)
+    print(f"\ntraces: {out}\nstats:  {stats_path(out)}")
+    for k, v in stats.items():
+        print(f"  {k:<28} {v if not isinstance(v, float) else round(v, 4)}")
+    return 0
+
+
+def _check_file_name(flag: str, name: str, suffix: str) -> None:
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise UsageError(f"{flag} must be a file name without a directory part, got {name!r}")
+    if not name.endswith(suffix):
+        raise UsageError(f"{flag} must end in {suffix}, got {name!r}")
 
 
 def _print_run(info: dict, output_dir: str) -> None:

@@ -1,0 +1,163 @@
+"""Reasoning traces by rejection sampling from a GRPO run.
+
+For each problem the first sampled completion that is **in format and correct**
+(``format_exact`` and ``answer_correct`` of :mod:`gsm8k_lab.rewards`) becomes its
+trace; after ``max_attempts`` failures the original GSM8K solution is used.
+Sampling goes in rounds: round *r* samples one completion for each problem
+still unsolved, so the cost follows the number of unsolved problems rather
+than attempts x problems, and every round is one batched pass of the engine.
+
+Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
+"source": "grpo"|"fallback", "attempts": k}`` (the input of
+``train_sft.py --traces-file``) and ``<file>.stats.json``:
+
+- ``total_samples``: problems covered (``grpo_successes + fallback_count``);
+- ``grpo_successes``: problems whose trace is a GRPO completion;
+- ``fallback_count``: problems that kept the original solution;
+- ``success_rate``: ``grpo_successes / total_samples``;
+- ``avg_attempts_for_successes``: mean attempt number at which successes
+  were found (null when there are none);
+- ``avg_attempts_overall``: mean attempts spent per problem, a fallback
+  counting ``max_attempts``.
+
+Progress is appended to ``<file>.progress.jsonl`` as batches finish, so a
+killed run continues with ``--resume`` from where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .answers import assistant_text, parse_completion
+from .config import REASONING_END, REASONING_START, UsageError
+from .data import Problem, reasoning_to_trace
+from .generation import GenerationBackend, SamplingParams
+from .rewards import answer_correct, format_exact
+from .runs import atomic_write_json, atomic_write_text
+
+STATS_FIELDS = ("total_samples", "grpo_successes", "fallback_count", "success_rate",
+                "avg_attempts_for_successes", "avg_attempts_overall")
+
+
+@dataclass
+class TraceJob:
+    problems: list[Problem]
+    prompts: list[str]
+    output_path: Path
+    max_attempts: int
+    params: SamplingParams  # temperature etc.; the seed moves on each round
+
+
+def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bool = False) -> dict:
+    """Sample in rounds, write the traces file and its stats; returns the stats."""
+    progress = progress_path(job.output_path)
+    solved, rounds_done = _read_progress(progress) if resume else ({}, 0)
+    if not resume:
+        progress.unlink(missing_ok=True)
+    job.output_path.parent.mkdir(parents=True, exist_ok=True)
+    with progress.open("a", encoding="utf-8") as log:
+        for attempt in range(rounds_done + 1, job.max_attempts + 1):
+            todo = [i for i in range(len(job.problems)) if i not in solved]
+            if not todo:
+                break
+            params = _with_seed(job.params, job.params.seed + attempt)
+            desc = f"attempt {attempt}/{job.max_attempts}"
+            for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], params, desc=desc):
+                for j, c in zip(idx, comps):
+                    i = todo[j]
+                    if accept(c[0].text, job.problems[i].gold):
+                        solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
+                        log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+            log.write(json.dumps({"round_done": attempt}) + "\n")
+            log.flush()
+    records = build_records(job.problems, solved, job.max_attempts)
+    stats = compute_stats(records, job.max_attempts)
+    atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_json(stats_path(job.output_path), stats)
+    progress.unlink(missing_ok=True)
+    return stats
+
+
+def accept(completion: str, gold: float) -> bool:
+    """In format and correct: the same judges as GRPO's rewards."""
+    return format_exact([completion])[0] > 0 and answer_correct([completion], gold=[gold])[0] > 0
+
+
+def completion_to_trace(completion: str) -> str:
+    """A completion in the answer format, as a traces-file answer ``"<reasoning>\\n\\n#### N"``."""
+    text = assistant_text(completion)
+    reasoning = text.split(REASONING_END, 1)[0].replace(REASONING_START, "", 1)
+    value = parse_completion(text).value
+    final = str(int(value)) if float(value).is_integer() else repr(value)
+    # a stray "#### " inside the reasoning would be read as the answer marker
+    reasoning = re.sub(r"^####", "", reasoning.strip(), flags=re.MULTILINE)
+    return reasoning_to_trace(reasoning, final)
+
+
+def build_records(problems: list[Problem], solved: dict[int, dict], max_attempts: int) -> list[dict]:
+    records = []
+    for i, p in enumerate(problems):
+        if i in solved:
+            records.append({"question": p.question, "answer": solved[i]["answer"], "source": "grpo",
+                            "attempts": solved[i]["attempts"]})
+        else:
+            records.append({"question": p.question, "answer": p.answer, "source": "fallback",
+                            "attempts": max_attempts})
+    return records
+
+
+def compute_stats(records: list[dict], max_attempts: int) -> dict:
+    total = len(records)
+    successes = [r["attempts"] for r in records if r["source"] == "grpo"]
+    return {
+        "total_samples": total,
+        "grpo_successes": len(successes),
+        "fallback_count": total - len(successes),
+        "success_rate": len(successes) / total if total else 0.0,
+        "avg_attempts_for_successes": sum(successes) / len(successes) if successes else None,
+        "avg_attempts_overall": sum(r["attempts"] for r in records) / total if total else 0.0,
+    }
+
+
+def progress_path(output_path: Path) -> Path:
+    return output_path.with_name(output_path.name + ".progress.jsonl")
+
+
+def stats_path(output_path: Path) -> Path:
+    return output_path.with_name(output_path.name + ".stats.json")
+
+
+def check_trace_args(max_attempts: int, temperature: float) -> None:
+    if max_attempts < 1:
+        raise UsageError(f"--max-attempts must be a positive integer, got {max_attempts}")
+    if temperature <= 0:
+        raise UsageError(f"--temperature must be > 0 for rejection sampling (attempts must differ), got {temperature}")
+
+
+# --------------------------------------------------------------------------
+def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
+    solved, rounds = {}, 0
+    if not path.is_file():
+        return solved, rounds
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill
+        if "round_done" in rec:
+            rounds = max(rounds, rec["round_done"])
+        else:
+            solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
+    return solved, rounds
+
+
+def _with_seed(params: SamplingParams, seed: int) -> SamplingParams:
+    from dataclasses import replace
+
+    return replace(params, seed=seed)
