@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, UsageError, load_config, parse_count
+from .config import EXPERIMENT_BUDGETS, Config, UsageError, load_config, parse_count
 
 EXIT_USAGE = 2
 
@@ -81,6 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
     add_run_flags(tr)
     tr.set_defaults(func=cmd_generate_traces)
+
+    e1 = sub.add_parser("experiment1", help="SFT vs GRPO at several training budgets (resumable sweep)")
+    e1.add_argument("--budgets", nargs="+", default=[str(b) for b in EXPERIMENT_BUDGETS],
+                    help="training problems per run (default: 256 512 1024 2048)")
+    e1.add_argument("--root", help="sweep folder (default: $OUTPUT_DIR/compare-train-samples)")
+    e1.add_argument("--seeds", type=int, default=1, help="repeat each training run with K seeds")
+    e1.set_defaults(func=cmd_experiment1)
+
+    e2 = sub.add_parser("experiment2", help="SFT on GRPO traces vs SFT on the original solutions")
+    e2.add_argument("--grpo-model", help="GRPO run to sample traces from (default: <root>/<budget>/grpo)")
+    e2.add_argument("--budget", default="1024", help="training problems of both SFT runs")
+    e2.add_argument("--num-samples", help="problems covered by the traces (default: the budget)")
+    e2.add_argument("--max-attempts", type=int, default=5, help="samples per problem before the fallback")
+    e2.add_argument("--temperature", type=float, default=0.8, help="trace sampling temperature")
+    e2.add_argument("--root", help="Experiment 1 folder (default: $OUTPUT_DIR/compare-train-samples)")
+    e2.add_argument("--traces-root", help="traces folder (default: $OUTPUT_DIR/traces)")
+    e2.add_argument("--seeds", type=int, default=1, help="repeat each SFT run with K seeds")
+    e2.set_defaults(func=cmd_experiment2)
+
+    pr = sub.add_parser("preset", help="both experiments at a small size that fits 2 CPU cores in about an hour")
+    pr.add_argument("--root", help="folder of the whole preset (default: $OUTPUT_DIR/preset)")
+    pr.set_defaults(func=cmd_preset)
+
+    rp = sub.add_parser("report", help="results table, plots and paired tests over finished runs")
+    rp.add_argument("folders", nargs="+", help="folders holding run directories")
+    rp.add_argument("--out", help="report folder (default: <first folder>/report)")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 
@@ -142,7 +169,7 @@ def cmd_evaluate(args, cfg: Config) -> int:
     from .runs import check_writable_dir
 
     apply_common_flags(args, cfg)
-    _check_file_name("--output-file", args.output_file, ".csv")
+    check_file_name("--output-file", args.output_file, ".csv")
     output_dir = Path(args.output_dir or os.path.join(cfg.output_root, "base_eval"))
     check_writable_dir(output_dir)
     csv_path = output_dir / "debug" / args.output_file
@@ -214,46 +241,85 @@ def cmd_train_grpo(args, cfg: Config) -> int:
 
 
 def cmd_generate_traces(args, cfg: Config) -> int:
-    from .config import check_sample_count
-    from .data import build_prompt, load_split, take_budget, take_first
-    from .generation import SamplingParams, make_backend
-    from .models import load_tokenizer, resolve_model
-    from .runs import check_writable_dir
-    from .traces import TraceJob, check_trace_args, progress_path, run_rejection_sampling, stats_path
+    from .traces import check_trace_args, generate_traces, stats_path
 
     check_trace_args(args.max_attempts, args.temperature)
     apply_common_flags(args, cfg)
-    _check_file_name("--output-file", args.output_file, ".jsonl")
-    ref = resolve_model(args.grpo_model, flag="--grpo-model")
-    if ref.run_dir is None:
-        raise UsageError(f"--grpo-model {args.grpo_model!r} is not a run directory (expected model/ with an adapter)")
-    problems_all = load_split(args.dataset_split, cfg.data_source)
-    n = check_sample_count("--num-samples", parse_count("--num-samples", args.num_samples), len(problems_all))
-    # train: the budget shuffle, so traces cover the problems the budgets train on
-    problems = (take_budget(problems_all, n, cfg.data_seed) if args.dataset_split == "train"
-                else take_first(problems_all, n))
-    out_dir = check_writable_dir(args.output_dir)
-    out = out_dir / args.output_file
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
-    if progress_path(out).exists() and not (args.resume or args.overwrite):
-        raise UsageError(f"{progress_path(out)} holds an unfinished run; pass --resume or --overwrite")
-    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=args.temperature,
-                            top_p=cfg.eval.top_p, top_k=cfg.eval.top_k, min_p=cfg.eval.min_p, seed=cfg.eval.seed)
-    backend = make_backend(cfg.eval.backend, ref, cfg.model.dtype, cfg.eval.batch_size)
-    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(ref)
-    prompts = [build_prompt(tokenizer, p.question) for p in problems]
-    print(f"[gsm8k-lab] traces for {n} {args.dataset_split} problems from {ref.run_dir}, up to "
-          f"{args.max_attempts} attempts at temperature {args.temperature}", flush=True)
-    job = TraceJob(problems, prompts, out, args.max_attempts, params)
-    stats = run_rejection_sampling(backend, job, resume=args.resume)
+    check_file_name("--output-file", args.output_file, ".jsonl")
+    out, stats = generate_traces(
+        cfg, args.grpo_model, args.output_dir, args.output_file, split=args.dataset_split,
+        num_samples=parse_count("--num-samples", args.num_samples), max_attempts=args.max_attempts,
+        temperature=args.temperature, resume=args.resume, overwrite=args.overwrite)
     print(f"\ntraces: {out}\nstats:  {stats_path(out)}")
     for k, v in stats.items():
         print(f"  {k:<28} {v if not isinstance(v, float) else round(v, 4)}")
     return 0
 
 
-def _check_file_name(flag: str, name: str, suffix: str) -> None:
+def cmd_experiment1(args, cfg: Config) -> int:
+    from .experiments import check_budgets, experiment1_steps, run_steps
+
+    budgets = check_budgets(args.budgets)
+    seeds = _check_seeds(args.seeds)
+    root = Path(args.root or os.path.join(cfg.output_root, "compare-train-samples"))
+    run_steps(experiment1_steps(cfg, budgets, root, seeds=seeds))
+    return _report([root], root / "report")
+
+
+def cmd_experiment2(args, cfg: Config) -> int:
+    from .experiments import check_budgets, experiment2_steps, run_steps
+    from .traces import check_trace_args
+
+    (budget,) = check_budgets([args.budget])
+    check_trace_args(args.max_attempts, args.temperature)
+    seeds = _check_seeds(args.seeds)
+    root = Path(args.root or os.path.join(cfg.output_root, "compare-train-samples"))
+    traces_root = Path(args.traces_root or os.path.join(cfg.output_root, "traces"))
+    grpo = args.grpo_model or str(root / str(budget) / "grpo")
+    num = parse_count("--num-samples", args.num_samples, allow_all=False) if args.num_samples else budget
+    if num < budget:
+        raise UsageError(f"--num-samples ({num}) must cover the budget ({budget} problems)")
+    run_steps(experiment2_steps(cfg, grpo, budget, root, traces_root, num_samples=num,
+                                max_attempts=args.max_attempts, temperature=args.temperature, seeds=seeds))
+    return _report([root, traces_root], traces_root / "report")
+
+
+def cmd_preset(args, cfg: Config) -> int:
+    from .experiments import PRESET, apply_preset, experiment1_steps, experiment2_steps, run_steps
+
+    apply_preset(cfg)
+    root = Path(args.root or os.path.join(cfg.output_root, "preset"))
+    sweep, traces_root = root / "compare-train-samples", root / "traces"
+    t0 = time.perf_counter()
+    run_steps(experiment1_steps(cfg, PRESET["budgets"], sweep))
+    b = PRESET["traces_budget"]
+    run_steps(experiment2_steps(cfg, sweep / str(b) / "grpo", b, sweep, traces_root,
+                                max_attempts=PRESET["max_attempts"], temperature=PRESET["temperature"]))
+    code = _report([sweep, traces_root], root / "report")
+    print(f"preset finished in {_elapsed(t0) / 60:.1f} min")
+    return code
+
+
+def cmd_report(args, cfg: Config) -> int:
+    return _report([Path(f) for f in args.folders], Path(args.out) if args.out else Path(args.folders[0]) / "report")
+
+
+def _report(folders: list[Path], out: Path) -> int:
+    from .report import write_report
+
+    summary = write_report(folders, out)
+    print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
+    print((out / "report.md").read_text().split("## Plots")[0])
+    return 0
+
+
+def _check_seeds(k: int) -> int:
+    if k < 1:
+        raise UsageError(f"--seeds must be a positive integer, got {k}")
+    return k
+
+
+def check_file_name(flag: str, name: str, suffix: str) -> None:
     if Path(name).name != name or name in ("", ".", ".."):
         raise UsageError(f"{flag} must be a file name without a directory part, got {name!r}")
     if not name.endswith(suffix):

@@ -52,6 +52,40 @@ class TraceJob:
     params: SamplingParams  # temperature etc.; the seed moves on each round
 
 
+def generate_traces(cfg, grpo_model: str, output_dir: str | Path, output_file: str, split: str = "train",
+                    num_samples: int | None = None, max_attempts: int = 5, temperature: float = 0.8,
+                    resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
+    """Validate, load the run, sample; returns the traces path and its stats."""
+    from .config import check_sample_count
+    from .data import build_prompt, load_split, take_budget, take_first
+    from .generation import make_backend
+    from .models import load_tokenizer, resolve_model
+    from .runs import check_writable_dir
+
+    check_trace_args(max_attempts, temperature)
+    ref = resolve_model(grpo_model, flag="--grpo-model")
+    if ref.run_dir is None:
+        raise UsageError(f"--grpo-model {grpo_model!r} is not a run directory (expected model/ with an adapter)")
+    problems_all = load_split(split, cfg.data_source)
+    n = check_sample_count("--num-samples", num_samples, len(problems_all))
+    # train: the budget shuffle, so traces cover the problems the budgets train on
+    problems = take_budget(problems_all, n, cfg.data_seed) if split == "train" else take_first(problems_all, n)
+    out = check_writable_dir(output_dir) / output_file
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if progress_path(out).exists() and not (resume or overwrite):
+        raise UsageError(f"{progress_path(out)} holds an unfinished run; pass --resume or --overwrite")
+    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature, top_p=cfg.eval.top_p,
+                            top_k=cfg.eval.top_k, min_p=cfg.eval.min_p, seed=cfg.eval.seed)
+    backend = make_backend(cfg.eval.backend, ref, cfg.model.dtype, cfg.eval.batch_size)
+    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(ref)
+    prompts = [build_prompt(tokenizer, p.question) for p in problems]
+    print(f"[gsm8k-lab] traces for {n} {split} problems from {ref.run_dir}, up to {max_attempts} attempts "
+          f"at temperature {temperature}", flush=True)
+    job = TraceJob(problems, prompts, out, max_attempts, params)
+    return out, run_rejection_sampling(backend, job, resume=resume)
+
+
 def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bool = False) -> dict:
     """Sample in rounds, write the traces file and its stats; returns the stats."""
     progress = progress_path(job.output_path)
