@@ -276,8 +276,8 @@ def _plots(runs: list[RunResult], out: Path) -> list[str]:
         for k, method in enumerate(("SFT", "SFT on GRPO traces")):
             pts = [[r for r in runs if r.method == method and r.budget == b] for b in budgets]
             ys = [statistics.mean(r.accuracy for r in p) if p else 0 for p in pts]
-            lo = [ys[i] - min(r.ci_low for r in p) if p else 0 for i, p in enumerate(pts)]
-            hi = [max(r.ci_high for r in p) - ys[i] if p else 0 for i, p in enumerate(pts)]
+            lo = [max(0.0, ys[i] - min(r.ci_low for r in p)) if p else 0 for i, p in enumerate(pts)]
+            hi = [max(0.0, max(r.ci_high for r in p) - ys[i]) if p else 0 for i, p in enumerate(pts)]
             ax.bar([i + (k - 0.5) * width for i in range(len(budgets))], ys, width, yerr=[lo, hi], capsize=4,
                    label=method)
         ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
@@ -301,8 +301,8 @@ def _series(runs, method):
             lo.append(sd)
             hi.append(sd)
         else:
-            lo.append(mean - rs[0].ci_low)
-            hi.append(rs[0].ci_high - mean)
+            lo.append(max(0.0, mean - rs[0].ci_low))
+            hi.append(max(0.0, rs[0].ci_high - mean))
     return xs, ys, lo, hi
 
 

@@ -1,0 +1,142 @@
+"""The report on synthetic run directories, and the sweep runner's skip/resume rules."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from gsm8k_lab.config import Config, UsageError
+from gsm8k_lab.evaluate import COLUMNS, wilson_interval
+from gsm8k_lab.experiments import Step, check_budgets, experiment1_steps, run_steps
+from gsm8k_lab.report import collect_runs, mcnemar_exact, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete"):
+    d = root / rel
+    (d / "debug").mkdir(parents=True)
+    (d / "model").mkdir()
+    (d / "model" / "adapter_config.json").write_text("{}")
+    rows = [{c: "" for c in COLUMNS} | {"index": i, "correct": ok, "has_thinking": True, "has_answer": True,
+                                        "completion_tokens": 5, "truncated": False, "strict_match": False,
+                                        "flexible_match": ok} for i, ok in enumerate(correct)]
+    with open(d / "debug" / "e.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    k = sum(correct)
+    info = {"status": status, "stage": stage, "run_id": "x", "config": {"seed": seed, "grpo": {
+        "num_generations": 4, "per_device_batch_size": None, "gradient_accumulation_steps": 1, "logging_steps": 1}},
+        "data": {"n": n, "source": source}, "train": {"examples_seen": n, "num_processes": 1},
+        "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
+        "eval": {"n": len(correct), "accuracy": k / len(correct),
+                 "accuracy_ci95_low": wilson_interval(k, len(correct))[0],
+                 "accuracy_ci95_high": wilson_interval(k, len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
+    (d / "run.json").write_text(json.dumps(info))
+    if stage == "grpo":
+        (d / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "completions/mean_length": 10.0}) + "\n"
+                                                   for s in (1, 2)))
+    return d
+
+
+def test_mcnemar_matches_hand_computation():
+    # 1 vs 7 discordant pairs: P(X<=1 | n=8, 1/2) = (1 + 8) / 256; two-sided doubles it
+    assert mcnemar_exact(1, 7) == pytest.approx(2 * 9 / 256)
+    assert mcnemar_exact(7, 1) == pytest.approx(2 * 9 / 256)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(0, 10) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(2, 5) == pytest.approx(2 * (math.comb(7, 0) + math.comb(7, 1) + math.comb(7, 2)) / 128)
+
+
+def test_report_table_pairs_and_plots(tmp_path):
+    # SFT solves problems 0-3; GRPO solves 0-1 and 4-11: 2 only-SFT, 8 only-GRPO
+    sft = [i < 4 for i in range(20)]
+    grpo = [i < 2 or 4 <= i < 12 for i in range(20)]
+    make_run(tmp_path, "sweep/prep_sft", "prep_sft", 8, [i < 1 for i in range(20)])
+    make_run(tmp_path, "sweep/32/full_sft", "full_sft", 32, sft)
+    make_run(tmp_path, "sweep/32/grpo", "grpo", 32, grpo)
+    make_run(tmp_path, "sweep/64/full_sft", "full_sft", 64, sft)
+    make_run(tmp_path, "sweep/64/grpo", "grpo", 64, sft)  # identical: p = 1
+    make_run(tmp_path, "traces/64", "full_sft", 64, grpo, source="traces")
+    make_run(tmp_path, "sweep/128/grpo", "grpo", 128, grpo, status="training")  # unfinished: ignored
+
+    out = tmp_path / "report"
+    summary = write_report([tmp_path / "sweep", tmp_path / "traces"], out)
+    assert summary["runs"] == 6 and summary["pairs"] == 3
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("prep SFT", "8"), ("SFT", "32"), ("GRPO", "32"), ("SFT", "64"), ("GRPO", "64"), ("SFT on GRPO traces", "64")]
+    grpo_row = rows[2]
+    assert float(grpo_row["accuracy"]) == pytest.approx(10 / 20)
+    assert int(grpo_row["train_tokens_generated"]) == 2 * 10 * 8  # 2 steps x mean 10 tokens x 8 completions
+    md = (out / "report.md").read_text()
+    p32 = 2 * sum(math.comb(10, i) for i in range(3)) / 1024
+    assert f"| SFT vs GRPO, 32 problems, seed 42 | 20 | 2 | 8 | +30.0% | {p32:.3g} | within noise |" in md
+    assert "| SFT vs GRPO, 64 problems, seed 42 | 20 | 0 | 0 | +0.0% | 1 | within noise |" in md
+    assert "SFT original vs SFT on GRPO traces, 64 problems" in md
+    for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png"):
+        data = (out / png).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 2000
+
+
+def test_clear_difference_is_called(tmp_path):
+    make_run(tmp_path, "a/32/full_sft", "full_sft", 32, [False] * 40)
+    make_run(tmp_path, "a/32/grpo", "grpo", 32, [True] * 20 + [False] * 20)
+    write_report([tmp_path / "a"], tmp_path / "r")
+    assert "| GRPO better |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_seeds_are_summarised(tmp_path):
+    make_run(tmp_path, "s/32/full_sft-seed0", "full_sft", 32, [True] * 5 + [False] * 5, seed=42)
+    make_run(tmp_path, "s/32/full_sft-seed1", "full_sft", 32, [True] * 7 + [False] * 3, seed=43)
+    write_report([tmp_path / "s"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| SFT | 32 | 2 | 60.0% | 14.1% |" in md
+
+
+def test_report_without_finished_runs(tmp_path):
+    make_run(tmp_path, "x/grpo", "grpo", 4, [True], status="training")
+    with pytest.raises(UsageError, match="no finished runs"):
+        collect_runs([tmp_path / "x"])
+
+
+def test_report_cli_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run([sys.executable, "-m", "gsm8k_lab", "report", str(tmp_path / "empty")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no finished runs" in r.stderr
+    assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_runner_skips_finished_and_resumes_unfinished(tmp_path):
+    done = make_run(tmp_path, "done", "full_sft", 4, [True])
+    partial = tmp_path / "partial"
+    (partial / "checkpoints").mkdir(parents=True)
+    (partial / "run.json").write_text(json.dumps({"status": "training"}))
+    calls = []
+    steps = [Step("done", done, lambda r: calls.append(("done", r))),
+             Step("partial", partial, lambda r: calls.append(("partial", r))),
+             Step("fresh", tmp_path / "fresh", lambda r: calls.append(("fresh", r)))]
+    assert run_steps(steps) == ["partial", "fresh"]
+    assert calls == [("partial", True), ("fresh", False)]
+
+
+def test_experiment1_layout():
+    steps = experiment1_steps(Config(), [64, 32], "root", seeds=1)
+    assert [str(s.run_dir) for s in steps] == ["root/prep_sft", "root/64/full_sft", "root/64/grpo",
+                                              "root/32/full_sft", "root/32/grpo"]
+    two = experiment1_steps(Config(), [32], "root", seeds=2)
+    assert [s.run_dir.name for s in two[1:]] == ["full_sft-seed0", "grpo-seed0", "full_sft-seed1", "grpo-seed1"]
+
+
+@pytest.mark.parametrize("raw,needle", [(["abc"], "--budgets must be a positive integer, got 'abc'"),
+                                        (["-3"], "got '-3'"), (["0"], "got '0'")])
+def test_bad_budgets(raw, needle):
+    with pytest.raises(UsageError, match=needle):
+        check_budgets(raw)
