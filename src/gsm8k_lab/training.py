@@ -148,8 +148,18 @@ def _common_args(cfg: Config, run: RunDir) -> dict:
         disable_tqdm=False,
         dataloader_num_workers=0,
         # TRL turns checkpointing on by default; here it is opt-in (it slows small models down)
-        activation_checkpointing=_section_flag(cfg, "gradient_checkpointing"),
+        **{_checkpointing_field(): _section_flag(cfg, "gradient_checkpointing")},
     )
+
+
+def _checkpointing_field() -> str:
+    """transformers renamed gradient_checkpointing to activation_checkpointing in 5.x."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def _section_flag(cfg: Config, name: str) -> bool:
