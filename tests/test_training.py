@@ -175,7 +175,7 @@ def test_resume_after_kill_finishes_with_the_same_steps(tmp_path, tiny_model_dir
 def test_two_processes_with_accelerate(tmp_path, tiny_model_dir):
     out = tmp_path / "ddp"
     env = {**os.environ, "PREP_TRAIN_SAMPLES": "8", "EVAL_SAMPLES": "2", "PYTHONUNBUFFERED": "1"}
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                         str(REPO / "src" / "train_sft.py"), "--stage", "prep", "--output-dir", str(out),
                         "--base-model", str(tiny_model_dir), "--epochs", "1", *EVAL],

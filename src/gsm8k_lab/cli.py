@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; rerun with --resume to continue", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            print("error: the GPU ran out of memory; lower the batch size (--batch-size / --eval-batch-size), "
+                  "NUM_GENERATIONS, --max-completion-length or --max-new-tokens, or add --gradient-checkpointing; "
+                  "finished work is kept, rerun with --resume", file=sys.stderr)
+            return 3
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +126,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="base weights dtype")
     p.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
     p.add_argument("--report-to", help="none, tensorboard, wandb or trackio")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for GPU memory")
     p.add_argument("--eval-batch-size", type=int, help="batch size of the automatic evaluation")
     p.add_argument("--eval-max-new-tokens", type=int, help="generation budget of the automatic evaluation")
     add_run_flags(p)
@@ -204,6 +212,8 @@ def _apply_training_flags(args, cfg: Config, section) -> None:
         cfg.data_source = args.data
     if args.report_to:
         cfg.report_to = args.report_to
+    if args.gradient_checkpointing:
+        section.gradient_checkpointing = True
     if args.eval_batch_size:
         cfg.eval.batch_size = args.eval_batch_size
     if args.eval_max_new_tokens:

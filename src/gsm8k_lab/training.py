@@ -38,7 +38,8 @@ class TrainingJob:
 def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
     from accelerate import PartialState
 
-    state = PartialState()  # one process, or each of `accelerate launch`'s
+    # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
+    state = PartialState(cpu=not pick_device().startswith("cuda"))
     run = RunDir(job.output_dir)
     # Every process checks before any process writes, so all agree and a refusal writes nothing.
     parent = resolve_model(job.base_model or cfg.model.name, flag="--base-model")
@@ -143,6 +144,7 @@ def _common_args(cfg: Config, run: RunDir) -> dict:
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
         save_strategy="steps",
+        logging_first_step=True,
         save_total_limit=2,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         disable_tqdm=False,
