@@ -13,7 +13,6 @@ import importlib.metadata as md
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,10 +52,12 @@ def eval_throughput(folder: Path, n: int, max_new: int, batch: int) -> dict:
     tok = load_tokenizer(ref)
     model = load_model(ref, torch.bfloat16, "cuda")
     prompts = [build_prompt(tok, p.question) for p in load_split("test")[:n]]
-    params = SamplingParams(max_new_tokens=max_new)
     res = {}
-    for label, bs, ps in (("batched", batch, prompts), ("one at a time", 1, prompts[:8])):
-        generate(TransformersBackend(model, tok, batch_size=bs), ps[:2], SamplingParams(max_new_tokens=8))
+    runs = (("batched", batch, prompts, ("</SOLUTION>",)), ("batched, no stop string", batch, prompts, ()),
+            ("one at a time", 1, prompts[:2], ("</SOLUTION>",)))
+    for label, bs, ps, stop in runs:
+        params = SamplingParams(max_new_tokens=max_new, stop=stop)
+        generate(TransformersBackend(model, tok, batch_size=bs), ps[:2], SamplingParams(max_new_tokens=8, stop=stop))
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = generate(TransformersBackend(model, tok, batch_size=bs), ps, params, desc=label)
@@ -65,8 +66,6 @@ def eval_throughput(folder: Path, n: int, max_new: int, batch: int) -> dict:
         toks = sum(c[0].n_tokens for c in out)
         res[label] = {"problems": len(ps), "seconds": round(dt, 2), "problems_s": round(len(ps) / dt, 2),
                       "tokens_s": round(toks / dt, 1)}
-    del model
-    torch.cuda.empty_cache()
     return res
 
 
@@ -89,68 +88,118 @@ def vllm_throughput(folder: Path, n: int, max_new: int) -> dict | str:
             "tokens_s": round(sum(c[0].n_tokens for c in out) / dt, 1)}
 
 
-def training(folder: Path, work: Path) -> dict:
+def _cfg():
     from gsm8k_lab.config import Config
-    from gsm8k_lab.grpo import train_grpo
-    from gsm8k_lab.sft import train_sft
 
     cfg = Config()
     cfg.sft.prep_train_samples = 64
     cfg.sft.prep_epochs = 1
     cfg.sft.per_device_batch_size = 16
-    cfg.grpo.train_samples = 16
+    cfg.grpo.train_samples = 8
     cfg.grpo.num_generations = 8
     cfg.grpo.max_completion_length = 128
-    cfg.eval.samples = 64
+    cfg.eval.samples = 32
     cfg.eval.max_new_tokens = 128
     cfg.eval.batch_size = 64
-    out = {}
-    sft = train_sft(cfg, "prep", work / "prep", base_model=str(folder))
-    out["sft"] = {"steps": sft["train"]["global_steps"], "train_s": sft["timings"]["train_seconds"],
-                  "eval_s": sft["timings"]["eval_seconds"]}
-    grpo = train_grpo(cfg, work / "grpo", base_model=str(work / "prep"))
+    return cfg
+
+
+def grpo_steps(folder: Path, work: Path) -> dict:
+    from gsm8k_lab.grpo import train_grpo
+
+    grpo = train_grpo(_cfg(), work / "grpo", base_model=str(folder))
     log = [json.loads(x) for x in (work / "grpo" / "train_log.jsonl").read_text().splitlines()]
-    step_times = [r["step_time"] for r in log if "step_time" in r]
-    out["grpo"] = {"steps": grpo["train"]["global_steps"], "train_s": grpo["timings"]["train_seconds"],
-                   "eval_s": grpo["timings"]["eval_seconds"],
-                   "median_step_s": round(sorted(step_times)[len(step_times) // 2], 2) if step_times else None,
-                   "completions_per_step": 16}
-    return out
+    step_times = sorted(r["step_time"] for r in log if "step_time" in r)
+    return {"steps": grpo["train"]["global_steps"], "train_s": grpo["timings"]["train_seconds"],
+            "eval_s": grpo["timings"]["eval_seconds"], "completions_per_step": 16,
+            "median_step_s": round(step_times[len(step_times) // 2], 2) if step_times else None}
+
+
+def sft_steps(folder: Path, work: Path) -> dict:
+    import torch
+
+    from gsm8k_lab.models import load_model, resolve_model
+    from gsm8k_lab.sft import train_sft
+
+    sft = train_sft(_cfg(), "prep", work / "prep", base_model=str(folder))
+    merged = load_model(resolve_model(str(work / "prep")), torch.bfloat16, "cuda")
+    finite = all(torch.isfinite(p).all().item() for p in merged.parameters())
+    return {"steps": sft["train"]["global_steps"], "train_s": sft["timings"]["train_seconds"],
+            "eval_s": sft["timings"]["eval_seconds"], "weights_finite": finite}
+
+
+PARTS = {"eval": lambda f, w: eval_throughput(f, n=128, max_new=128, batch=64),
+         "vllm": lambda f, w: vllm_throughput(f, n=128, max_new=128),
+         "grpo": grpo_steps, "sft": sft_steps}
 
 
 def main() -> int:
-    import torch
+    """``--part NAME`` runs one part (each in its own process, so a CUDA error in one
+    cannot poison the next) and writes ``<work>/<NAME>.json``; ``--part table`` prints them."""
+    import argparse
 
-    if not torch.cuda.is_available():
-        print("no CUDA device: this check needs a GPU", file=sys.stderr)
-        return 2
-    info = {"device": torch.cuda.get_device_name(0), "versions": versions()}
-    print(json.dumps(info, indent=1), flush=True)
-    tok_dir = os.environ.get("TOKENIZER_DIR")
-    if not tok_dir or not Path(tok_dir).is_dir():
-        from gsm8k_lab.models import embedded_model_dir
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", required=True, choices=[*PARTS, "setup", "table"])
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    work = Path(args.work)
+    folder = work / "smollm2-shape"
+    if args.part == "setup":
+        import torch
 
-        tok_dir = str(embedded_model_dir())
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "smollm2-shape"
+        if not torch.cuda.is_available():
+            print("no CUDA device: this check needs a GPU", file=sys.stderr)
+            return 2
+        info = {"device": torch.cuda.get_device_name(0), "versions": versions()}
+        print(json.dumps(info, indent=1), flush=True)
+        tok_dir = os.environ.get("TOKENIZER_DIR")
+        if not tok_dir or not Path(tok_dir).is_dir():
+            from gsm8k_lab.models import embedded_model_dir
+
+            tok_dir = str(embedded_model_dir())
         build_model(folder, tok_dir)
-        info["eval_transformers"] = eval_throughput(folder, n=256, max_new=256, batch=64)
-        info["eval_vllm"] = vllm_throughput(folder, n=256, max_new=256)
-        info["training"] = training(folder, Path(tmp) / "runs")
-    print("\n" + json.dumps(info, indent=1))
-    print(f"\nGPU check on {info['device']} (random weights of SmolLM2-135M's shape, bf16)")
-    print(f"{'what':<42}{'result':>36}")
-    for label, r in info["eval_transformers"].items():
-        print(f"{'eval, transformers, ' + label:<42}{r['problems_s']:>10} problems/s {r['tokens_s']:>10} tok/s")
-    v = info["eval_vllm"]
-    print(f"{'eval, vLLM':<42}" + (f"{v['problems_s']:>10} problems/s {v['tokens_s']:>10} tok/s"
-                                   if isinstance(v, dict) else f"{v:>36}"))
-    t = info["training"]
-    print(f"{'prep SFT, 64 examples, batch 16':<42}{t['sft']['steps']:>6} steps {t['sft']['train_s']:>10} s")
-    print(f"{'GRPO, 16 prompts x 8 generations x 128':<42}{t['grpo']['steps']:>6} steps {t['grpo']['train_s']:>10} s"
-          f"  (median step {t['grpo']['median_step_s']} s)")
+        (work / "setup.json").write_text(json.dumps(info))
+        return 0
+    if args.part == "table":
+        return print_table(work)
+    try:
+        result = PARTS[args.part](folder, work / "runs")
+    except Exception as exc:  # record and go on: the table says what failed
+        result = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        print(result, file=sys.stderr)
+    (work / f"{args.part}.json").write_text(json.dumps(result))
+    return 0
+
+
+def print_table(work: Path) -> int:
+    def load(name):
+        f = work / f"{name}.json"
+        return json.loads(f.read_text()) if f.is_file() else "not run"
+
+    info = load("setup")
+    parts = {k: load(k) for k in PARTS}
+    summary = {"setup": info, **parts}
+    print("\n" + json.dumps(summary, indent=1))
+    device = info["device"] if isinstance(info, dict) else "?"
+    print(f"\nGPU check on {device} (random weights of SmolLM2-135M's shape, bf16, 128 new tokens)")
+    ev = parts["eval"]
+    if isinstance(ev, dict):
+        for label, r in ev.items():
+            print(f"  eval, transformers, {label:<26}{r['problems_s']:>9} problems/s {r['tokens_s']:>9} tok/s")
+    else:
+        print(f"  eval, transformers: {ev}")
+    v = parts["vllm"]
+    print("  eval, vLLM" + (f"{'':<36}{v['problems_s']:>9} problems/s {v['tokens_s']:>9} tok/s"
+                            if isinstance(v, dict) else f": {v}"))
+    g = parts["grpo"]
+    print("  GRPO, 8 prompts x 8 completions x 128 tokens: " + (
+        f"{g['steps']} steps in {g['train_s']} s (median step {g['median_step_s']} s)" if isinstance(g, dict) else g))
+    t = parts["sft"]
+    print("  prep SFT, 64 examples, batch 16: " + (
+        f"{t['steps']} steps in {t['train_s']} s, merged weights finite: {t['weights_finite']}"
+        if isinstance(t, dict) else t))
     if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_check.json").write_text(json.dumps(info, indent=1))
+        Path(os.environ["OUT"], "gpu_check.json").write_text(json.dumps(summary, indent=1))
     return 0
 
 

@@ -17,4 +17,9 @@ fi
 export PYTHONPATH=src:${PYTHONPATH:-}
 export TOKENIZER_DIR=${TOKENIZER_DIR:-$WHEELS_DIR/tokenizer}
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-exec timeout "${GPU_CHECK_TIMEOUT:-470}" "$PY" bench/gpu_check.py "$@"
+WORK=$(mktemp -d)
+for part in setup eval vllm grpo sft; do
+  timeout "${GPU_CHECK_PART_TIMEOUT:-150}" "$PY" bench/gpu_check.py --part $part --work "$WORK" \
+    || echo "part $part stopped with exit code $?"
+done
+"$PY" bench/gpu_check.py --part table --work "$WORK"

@@ -3,10 +3,9 @@
 import csv
 import json
 import os
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -194,8 +193,7 @@ def test_corrupted_bundled_data_via_cli(run_cli, tmp_path, tiny_model_dir, monke
 def test_real_embedded_default_answers_a_question():
     """The shipped SmolLM2-135M-Instruct loads offline and writes an answer."""
     from gsm8k_lab.data import build_prompt
-    from gsm8k_lab.generation import SamplingParams, generate
-    from gsm8k_lab.generation import make_backend
+    from gsm8k_lab.generation import SamplingParams, generate, make_backend
     from gsm8k_lab.models import resolve_model
 
     ref = resolve_model(None)

@@ -10,8 +10,9 @@ record the resolved configuration as it was used.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # --------------------------------------------------------------------------
 # The answer format the model is taught. One place defines it.

@@ -102,7 +102,8 @@ def load_traces(path: str | Path) -> list[Problem]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 raise UsageError(f"--traces-file {path}: line {lineno} is not valid JSON") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not isinstance(rec.get("answer"), str):
+            fields_ok = isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))
+            if not fields_ok:
                 raise UsageError(
                     f"--traces-file {path}: line {lineno} needs string fields 'question' and 'answer'"
                 )

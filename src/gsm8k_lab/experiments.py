@@ -20,9 +20,9 @@ resumed, so a killed sweep continues where it stopped. Each ends in a report.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .config import Config, UsageError
 from .runs import RunDir

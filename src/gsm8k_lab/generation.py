@@ -14,8 +14,9 @@ Backends:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from .config import SOLUTION_END, UsageError
 

@@ -153,7 +153,8 @@ def render_markdown(runs: list[RunResult], pairs: list[Pair], plots: list[str]) 
                          f"{statistics.stdev(accs):.1%} |")
     if pairs:
         lines += ["", "## Paired comparisons (exact McNemar test on the same problems)", "",
-                  "| comparison | problems | only first solved | only second solved | accuracy difference | p | verdict |",
+                  "| comparison | problems | only first solved | only second solved | accuracy difference "
+                  "| p | verdict |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for p in pairs:
             diff = (p.only_b - p.only_a) / p.n_common if p.n_common else 0.0
