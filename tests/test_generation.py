@@ -63,3 +63,18 @@ def test_bad_sampling_params():
         SamplingParams(temperature=-1)
     with pytest.raises(UsageError, match="max new tokens"):
         SamplingParams(max_new_tokens=0)
+
+
+def test_stop_on_text_criteria(backend):
+    import torch
+
+    from gsm8k_lab.generation import StopOnText
+
+    tok = backend.tokenizer
+    crit = StopOnText(tok, ("</SOLUTION>",))
+    rows = ["x = 2<end_working_out><SOLUTION>2</SOLUTION>", "x = 2<end_working_out><SOLUTION>2</SOL",
+            "a > b so 4 > 3", "<SOLUTION> 12 </SOLUTION>"]
+    ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]
+    width = max(map(len, ids))
+    batch = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids])
+    assert crit(batch, None).tolist() == [True, False, False, True]

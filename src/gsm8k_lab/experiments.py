@@ -126,13 +126,14 @@ def check_budgets(raw: list[str]) -> list[int]:
 def apply_preset(cfg: Config) -> None:
     """The small preset: both experiments on 2 CPU cores within about an hour.
 
-    It only shrinks sizes that the environment variables also set
-    (PREP_TRAIN_SAMPLES=32, EVAL_SAMPLES=64), so runs made by the seed's scripts
-    with those variables fit into the preset's folders and are reused.
+    It shrinks sizes that the seed's scripts also take (PREP_TRAIN_SAMPLES=32,
+    EVAL_SAMPLES=64, ``train_grpo.py --max-completion-length 128``), so runs made
+    by those scripts with the same settings fit into the preset's folders and are reused.
     """
     cfg.sft.prep_train_samples = PRESET["prep_train_samples"]
     cfg.eval.samples = PRESET["eval_samples"]
+    cfg.grpo.max_completion_length = PRESET["grpo_max_completion_length"]
 
 
-PRESET = {"prep_train_samples": 32, "eval_samples": 64, "budgets": [32, 64], "traces_budget": 64,
+PRESET = {"prep_train_samples": 32, "eval_samples": 64, "grpo_max_completion_length": 128, "budgets": [32, 64], "traces_budget": 64,
           "max_attempts": 2, "temperature": 0.8}
