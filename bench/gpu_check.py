@@ -9,7 +9,6 @@ and a small table at the end. Run it with ``bash bench/gpu_check.sh``.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
 import os
 import sys
@@ -18,13 +17,9 @@ from pathlib import Path
 
 
 def versions() -> dict:
-    out = {}
-    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "pyarrow", "vllm"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "-"
-    return out
+    from gsm8k_lab.runs import environment_info
+
+    return environment_info()["versions"]
 
 
 def build_model(folder: Path, tokenizer_dir: str) -> None:
