@@ -239,13 +239,16 @@ def _plots(runs: list[RunResult], out: Path) -> list[str]:
     budgets_methods = [m for m in ("SFT", "GRPO") if any(r.method == m for r in runs)]
     if budgets_methods:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for method in budgets_methods:
+        for k, method in enumerate(budgets_methods):
             xs, ys, lo, hi = _series(runs, method)
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=4, label=method)
+            dodge = 1 + 0.04 * (k - (len(budgets_methods) - 1) / 2)  # keep equal points apart
+            ax.errorbar([x * dodge for x in xs], ys, yerr=[lo, hi], marker="o", capsize=4, label=method)
         prep = [r for r in runs if r.method == "prep SFT"]
         if prep:
             ax.axhline(statistics.mean(r.accuracy for r in prep), ls="--", color="grey", label="prep SFT")
         ax.set_xscale("log", base=2)
+        budgets = sorted({r.budget for r in runs if r.method in budgets_methods})
+        ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.set_xlabel("training problems")
         ax.set_ylabel("GSM8K test accuracy")
         ax.set_title("Accuracy vs training problems (95% CI, or mean ± std over seeds)", fontsize=9)
