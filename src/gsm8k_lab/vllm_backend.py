@@ -6,7 +6,7 @@ afterwards), then loaded by vLLM as a plain model. A chained run (prep + full)
 has several adapters, which a single vLLM LoRA request cannot express, and a
 merged model also generates faster than base + LoRA.
 
-vLLM is optional (``uv pip install vllm`` on a GPU machine); it is never needed on a CPU.
+vLLM is an optional extra (``uv sync --extra vllm``); it is never needed on a CPU.
 """
 
 from __future__ import annotations
