@@ -161,3 +161,18 @@ def test_grpo_two_processes(tmp_path, tiny_model_dir):
     assert info["status"] == "complete" and info["train"]["num_processes"] == 2
     # 4 prompts x 2 generations = 8 completions; 2 per device x 2 processes = 4 per step -> 2 steps
     assert info["train"]["global_steps"] == 2
+
+
+def test_out_of_memory_says_what_to_lower(monkeypatch, capsys):
+    from gsm8k_lab import cli
+
+    class OutOfMemoryError(RuntimeError):  # stands in for torch.cuda.OutOfMemoryError
+        pass
+
+    def boom(args, cfg):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "cmd_evaluate", boom)
+    assert cli.main(["evaluate", "--output-dir", "x"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ran out of memory" in err[0] and "--batch-size" in err[0]
