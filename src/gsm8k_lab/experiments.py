@@ -135,5 +135,5 @@ def apply_preset(cfg: Config) -> None:
     cfg.grpo.max_completion_length = PRESET["grpo_max_completion_length"]
 
 
-PRESET = {"prep_train_samples": 32, "eval_samples": 64, "grpo_max_completion_length": 128, "budgets": [32, 64], "traces_budget": 64,
-          "max_attempts": 2, "temperature": 0.8}
+PRESET = {"prep_train_samples": 32, "eval_samples": 64, "grpo_max_completion_length": 128,
+          "budgets": [32, 64], "traces_budget": 64, "max_attempts": 2, "temperature": 0.8}
