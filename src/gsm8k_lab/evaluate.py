@@ -213,11 +213,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def evaluate_model(cfg, model_ref, csv_path: str | Path, resume: bool = False, backend=None) -> dict:
+def evaluate_model(cfg, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
     """Evaluate a model reference on the first ``cfg.eval.samples`` test problems.
 
     The entry point shared by ``evaluate_model.py`` and the training scripts'
-    automatic evaluation. ``backend`` may be passed to reuse a loaded model.
+    automatic evaluation.
     """
     from .config import check_sample_count
     from .data import build_prompt, load_split, take_first
@@ -227,14 +227,13 @@ def evaluate_model(cfg, model_ref, csv_path: str | Path, resume: bool = False, b
     test = load_split("test", cfg.data_source)
     n = check_sample_count("EVAL_SAMPLES", cfg.eval.samples, len(test))
     problems = take_first(test, n)
-    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(model_ref)
-    prompts = [build_prompt(tokenizer, p.question) for p in problems]
     params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature,
                             top_p=cfg.eval.top_p, top_k=cfg.eval.top_k, min_p=cfg.eval.min_p,
                             seed=cfg.eval.seed)
     t0 = time.perf_counter()
-    if backend is None:
-        backend = make_backend(cfg.eval.backend, model_ref, cfg.model.dtype, cfg.eval.batch_size)
+    backend = make_backend(cfg.eval.backend, model_ref, cfg.model.dtype, cfg.eval.batch_size)
+    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(model_ref)
+    prompts = [build_prompt(tokenizer, p.question) for p in problems]
     print(f"[gsm8k-lab] evaluating {model_ref.run_dir or model_ref.base} on {n} test problems "
           f"with {getattr(backend, 'describe', backend.name)}", flush=True)
     model_name = str(model_ref.run_dir or model_ref.base)

@@ -73,8 +73,7 @@ def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = Non
     job = TrainingJob(stage="grpo", output_dir=Path(output_dir), base_model=base_model,
                       build_trainer=build_trainer,
                       describe_data={"source": cfg.data_source, "split": "train", "n": n,
-                                     "budget_seed": cfg.data_seed, "num_generations": g.num_generations},
-                      examples=n)
+                                     "budget_seed": cfg.data_seed, "num_generations": g.num_generations})
     return run_training(cfg, job, resume=resume, overwrite=overwrite)
 
 

@@ -32,7 +32,6 @@ class TrainingJob:
     base_model: str | None
     build_trainer: Callable  # (model, tokenizer, common_args: dict, callbacks: list) -> trainer
     describe_data: dict  # what the stage trains on, for run.json
-    examples: int  # training problems
 
 
 def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
