@@ -22,7 +22,7 @@ def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = Non
     if g.num_generations < 2:
         raise UsageError(f"NUM_GENERATIONS must be at least 2 (GRPO compares completions within a group), "
                          f"got {g.num_generations}")
-    batch = per_device_batch(cfg)
+    batch = per_device_batch(g.per_device_batch_size, g.num_generations)
     processes = int(_env_int("WORLD_SIZE", 1))
     global_batch = batch * processes * g.gradient_accumulation_steps
     if global_batch % g.num_generations:
@@ -73,13 +73,14 @@ def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = Non
     job = TrainingJob(stage="grpo", output_dir=Path(output_dir), base_model=base_model,
                       build_trainer=build_trainer,
                       describe_data={"source": cfg.data_source, "split": "train", "n": n,
-                                     "budget_seed": cfg.data_seed, "num_generations": g.num_generations})
+                                     "budget_seed": cfg.data_seed, "num_generations": g.num_generations},
+                      gradient_checkpointing=g.gradient_checkpointing)
     return run_training(cfg, job, resume=resume, overwrite=overwrite)
 
 
-def per_device_batch(cfg: Config) -> int:
+def per_device_batch(configured: int | None, num_generations: int) -> int:
     """Completions per device per step: the configured value, or two prompts' groups."""
-    return cfg.grpo.per_device_batch_size or 2 * cfg.grpo.num_generations
+    return configured or 2 * num_generations
 
 
 def _env_int(name: str, default: int) -> int:

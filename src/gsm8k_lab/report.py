@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .config import UsageError
 from .evaluate import wilson_interval
+from .grpo import per_device_batch
 from .runs import STATUS_COMPLETE, atomic_write_text
 
 ALPHA = 0.05
@@ -195,7 +196,7 @@ def _generated_tokens(run_dir: Path, info: dict) -> int:
     if not log.is_file():
         return 0
     grpo = info.get("config", {}).get("grpo", {})
-    per_device = grpo.get("per_device_batch_size") or 2 * grpo.get("num_generations", 0)
+    per_device = per_device_batch(grpo.get("per_device_batch_size"), grpo.get("num_generations", 0))
     per_step = per_device * grpo.get("gradient_accumulation_steps", 1) * info.get("train", {}).get("num_processes", 1)
     total = 0.0
     for line in log.read_text().splitlines():

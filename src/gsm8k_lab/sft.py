@@ -57,7 +57,8 @@ def train_sft(cfg: Config, stage: str, output_dir: str | Path, base_model: str |
                           peft_config=lora_config(cfg), callbacks=callbacks)
 
     job = TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), base_model=base_model,
-                      build_trainer=build_trainer, describe_data=data_desc)
+                      build_trainer=build_trainer, describe_data=data_desc,
+                      gradient_checkpointing=cfg.sft.gradient_checkpointing)
     return run_training(cfg, job, resume=resume, overwrite=overwrite)
 
 

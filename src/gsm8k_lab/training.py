@@ -32,6 +32,7 @@ class TrainingJob:
     base_model: str | None
     build_trainer: Callable  # (model, tokenizer, common_args: dict, callbacks: list) -> trainer
     describe_data: dict  # what the stage trains on, for run.json
+    gradient_checkpointing: bool = False  # the stage's own setting
 
 
 def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
@@ -65,7 +66,8 @@ def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -
         if checkpoint is not None:
             print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
             _trim_log(run.log_file, _checkpoint_step(checkpoint))
-        trainer = job.build_trainer(model, tokenizer, _common_args(cfg, run), [JsonlLogger(run.log_file)])
+        common = _common_args(cfg, run, job.gradient_checkpointing)
+        trainer = job.build_trainer(model, tokenizer, common, [JsonlLogger(run.log_file)])
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         trainer.accelerator.wait_for_everyone()
         if is_main:
@@ -129,7 +131,7 @@ def _load_base(cfg: Config, parent: ModelRef):
     return model, tokenizer
 
 
-def _common_args(cfg: Config, run: RunDir) -> dict:
+def _common_args(cfg: Config, run: RunDir, gradient_checkpointing: bool) -> dict:
     """TrainingArguments fields that SFT and GRPO share."""
     import torch
 
@@ -149,7 +151,7 @@ def _common_args(cfg: Config, run: RunDir) -> dict:
         disable_tqdm=False,
         dataloader_num_workers=0,
         # TRL turns checkpointing on by default; here it is opt-in (it slows small models down)
-        **{_checkpointing_field(): _section_flag(cfg, "gradient_checkpointing")},
+        **{_checkpointing_field(): gradient_checkpointing},
     )
 
 
@@ -161,10 +163,6 @@ def _checkpointing_field() -> str:
 
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-
-
-def _section_flag(cfg: Config, name: str) -> bool:
-    return bool(getattr(cfg.sft, name, False) or getattr(cfg.grpo, name, False))
 
 
 def _examples_seen(trainer) -> int:
