@@ -14,9 +14,12 @@ import time
 
 import torch
 
+from gsm8k_lab import runtime
+from gsm8k_lab.config import GenerationSettings, Settings
 from gsm8k_lab.data import build_prompt, load_split
-from gsm8k_lab.generation import SamplingParams, TransformersBackend, generate
-from gsm8k_lab.models import load_model, load_tokenizer, pick_dtype, resolve_model
+from gsm8k_lab.generation import STOP, generate
+from gsm8k_lab.generation.hf import TransformersBackend
+from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
 
 
 def naive(model, tokenizer, prompts, params):
@@ -27,7 +30,7 @@ def naive(model, tokenizer, prompts, params):
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=params.max_new_tokens, do_sample=False,
                                  temperature=None, top_p=None, top_k=None,
-                                 pad_token_id=tokenizer.pad_token_id, stop_strings=list(params.stop),
+                                 pad_token_id=tokenizer.pad_token_id, stop_strings=list(STOP),
                                  tokenizer=tokenizer)
         total += out.shape[1] - ids["input_ids"].shape[1]
     return total
@@ -43,13 +46,15 @@ def main() -> None:
     args = ap.parse_args()
 
     ref = resolve_model(args.model_path)
-    dtype = pick_dtype(args.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = Settings()
+    settings.model.dtype = args.dtype
+    rt = runtime.current(settings)
+    dtype, device = rt.dtype, rt.device
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, dtype, device)
+    model = load_model(ref, settings)
     problems = load_split("test")[: args.problems]
     prompts = [build_prompt(tokenizer, p.question) for p in problems]
-    params = SamplingParams(max_new_tokens=args.max_new_tokens)
+    params = GenerationSettings(max_new_tokens=args.max_new_tokens)
 
     engine = TransformersBackend(model, tokenizer, batch_size=args.batch_size)
     t0 = time.perf_counter()

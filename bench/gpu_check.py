@@ -69,10 +69,11 @@ def vllm_throughput(folder: Path, n: int, max_new: int) -> dict | str:
         import vllm  # noqa: F401
     except ImportError:
         return "vllm not installed: skipped"
+    from gsm8k_lab.vllm_backend import VLLMBackend
+
     from gsm8k_lab.data import build_prompt, load_split
     from gsm8k_lab.generation import SamplingParams, generate
     from gsm8k_lab.models import resolve_model
-    from gsm8k_lab.vllm_backend import VLLMBackend
 
     backend = VLLMBackend(resolve_model(str(folder)), "bf16", gpu_memory_utilization=0.5)
     prompts = [build_prompt(backend.tokenizer, p.question) for p in load_split("test")[:n]]

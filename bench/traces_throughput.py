@@ -17,9 +17,12 @@ from pathlib import Path
 
 import torch
 
+from gsm8k_lab import runtime
+from gsm8k_lab.config import GenerationSettings, Settings
 from gsm8k_lab.data import build_prompt, load_split, take_budget
-from gsm8k_lab.generation import SamplingParams, TransformersBackend, generate
-from gsm8k_lab.models import load_model, load_tokenizer, pick_device, pick_dtype, resolve_model
+from gsm8k_lab.generation import generate
+from gsm8k_lab.generation.hf import TransformersBackend
+from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
 from gsm8k_lab.traces import TraceJob, accept, run_rejection_sampling
 
 
@@ -34,12 +37,13 @@ def main() -> None:
     args = ap.parse_args()
 
     ref = resolve_model(args.model_path)
-    device = pick_device()
+    settings = Settings()
+    device = runtime.current(settings).device
     tok = load_tokenizer(ref)
-    model = load_model(ref, pick_dtype("auto", device), device)
+    model = load_model(ref, settings)
     problems = take_budget(load_split("train"), args.problems, seed=1234)
     prompts = [build_prompt(tok, p.question) for p in problems]
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=0)
+    params = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=0)
 
     t0 = time.perf_counter()
     single = TransformersBackend(model, tok, batch_size=1)

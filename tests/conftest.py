@@ -41,6 +41,31 @@ def tiny_model_dir(tmp_path_factory, real_tokenizer_dir) -> Path:
     return out
 
 
+TINY_ENV = {"PREP_TRAIN_SAMPLES": "4", "TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "3"}
+EVAL = ["--eval-max-new-tokens", "8", "--dtype", "fp32"]
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory, tiny_model_dir):
+    """prep SFT -> full SFT from prep -> GRPO from prep, as the seed's Steps 2-4, on the tiny model."""
+    root = tmp_path_factory.mktemp("chain")
+    env = {**os.environ, **TINY_ENV, "PYTHONUNBUFFERED": "1"}
+
+    def run(script, *args):
+        r = subprocess.run([sys.executable, str(REPO / "src" / script), *args], env=env,
+                           capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    run("train_sft.py", "--stage", "prep", "--output-dir", str(root / "prep"),
+        "--base-model", str(tiny_model_dir), *EVAL)
+    run("train_sft.py", "--stage", "full", "--output-dir", str(root / "full"),
+        "--base-model", str(root / "prep"), *EVAL)
+    run("train_grpo.py", "--output-dir", str(root / "grpo"), "--base-model", str(root / "prep"),
+        "--max-completion-length", "8", *EVAL)
+    return root
+
+
 @pytest.fixture
 def run_cli():
     """Run one of the seed's scripts as a user would, return the CompletedProcess."""

@@ -50,8 +50,11 @@ class _Interrupting:
     def __init__(self, inner, after):
         self.inner, self.after = inner, after
 
-    def generate_iter(self, prompts, params, desc=""):
-        for k, item in enumerate(self.inner.generate_iter(prompts, params, desc)):
+    def describe(self):
+        return self.name
+
+    def generate_iter(self, prompts, params, n=1, desc=""):
+        for k, item in enumerate(self.inner.generate_iter(prompts, params, desc=desc)):
             if k == self.after:
                 raise KeyboardInterrupt
             yield item
@@ -61,15 +64,16 @@ def test_resume_after_kill_keeps_rows_once(tiny_model_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from gsm8k_lab.config import GenerationSettings
     from gsm8k_lab.data import build_prompt, load_split
-    from gsm8k_lab.generation import SamplingParams, TransformersBackend
+    from gsm8k_lab.generation.hf import TransformersBackend
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     backend = TransformersBackend(model, tok, batch_size=2)
     problems = load_split("test")[:7]
     prompts = [build_prompt(tok, p.question) for p in problems]
-    params = SamplingParams(max_new_tokens=6)
+    params = GenerationSettings(max_new_tokens=6)
     path = tmp_path / "debug" / "e.csv"
 
     with pytest.raises(KeyboardInterrupt):
@@ -85,9 +89,12 @@ def test_resume_after_kill_keeps_rows_once(tiny_model_dir, tmp_path):
     class Counting:
         name = "counting"
 
-        def generate_iter(self, p, params, desc=""):
+        def describe(self):
+            return self.name
+
+        def generate_iter(self, p, params, n=1, desc=""):
             calls.append(len(p))
-            yield from backend.generate_iter(p, params, desc)
+            yield from backend.generate_iter(p, params, desc=desc)
 
     metrics = evaluate(Counting(), problems, prompts, params, path, resume=True)
     assert calls == [7 - len(partial)]  # only the unfinished problems are generated
@@ -192,13 +199,14 @@ def test_corrupted_bundled_data_via_cli(run_cli, tmp_path, tiny_model_dir, monke
 
 def test_real_embedded_default_answers_a_question():
     """The shipped SmolLM2-135M-Instruct loads offline and writes an answer."""
+    from gsm8k_lab.config import GenerationSettings, Settings
     from gsm8k_lab.data import build_prompt
-    from gsm8k_lab.generation import SamplingParams, generate, make_backend
+    from gsm8k_lab.generation import generate, make_backend
     from gsm8k_lab.models import resolve_model
 
     ref = resolve_model(None)
-    backend = make_backend("transformers", ref, "auto", batch_size=1)
+    backend = make_backend(Settings(), ref)
     prompt = build_prompt(backend.tokenizer, "What is 3 + 4?")
-    (comps,) = generate(backend, [prompt], SamplingParams(max_new_tokens=48))
+    (comps,) = generate(backend, [prompt], GenerationSettings(max_new_tokens=48, batch_size=1))
     assert comps[0].n_tokens > 0 and comps[0].text.strip()
     assert len(backend.tokenizer) == 49152

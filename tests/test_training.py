@@ -1,5 +1,5 @@
-"""The seed's training commands on the tiny model: chaining, auto-evaluation, reload, resume,
-traces, two processes, and every bad input."""
+"""The run life cycle shared by SFT and GRPO, through the seed's commands on the tiny model:
+chaining, auto-evaluation in a fresh process, reload, resume after a kill, two processes, configs."""
 
 import csv
 import json
@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import EVAL, TINY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_ENV = {"PREP_TRAIN_SAMPLES": "4", "TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "3"}
-EVAL = ["--eval-max-new-tokens", "8", "--dtype", "fp32"]
 
 
 def _completions(csv_path):
@@ -24,27 +23,6 @@ def _completions(csv_path):
 
 def _run_json(d):
     return json.loads((Path(d) / "run.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory, tiny_model_dir):
-    """prep SFT -> full SFT from prep -> GRPO from prep, as the seed's Steps 2-4."""
-    root = tmp_path_factory.mktemp("chain")
-    env = {**os.environ, **TINY_ENV, "PYTHONUNBUFFERED": "1"}
-
-    def run(script, *args):
-        r = subprocess.run([sys.executable, str(REPO / "src" / script), *args], env=env,
-                           capture_output=True, text=True, cwd=REPO, timeout=900)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return r
-
-    run("train_sft.py", "--stage", "prep", "--output-dir", str(root / "prep"),
-        "--base-model", str(tiny_model_dir), *EVAL)
-    run("train_sft.py", "--stage", "full", "--output-dir", str(root / "full"),
-        "--base-model", str(root / "prep"), *EVAL)
-    run("train_grpo.py", "--output-dir", str(root / "grpo"), "--base-model", str(root / "prep"),
-        "--max-completion-length", "8", *EVAL)
-    return root
 
 
 @pytest.mark.parametrize("stage,name,parents", [("prep", "prep_sft", 0), ("full", "full_sft", 1),
@@ -64,6 +42,9 @@ def test_each_stage_saves_adapter_and_evaluates(chain, tiny_model_dir, stage, na
     assert info["eval"]["n"] == 3
     assert info["train"]["global_steps"] >= 1 and info["train"]["examples_seen"] >= 4
     assert info["environment"]["versions"]["trl"]
+    assert info["settings"]["eval"]["generation"]["max_new_tokens"] == 8  # the resolved tree
+    assert info["runtime"]["dtype"] == "fp32" and info["runtime"]["threads"] >= 1
+    assert info["eval"]["decoding"]["greedy"] and info["eval"]["backend"].startswith("transformers")
     log = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()]
     assert log, "training curves are saved"
     if stage == "grpo":
@@ -84,6 +65,7 @@ def test_chain_is_recorded(chain):
 def test_reloaded_adapter_gives_the_same_greedy_outputs(chain, run_cli):
     """A standalone evaluation of the saved run reproduces the automatic one, in another process."""
     info = _run_json(chain / "full")
+    assert info["timings"]["eval_seconds"] > 0
     r = run_cli("evaluate_model.py", "--model-path", str(chain / "full"), "--output-dir",
                 str(chain / "full_eval"), "--output-file", "again.csv", "--max-new-tokens", "8",
                 "--dtype", "fp32", env={"EVAL_SAMPLES": "3"})
@@ -106,8 +88,12 @@ def test_saved_adapter_equals_trained_weights_and_merge_is_exact(chain):
     assert saved.keys() == trained.keys()
     assert all(torch.equal(saved[k], trained[k]) for k in saved)
 
+    from gsm8k_lab.config import Settings
+
     ref = resolve_model(str(d))
-    merged = load_model(ref, torch.float32)
+    settings = Settings()
+    settings.model.dtype = "fp32"
+    merged = load_model(ref, settings)
     from transformers import AutoModelForCausalLM
 
     stacked = AutoModelForCausalLM.from_pretrained(base_path(ref), dtype=torch.float32)
@@ -126,18 +112,13 @@ def test_finished_run_is_not_overwritten(chain, run_cli, tiny_model_dir):
     assert (chain / "prep" / "run.json").read_text() == before
 
 
-def test_sft_from_traces_file(tmp_path, run_cli, chain):
-    traces = tmp_path / "traces.jsonl"
-    lines = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n\n#### {2 * i}",
-              "source": "grpo", "attempts": 1} for i in range(1, 6)]
-    traces.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    out = tmp_path / "from_traces"
-    r = run_cli("train_sft.py", "--stage", "full", "--output-dir", str(out), "--base-model", str(chain / "prep"),
-                "--traces-file", str(traces), *EVAL, env=TINY_ENV)
-    assert r.returncode == 0, r.stderr[-2000:]
-    info = _run_json(out)
-    assert info["data"]["source"] == "traces" and info["data"]["n"] == 4  # TRAIN_SAMPLES=4 of 5 lines
-    assert info["status"] == "complete"
+def test_a_run_cannot_overwrite_the_run_it_starts_from(chain, run_cli):
+    before = (chain / "prep" / "run.json").read_text()
+    r = run_cli("train_sft.py", "--stage", "full", "--output-dir", str(chain / "prep"),
+                "--base-model", str(chain / "prep"), "--overwrite", env=TINY_ENV)
+    assert r.returncode == 2 and "is the run training starts from" in r.stderr, r.stderr[-2000:]
+    assert (chain / "prep" / "run.json").read_text() == before
+    assert (chain / "prep" / "model" / "adapter_config.json").is_file()
 
 
 def test_resume_after_kill_finishes_with_the_same_steps(tmp_path, tiny_model_dir):
@@ -186,56 +167,16 @@ def test_two_processes_with_accelerate(tmp_path, tiny_model_dir):
     assert info["train"]["num_processes"] == 2
     assert info["train"]["global_steps"] == 1  # 8 problems / (batch 4 x 2 processes)
     assert info["train"]["examples_seen"] == 8
+    assert info["runtime"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # cores shared, not doubled
 
 
-# --------------------------------------------------------------------------
-# bad input: one line, exit 2, nothing written
-# --------------------------------------------------------------------------
-def _traces(tmp_path, name, content):
-    f = tmp_path / name
-    f.write_text(content)
-    return str(f)
+@pytest.mark.parametrize("name,kind", [("ddp.yaml", "MULTI_GPU"), ("zero2.yaml", "DEEPSPEED"),
+                                       ("zero3.yaml", "DEEPSPEED")])
+def test_shipped_accelerate_configs_parse(name, kind):
+    from accelerate.commands.config.config_args import ClusterConfig
 
-
-BAD = [
-    ("train_sft.py", {"TRAIN_SAMPLES": "abc"}, ["--stage", "full"], "TRAIN_SAMPLES must be a positive integer or 'all', got 'abc'"),
-    ("train_sft.py", {"TRAIN_SAMPLES": "0"}, ["--stage", "full"], "TRAIN_SAMPLES must be a positive integer"),
-    ("train_grpo.py", {"TRAIN_SAMPLES": "-5"}, [], "TRAIN_SAMPLES must be a positive integer"),
-    ("train_sft.py", {"PREP_TRAIN_SAMPLES": "99999"}, ["--stage", "prep"], "PREP_TRAIN_SAMPLES=99999 is larger than the split"),
-    ("train_grpo.py", {"NUM_GENERATIONS": "1"}, [], "NUM_GENERATIONS must be at least 2"),
-    ("train_grpo.py", {"NUM_GENERATIONS": "3"}, ["--batch-size", "8"], "NUM_GENERATIONS=3 does not divide the GRPO batch"),
-    ("train_sft.py", {}, ["--stage", "other"], "--stage must be one of prep, full, got 'other'"),
-    ("train_sft.py", {}, ["--stage", "full", "--base-model", "{tmp}/missing"], "missing' does not exist"),
-    ("train_grpo.py", {}, ["--base-model", "{half}"], "is an incomplete run directory"),
-    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{tmp}/none.jsonl"], "none.jsonl' does not exist"),
-    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{empty}"], "is empty"),
-    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{badjson}"], "line 2 is not valid JSON"),
-    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nofield}"], "line 1 needs string fields 'question' and 'answer'"),
-    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nomarker}"], "line 1 answer lacks the '#### N' marker"),
-]
-
-
-@pytest.mark.parametrize("script,env,args,needle", BAD)
-def test_bad_training_input(run_cli, tmp_path, tiny_model_dir, script, env, args, needle):
-    half = tmp_path / "half"
-    (half / "model").mkdir(parents=True)
-    subs = {
-        "{tmp}": str(tmp_path), "{half}": str(half),
-        "{empty}": _traces(tmp_path, "empty.jsonl", ""),
-        "{badjson}": _traces(tmp_path, "bad.jsonl", '{"question": "q", "answer": "#### 1"}\n{oops\n'),
-        "{nofield}": _traces(tmp_path, "nofield.jsonl", '{"question": "q"}\n'),
-        "{nomarker}": _traces(tmp_path, "nomarker.jsonl", '{"question": "q", "answer": "42"}\n'),
-    }
-    resolved = []
-    for a in args:
-        for k, v in subs.items():
-            a = a.replace(k, v)
-        resolved.append(a)
-    if "--base-model" not in resolved:
-        resolved += ["--base-model", str(tiny_model_dir)]
-    out = tmp_path / "out"
-    r = run_cli(script, "--output-dir", str(out), *resolved, env=env)
-    assert r.returncode == 2, r.stderr[-2000:]
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
-    assert not out.exists() or not any(out.iterdir())
+    cfg = ClusterConfig.from_yaml_file(str(REPO / "configs" / name))
+    assert cfg.distributed_type.value == kind
+    assert cfg.mixed_precision == "bf16"
+    if kind == "DEEPSPEED":
+        assert cfg.deepspeed_config["zero_stage"] == int(name[4])

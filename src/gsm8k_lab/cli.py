@@ -1,8 +1,15 @@
 """The one command-line interface: ``gsm8k-lab <command>``.
 
 The seed's scripts in ``src/`` (``evaluate_model.py``, ``train_sft.py``, ...) are
-thin wrappers that call :func:`main` with their command name. Bad input is
-reported as one line on stderr with exit code 2, and nothing is written.
+thin wrappers that call :func:`main` with their command name.
+
+Flags are generated from the settings tree (:mod:`gsm8k_lab.config`): each
+command lists, in ``COMMANDS``, which settings it exposes and under which
+flag, so a field's help text exists once. Values are resolved defaults <
+``--config FILE`` < environment < flags; :func:`gsm8k_lab.config.validate`
+checks them before any work, and an error names the flag, variable or file
+that gave the bad value. Bad input is one line on stderr and exit code 2,
+with nothing written.
 """
 
 from __future__ import annotations
@@ -11,19 +18,130 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import EXPERIMENT_BUDGETS, Config, UsageError, load_config, parse_count
+from .config import (
+    PRESETS,
+    SettingError,
+    Settings,
+    Source,
+    Sources,
+    UsageError,
+    iter_settings,
+    leaf,
+    load_settings,
+)
 
 EXIT_USAGE = 2
+EXIT_OOM = 3
+
+
+# --------------------------------------------------------------------------
+# Which settings each command exposes, and under which flags
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expose:
+    """Settings under ``path`` as flags: a section with a flag prefix, or one setting with its flag."""
+
+    path: str
+    flag: str = ""  # a prefix ("eval-") for a section, the whole flag ("--model-path") for a setting
+    only: tuple[str, ...] = ()  # a section's fields to expose (default: all)
+
+
+DATA = (Expose("data.source", "--data"), Expose("data.train_source", "--train-data"),
+        Expose("data.budget_seed", "--budget-seed"))
+ENGINE = (Expose("model"), Expose("vllm", "vllm-"), Expose("runtime"))
+TRAINING = (Expose("model.name", "--base-model"), *DATA, *ENGINE, Expose("seed", "--seed"),
+            Expose("report_to", "--report-to"), Expose("lora", "lora-"), Expose("eval", "eval-"),
+            Expose("eval.generation", "eval-"))
+EXPERIMENT = (Expose("model.name", "--base-model"), *DATA, *ENGINE, Expose("seed", "--seed"),
+              Expose("report_to", "--report-to"), Expose("lora", "lora-"), Expose("sft", "sft-"),
+              Expose("grpo", "grpo-"), Expose("grpo.rollout", "rollout-"), Expose("eval", "eval-"),
+              Expose("eval.generation", "eval-"), Expose("experiment.seeds", "--seeds"))
+DECODING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+@dataclass
+class Command:
+    help: str
+    settings: tuple[Expose, ...]
+    func: str  # name of the cmd_ function
+    args: list[tuple[tuple[str, ...], dict]] = field(default_factory=list)  # plain argparse arguments
+    run_flags: bool = True  # --resume / --overwrite
+
+
+def _arg(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
+    return names, kw
+
+
+COMMANDS: dict[str, Command] = {
+    "evaluate": Command(
+        "evaluate a model on GSM8K test problems",
+        (Expose("model.name", "--model-path"), *DATA, *ENGINE, Expose("eval", "eval-"),
+         Expose("eval.generation")),
+        "cmd_evaluate",
+        [_arg("--output-dir", help="results go to [output-dir]/debug/ (default: <output_root>/base_eval)"),
+         _arg("--output-file", default="eval.csv", help="per-example CSV file name (no directory part)")]),
+    "train-sft": Command(
+        "supervised fine-tuning (prep or full stage) with LoRA",
+        (*TRAINING, Expose("sft")),
+        "cmd_train_sft",
+        [_arg("--output-dir", required=True, help="run directory (model/, debug/, run.json)"),
+         _arg("--stage", default="full", help="prep (sft.prep_train_samples problems) or full (sft.train_samples)"),
+         _arg("--traces-file", help="JSONL of {question, answer: '<reasoning>\\n\\n#### N'} to train on")]),
+    "train-grpo": Command(
+        "GRPO with format and correctness rewards, LoRA",
+        (*TRAINING, Expose("grpo.per_device_batch_size", "--batch-size"),
+         Expose("grpo.rollout.max_new_tokens", "--max-completion-length"),
+         Expose("grpo.rollout", only=DECODING), Expose("grpo")),
+        "cmd_train_grpo",
+        [_arg("--output-dir", required=True, help="run directory (model/, debug/, run.json)")]),
+    "generate-traces": Command(
+        "rejection-sample reasoning traces from a GRPO run",
+        (Expose("model.name", "--grpo-model"), Expose("traces.split", "--dataset-split"), *DATA, *ENGINE,
+         Expose("traces"), Expose("traces.generation")),
+        "cmd_generate_traces",
+        [_arg("--output-dir", required=True, help="folder of the traces file"),
+         _arg("--output-file", default="grpo_traces_train.jsonl", help="traces JSONL name (no directory part)")]),
+    "experiment1": Command(
+        "SFT vs GRPO at several training budgets (resumable sweep)",
+        (Expose("experiment.budgets", "--budgets"), *EXPERIMENT),
+        "cmd_experiment1",
+        [_arg("--root", help="sweep folder (default: <output_root>/compare-train-samples)")], run_flags=False),
+    "experiment2": Command(
+        "SFT on GRPO traces vs SFT on the original solutions",
+        (Expose("experiment.traces_budget", "--budget"), Expose("traces.num_samples", "--num-samples"),
+         Expose("traces.max_attempts", "--max-attempts"),
+         Expose("traces.generation.temperature", "--temperature"), Expose("traces.generation", "traces-"),
+         *EXPERIMENT),
+        "cmd_experiment2",
+        [_arg("--grpo-model", help="GRPO run to sample traces from (default: <root>/<budget>/grpo)"),
+         _arg("--root", help="Experiment 1 folder (default: <output_root>/compare-train-samples)"),
+         _arg("--traces-root", help="traces folder (default: <output_root>/traces)")], run_flags=False),
+    "preset": Command(
+        "both experiments at a small size that fits 2 CPU cores",
+        EXPERIMENT,
+        "cmd_preset",
+        [_arg("--name", default="small", choices=sorted(PRESETS), help="which preset"),
+         _arg("--root", help="folder of the whole preset (default: <output_root>/preset)")], run_flags=False),
+    "report": Command(
+        "results table, plots and paired tests over finished runs", (), "cmd_report",
+        [_arg("folders", nargs="+", help="folders holding run directories"),
+         _arg("--out", help="report folder (default: <first folder>/report)")], run_flags=False),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    ctx = Context(args)
     try:
-        cfg = load_config()
-        return int(args.func(args, cfg) or 0)
+        ctx.load()
+        return int(globals()[COMMANDS[args.command].func](ctx) or 0)
+    except SettingError as exc:
+        print(f"error: {ctx.word(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -35,283 +153,221 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the GPU ran out of memory; lower the batch size (--batch-size / --eval-batch-size), "
                   "NUM_GENERATIONS, --max-completion-length or --max-new-tokens, or add --gradient-checkpointing; "
                   "finished work is kept, rerun with --resume", file=sys.stderr)
-            return 3
+            return EXIT_OOM
+        if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+            print(f"error: no space left on the device writing {exc.filename or 'results'}; free space and "
+                  "rerun with --resume", file=sys.stderr)
+            return EXIT_USAGE
         raise
 
 
+# --------------------------------------------------------------------------
+# Parser generated from the settings
+# --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gsm8k-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    ev = sub.add_parser("evaluate", help="evaluate a model on GSM8K test problems")
-    ev.add_argument("--model-path", help="run directory, local model folder or hub id "
-                    "(default: MODEL_NAME or the embedded SmolLM2-135M-Instruct)")
-    ev.add_argument("--output-dir", help="results go to [output-dir]/debug/ (default: $OUTPUT_DIR/base_eval)")
-    ev.add_argument("--output-file", default="eval.csv", help="per-example CSV file name (no directory part)")
-    ev.add_argument("--eval-samples", help="test problems: a positive integer or 'all' (default: EVAL_SAMPLES or 512)")
-    add_generation_flags(ev)
-    add_run_flags(ev)
-    ev.set_defaults(func=cmd_evaluate)
-
-    sft = sub.add_parser("train-sft", help="supervised fine-tuning (prep or full stage) with LoRA")
-    sft.add_argument("--output-dir", required=True, help="run directory (model/, debug/, run.json)")
-    sft.add_argument("--stage", default="full", help="prep (PREP_TRAIN_SAMPLES problems) or full (TRAIN_SAMPLES)")
-    sft.add_argument("--base-model", help="run directory, model folder or hub id to start from")
-    sft.add_argument("--traces-file", help="JSONL of {question, answer: '<reasoning>\\n\\n#### N'} to train on")
-    add_training_flags(sft)
-    sft.set_defaults(func=cmd_train_sft)
-
-    grpo = sub.add_parser("train-grpo", help="GRPO with format and correctness rewards, LoRA")
-    grpo.add_argument("--output-dir", required=True, help="run directory (model/, debug/, run.json)")
-    grpo.add_argument("--base-model", help="run directory, model folder or hub id to start from")
-    grpo.add_argument("--batch-size", dest="train_batch_size", type=int,
-                      help="completions per device per step (a multiple of NUM_GENERATIONS)")
-    grpo.add_argument("--max-completion-length", type=int, help="GRPO completion budget in tokens")
-    grpo.add_argument("--use-vllm", action="store_true", help="roll out with vLLM (TRL use_vllm)")
-    grpo.add_argument("--vllm-mode", choices=["colocate", "server"], help="vLLM beside training or a server")
-    add_training_flags(grpo)
-    grpo.set_defaults(func=cmd_train_grpo)
-
-    tr = sub.add_parser("generate-traces", help="rejection-sample reasoning traces from a GRPO run")
-    tr.add_argument("--grpo-model", required=True, help="run directory of a GRPO (or any) training run")
-    tr.add_argument("--output-dir", required=True, help="folder of the traces file")
-    tr.add_argument("--output-file", default="grpo_traces_train.jsonl", help="traces JSONL name (no directory part)")
-    tr.add_argument("--dataset-split", default="train", help="train or test")
-    tr.add_argument("--num-samples", default="all", help="problems to cover: a positive integer or 'all'")
-    tr.add_argument("--max-attempts", type=int, default=5, help="samples per problem before the fallback")
-    tr.add_argument("--batch-size", type=int, help="prompts generated together")
-    tr.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (> 0)")
-    tr.add_argument("--max-new-tokens", type=int, help="generation budget per completion")
-    tr.add_argument("--seed", type=int, help="sampling seed (round r uses seed + r)")
-    tr.add_argument("--backend", choices=["auto", "transformers", "vllm"], help="generation backend")
-    tr.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="weights dtype")
-    tr.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
-    add_run_flags(tr)
-    tr.set_defaults(func=cmd_generate_traces)
-
-    e1 = sub.add_parser("experiment1", help="SFT vs GRPO at several training budgets (resumable sweep)")
-    e1.add_argument("--budgets", nargs="+", default=[str(b) for b in EXPERIMENT_BUDGETS],
-                    help="training problems per run (default: 256 512 1024 2048)")
-    e1.add_argument("--root", help="sweep folder (default: $OUTPUT_DIR/compare-train-samples)")
-    e1.add_argument("--seeds", type=int, default=1, help="repeat each training run with K seeds")
-    e1.set_defaults(func=cmd_experiment1)
-
-    e2 = sub.add_parser("experiment2", help="SFT on GRPO traces vs SFT on the original solutions")
-    e2.add_argument("--grpo-model", help="GRPO run to sample traces from (default: <root>/<budget>/grpo)")
-    e2.add_argument("--budget", default="1024", help="training problems of both SFT runs")
-    e2.add_argument("--num-samples", help="problems covered by the traces (default: the budget)")
-    e2.add_argument("--max-attempts", type=int, default=5, help="samples per problem before the fallback")
-    e2.add_argument("--temperature", type=float, default=0.8, help="trace sampling temperature")
-    e2.add_argument("--root", help="Experiment 1 folder (default: $OUTPUT_DIR/compare-train-samples)")
-    e2.add_argument("--traces-root", help="traces folder (default: $OUTPUT_DIR/traces)")
-    e2.add_argument("--seeds", type=int, default=1, help="repeat each SFT run with K seeds")
-    e2.set_defaults(func=cmd_experiment2)
-
-    pr = sub.add_parser("preset", help="both experiments at a small size that fits 2 CPU cores in about an hour")
-    pr.add_argument("--root", help="folder of the whole preset (default: $OUTPUT_DIR/preset)")
-    pr.set_defaults(func=cmd_preset)
-
-    rp = sub.add_parser("report", help="results table, plots and paired tests over finished runs")
-    rp.add_argument("folders", nargs="+", help="folders holding run directories")
-    rp.add_argument("--out", help="report folder (default: <first folder>/report)")
-    rp.set_defaults(func=cmd_report)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        for names, kw in cmd.args:
+            p.add_argument(*names, **kw)
+        if cmd.settings:
+            p.add_argument("--config", help="settings file (YAML, or a run's run.json to repeat it)")
+        if cmd.run_flags:
+            g = p.add_mutually_exclusive_group()
+            g.add_argument("--resume", action="store_true", help="continue an interrupted run")
+            g.add_argument("--overwrite", action="store_true", help="replace existing results")
+        group = p.add_argument_group("settings (flags override environment variables and --config)")
+        for path, flag in setting_flags(cmd).items():
+            _add_setting(group, path, flag)
     return parser
 
 
-def add_training_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=float, help="passes over the training problems")
-    p.add_argument("--learning-rate", type=float, help="peak learning rate")
-    p.add_argument("--save-steps", type=int, help="checkpoint every N optimizer steps (resume points)")
-    p.add_argument("--seed", dest="train_seed", type=int, help="training seed")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="base weights dtype")
-    p.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
-    p.add_argument("--report-to", help="none, tensorboard, wandb or trackio")
-    p.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for GPU memory")
-    p.add_argument("--eval-batch-size", type=int, help="batch size of the automatic evaluation")
-    p.add_argument("--eval-max-new-tokens", type=int, help="generation budget of the automatic evaluation")
-    add_run_flags(p)
+def setting_flags(cmd: Command) -> dict[str, str]:
+    """path -> flag for every setting a command exposes (explicit flags win over section prefixes)."""
+    flags: dict[str, str] = {}
+    leaves = [p for p, _, _ in iter_settings()]
+    for e in cmd.settings:
+        if e.path in leaves:
+            flags.setdefault(e.path, e.flag)
+            continue
+        for path in leaves:
+            head, _, name = path.rpartition(".")
+            if head == e.path and (not e.only or name in e.only):
+                flags.setdefault(path, "--" + e.flag + name.replace("_", "-"))
+    return flags
 
 
-def add_generation_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, help="prompts generated together")
-    p.add_argument("--max-new-tokens", type=int, help="generation budget per completion")
-    p.add_argument("--temperature", type=float, help="0 means greedy")
-    p.add_argument("--seed", type=int, help="sampling seed")
-    p.add_argument("--backend", choices=["auto", "transformers", "vllm"], help="generation backend")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default=None,
-                   help="weights dtype (auto: bf16 where supported, else fp32)")
-    p.add_argument("--data", help="GSM8K source: bundled (default), hub, or a JSONL path")
+def _add_setting(group, path: str, flag: str) -> None:
+    f, hint = leaf(path)
+    meta = f.metadata
+    default = Settings().get(path) if "." not in path else _default(path)
+    extra = [f"default {default!r}" if default not in (None, []) else "default unset"]
+    if meta.get("env"):
+        extra.append(f"env {meta['env']}")
+    help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
+    kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
+    if hint is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+    elif "list" in str(hint):
+        group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
+    else:
+        choices = meta.get("choices")
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else _METAVAR.get(_base(hint), "TEXT")
+        group.add_argument(flag, metavar=metavar, **kw)
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    g.add_argument("--overwrite", action="store_true", help="replace existing results")
+_METAVAR = {int: "N", float: "X", str: "TEXT"}
 
 
-def apply_common_flags(args, cfg: Config) -> None:
-    """Flags override environment variables and defaults."""
-    for flag, section, key in [("batch_size", cfg.eval, "batch_size"),
-                               ("max_new_tokens", cfg.eval, "max_new_tokens"),
-                               ("temperature", cfg.eval, "temperature"),
-                               ("seed", cfg.eval, "seed"), ("backend", cfg.eval, "backend"),
-                               ("dtype", cfg.model, "dtype")]:
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(section, key, value)
-    if getattr(args, "data", None):
-        cfg.data_source = args.data
-    if getattr(args, "eval_samples", None) is not None:
-        cfg.eval.samples = parse_count("--eval-samples", args.eval_samples)
-    for name, value in [("--batch-size", cfg.eval.batch_size), ("--max-new-tokens", cfg.eval.max_new_tokens)]:
-        if value <= 0:
-            raise UsageError(f"{name} must be a positive integer, got {value}")
-    if cfg.eval.temperature < 0:
-        raise UsageError(f"--temperature must be >= 0, got {cfg.eval.temperature}")
+def _base(hint):
+    from .config import _unwrap
+
+    return _unwrap(hint)[0]
+
+
+def _default(path: str):
+    return Settings().get(path)
+
+
+class Context:
+    """One command's arguments, resolved settings and the sources of their values."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.cmd = COMMANDS[args.command]
+        self.flags = setting_flags(self.cmd)
+        self.settings = Settings()
+        self.sources = Sources()
+        self.arg_flags = {dest: flag for dest, flag in _plain_args(self.cmd)}
+
+    def load(self) -> None:
+        a = vars(self.args)
+        overrides = {path: (a[path], Source("flag", flag, _text(a[path])))
+                     for path, flag in self.flags.items() if path in a}
+        for dest, flag in self.arg_flags.items():  # plain arguments are named by their flags in errors
+            self.sources[dest] = Source("flag", flag, a.get(dest) if isinstance(a.get(dest), str) else None)
+        preset = a.get("name") if self.args.command == "preset" else None
+        settings, sources = load_settings(config_file=a.get("config"), overrides=overrides, preset=preset)
+        self.settings = settings
+        self.sources.update(sources)
+
+    def word(self, err: SettingError) -> str:
+        src = self.sources.of(err.path)
+        if src.kind == "default" and err.path in self.flags:  # name the flag that would change it
+            self.sources[err.path] = Source("flag", self.flags[err.path])
+        return self.sources.word(err, resume="--resume", overwrite="--overwrite")
+
+    @property
+    def resume(self) -> bool:
+        return bool(getattr(self.args, "resume", False))
+
+    @property
+    def overwrite(self) -> bool:
+        return bool(getattr(self.args, "overwrite", False))
+
+
+def _plain_args(cmd: Command):
+    for names, _ in cmd.args:
+        flag = names[0]
+        yield flag.lstrip("-").replace("-", "_"), flag
+    yield "config", "--config"
+
+
+def _text(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 # --------------------------------------------------------------------------
-# evaluate
+# Commands
 # --------------------------------------------------------------------------
-def cmd_evaluate(args, cfg: Config) -> int:
-    from .runs import check_writable_dir
+def cmd_evaluate(ctx: Context) -> int:
+    from .evaluate import evaluate_model, prepare_evaluation
 
-    apply_common_flags(args, cfg)
-    check_file_name("--output-file", args.output_file, ".csv")
-    output_dir = Path(args.output_dir or os.path.join(cfg.output_root, "base_eval"))
-    check_writable_dir(output_dir)
-    csv_path = output_dir / "debug" / args.output_file
-    if csv_path.exists() and not (args.resume or args.overwrite):
-        raise UsageError(f"{csv_path} already exists; pass --resume to continue it or --overwrite to replace it")
-    from .models import resolve_model
-
-    ref = resolve_model(args.model_path or cfg.model.name, flag="--model-path")
-    from .evaluate import evaluate_model
-
-    metrics = evaluate_model(cfg, ref, csv_path, resume=args.resume)
+    s, a = ctx.settings, ctx.args
+    output_dir = a.output_dir or os.path.join(s.output_root, "base_eval")
+    ref, csv_path = prepare_evaluation(s, output_dir, a.output_file, resume=ctx.resume, overwrite=ctx.overwrite)
+    metrics = evaluate_model(s, ref, csv_path, resume=ctx.resume)
     print_metrics(metrics, csv_path)
     return 0
 
 
-def _apply_training_flags(args, cfg: Config, section) -> None:
-    if args.epochs is not None:
-        section.epochs = args.epochs
-        if section is cfg.sft:
-            section.prep_epochs = args.epochs
-    if args.learning_rate is not None:
-        section.learning_rate = args.learning_rate
-    if args.save_steps is not None:
-        if args.save_steps <= 0:
-            raise UsageError(f"--save-steps must be a positive integer, got {args.save_steps}")
-        section.save_steps = args.save_steps
-    if args.train_seed is not None:
-        cfg.seed = args.train_seed
-    if args.dtype:
-        cfg.model.dtype = args.dtype
-    if args.data:
-        cfg.data_source = args.data
-    if args.report_to:
-        cfg.report_to = args.report_to
-    if args.gradient_checkpointing:
-        section.gradient_checkpointing = True
-    if args.eval_batch_size:
-        cfg.eval.batch_size = args.eval_batch_size
-    if args.eval_max_new_tokens:
-        cfg.eval.max_new_tokens = args.eval_max_new_tokens
-
-
-def cmd_train_sft(args, cfg: Config) -> int:
+def cmd_train_sft(ctx: Context) -> int:
     from .sft import train_sft
 
-    _apply_training_flags(args, cfg, cfg.sft)
-    info = train_sft(cfg, args.stage, args.output_dir, base_model=args.base_model,
-                     traces_file=args.traces_file, resume=args.resume, overwrite=args.overwrite)
-    _print_run(info, args.output_dir)
+    a = ctx.args
+    info = train_sft(ctx.settings, a.stage, a.output_dir, traces_file=a.traces_file, resume=ctx.resume,
+                     overwrite=ctx.overwrite)
+    _print_run(info, a.output_dir)
     return 0
 
 
-def cmd_train_grpo(args, cfg: Config) -> int:
+def cmd_train_grpo(ctx: Context) -> int:
     from .grpo import train_grpo
 
-    _apply_training_flags(args, cfg, cfg.grpo)
-    if args.train_batch_size is not None:
-        if args.train_batch_size <= 0:
-            raise UsageError(f"--batch-size must be a positive integer, got {args.train_batch_size}")
-        cfg.grpo.per_device_batch_size = args.train_batch_size
-    if args.max_completion_length is not None:
-        cfg.grpo.max_completion_length = args.max_completion_length
-    if args.use_vllm:
-        cfg.grpo.use_vllm = True
-    if args.vllm_mode:
-        cfg.grpo.vllm_mode = args.vllm_mode
-    info = train_grpo(cfg, args.output_dir, base_model=args.base_model,
-                      resume=args.resume, overwrite=args.overwrite)
-    _print_run(info, args.output_dir)
+    info = train_grpo(ctx.settings, ctx.args.output_dir, resume=ctx.resume, overwrite=ctx.overwrite)
+    _print_run(info, ctx.args.output_dir)
     return 0
 
 
-def cmd_generate_traces(args, cfg: Config) -> int:
-    from .traces import check_trace_args, generate_traces, stats_path
+def cmd_generate_traces(ctx: Context) -> int:
+    from .traces import generate_traces, stats_path
 
-    check_trace_args(args.max_attempts, args.temperature)
-    apply_common_flags(args, cfg)
-    check_file_name("--output-file", args.output_file, ".jsonl")
-    out, stats = generate_traces(
-        cfg, args.grpo_model, args.output_dir, args.output_file, split=args.dataset_split,
-        num_samples=parse_count("--num-samples", args.num_samples), max_attempts=args.max_attempts,
-        temperature=args.temperature, resume=args.resume, overwrite=args.overwrite)
+    a = ctx.args
+    out, stats = generate_traces(ctx.settings, a.output_dir, a.output_file, resume=ctx.resume,
+                                 overwrite=ctx.overwrite)
     print(f"\ntraces: {out}\nstats:  {stats_path(out)}")
     for k, v in stats.items():
         print(f"  {k:<28} {v if not isinstance(v, float) else round(v, 4)}")
     return 0
 
 
-def cmd_experiment1(args, cfg: Config) -> int:
-    from .experiments import check_budgets, experiment1_steps, run_steps
+def cmd_experiment1(ctx: Context) -> int:
+    from .experiments import check_experiment, experiment1_steps, run_steps
 
-    budgets = check_budgets(args.budgets)
-    seeds = _check_seeds(args.seeds)
-    root = Path(args.root or os.path.join(cfg.output_root, "compare-train-samples"))
-    run_steps(experiment1_steps(cfg, budgets, root, seeds=seeds))
+    s = ctx.settings
+    check_experiment(s, 1)
+    root = Path(ctx.args.root or os.path.join(s.output_root, "compare-train-samples"))
+    run_steps(experiment1_steps(s, root))
     return _report([root], root / "report")
 
 
-def cmd_experiment2(args, cfg: Config) -> int:
-    from .experiments import check_budgets, experiment2_steps, run_steps
-    from .traces import check_trace_args
+def cmd_experiment2(ctx: Context) -> int:
+    from .experiments import check_experiment, experiment2_steps, run_steps
 
-    (budget,) = check_budgets([args.budget])
-    check_trace_args(args.max_attempts, args.temperature)
-    seeds = _check_seeds(args.seeds)
-    root = Path(args.root or os.path.join(cfg.output_root, "compare-train-samples"))
-    traces_root = Path(args.traces_root or os.path.join(cfg.output_root, "traces"))
-    grpo = args.grpo_model or str(root / str(budget) / "grpo")
-    num = parse_count("--num-samples", args.num_samples, allow_all=False) if args.num_samples else budget
-    if num < budget:
-        raise UsageError(f"--num-samples ({num}) must cover the budget ({budget} problems)")
-    run_steps(experiment2_steps(cfg, grpo, budget, root, traces_root, num_samples=num,
-                                max_attempts=args.max_attempts, temperature=args.temperature, seeds=seeds))
+    s, a = ctx.settings, ctx.args
+    check_experiment(s, 2)
+    budget = s.experiment.traces_budget
+    if s.traces.num_samples is not None and s.traces.num_samples < budget:
+        raise SettingError("traces.num_samples", s.traces.num_samples,
+                           "{name} ({value}) must cover the budget " + f"({budget} problems)")
+    root = Path(a.root or os.path.join(s.output_root, "compare-train-samples"))
+    traces_root = Path(a.traces_root or os.path.join(s.output_root, "traces"))
+    grpo = a.grpo_model or str(root / str(budget) / "grpo")
+    run_steps(experiment2_steps(s, grpo, root, traces_root))
     return _report([root, traces_root], traces_root / "report")
 
 
-def cmd_preset(args, cfg: Config) -> int:
-    from .experiments import PRESET, apply_preset, experiment1_steps, experiment2_steps, run_steps
+def cmd_preset(ctx: Context) -> int:
+    from .experiments import check_experiment, experiment1_steps, experiment2_steps, run_steps
 
-    apply_preset(cfg)
-    root = Path(args.root or os.path.join(cfg.output_root, "preset"))
+    s = ctx.settings
+    check_experiment(s, 1)
+    check_experiment(s, 2)
+    root = Path(ctx.args.root or os.path.join(s.output_root, "preset"))
     sweep, traces_root = root / "compare-train-samples", root / "traces"
     t0 = time.perf_counter()
-    run_steps(experiment1_steps(cfg, PRESET["budgets"], sweep))
-    b = PRESET["traces_budget"]
-    run_steps(experiment2_steps(cfg, sweep / str(b) / "grpo", b, sweep, traces_root,
-                                max_attempts=PRESET["max_attempts"], temperature=PRESET["temperature"]))
+    run_steps(experiment1_steps(s, sweep))
+    b = s.experiment.traces_budget
+    run_steps(experiment2_steps(s, sweep / str(b) / "grpo", sweep, traces_root))
     code = _report([sweep, traces_root], root / "report")
-    print(f"preset finished in {_elapsed(t0) / 60:.1f} min")
+    print(f"preset finished in {(time.perf_counter() - t0) / 60:.1f} min")
     return code
 
 
-def cmd_report(args, cfg: Config) -> int:
-    return _report([Path(f) for f in args.folders], Path(args.out) if args.out else Path(args.folders[0]) / "report")
+def cmd_report(ctx: Context) -> int:
+    a = ctx.args
+    return _report([Path(f) for f in a.folders], Path(a.out) if a.out else Path(a.folders[0]) / "report")
 
 
 def _report(folders: list[Path], out: Path) -> int:
@@ -321,19 +377,6 @@ def _report(folders: list[Path], out: Path) -> int:
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
     print((out / "report.md").read_text().split("## Plots")[0])
     return 0
-
-
-def _check_seeds(k: int) -> int:
-    if k < 1:
-        raise UsageError(f"--seeds must be a positive integer, got {k}")
-    return k
-
-
-def check_file_name(flag: str, name: str, suffix: str) -> None:
-    if Path(name).name != name or name in ("", ".", ".."):
-        raise UsageError(f"{flag} must be a file name without a directory part, got {name!r}")
-    if not name.endswith(suffix):
-        raise UsageError(f"{flag} must end in {suffix}, got {name!r}")
 
 
 def _print_run(info: dict, output_dir: str) -> None:
@@ -354,7 +397,3 @@ def print_metrics(metrics: dict, csv_path: Path) -> None:
     print(format_table(metrics))
     print(f"  per-example rows:    {csv_path}")
     print(f"  metrics:             {metrics_path(csv_path)}")
-
-
-def _elapsed(t0: float) -> float:
-    return round(time.perf_counter() - t0, 1)

@@ -1,17 +1,37 @@
-"""Every default of the pipeline in one place (the seed's ``tr_config.py``).
+"""Every setting of the pipeline in one typed tree (the seed's ``tr_config.py``).
 
-Precedence, lowest to highest: the defaults below, environment variables
-(``TRAIN_SAMPLES``, ``PREP_TRAIN_SAMPLES``, ``EVAL_SAMPLES``, ``NUM_GENERATIONS``,
-``OUTPUT_DIR``, ``MODEL_NAME``), then command-line flags. Each section is a
-dataclass whose fields carry a default and a help string, so ``run.json`` can
-record the resolved configuration as it was used.
+Each knob is a dataclass field with a default and a help string, in the manner
+of TRL's ``GRPOConfig``; sections nest (``settings.grpo.rollout.temperature``).
+Values come from, lowest to highest precedence:
+
+1. the defaults below (and the named generation purposes in ``GENERATION``);
+2. a settings file (``--config FILE.yaml``: the same tree as nested mappings,
+   or a ``run.json``, whose ``settings`` are reused so a run can be repeated);
+3. environment variables: the seed's ``TRAIN_SAMPLES``, ``PREP_TRAIN_SAMPLES``,
+   ``EVAL_SAMPLES``, ``NUM_GENERATIONS``, ``OUTPUT_DIR``, ``MODEL_NAME``, and
+   ``GSM8K_LAB_THREADS``;
+4. command-line flags, which ``cli.py`` generates from these fields.
+
+:func:`load_settings` records where each value came from (:class:`Source`), so
+that :func:`validate` - which checks every range, every choice and every count
+against the data before any work starts - raises :class:`SettingError`\\ s that
+the command line can word with the flag, variable or file the user wrote.
+Library modules raise errors naming a setting by its path (``eval.samples``);
+only ``cli.py`` knows flag spellings.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # --------------------------------------------------------------------------
@@ -28,176 +48,578 @@ SYSTEM_PROMPT = (
     f"Then give the final numerical answer between {SOLUTION_START} and {SOLUTION_END}."
 )
 
-#: Budgets of Experiment 1 (training problems per run).
-EXPERIMENT_BUDGETS = (256, 512, 1024, 2048)
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+BACKENDS = ("auto", "transformers", "vllm")
+REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
+VLLM_MODES = ("colocate", "server")
+SPLITS = ("train", "test")
 
 
 class UsageError(ValueError):
     """A bad input from the user: reported as one line, exit code 2."""
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+class SettingError(UsageError):
+    """A bad value of one setting (or command argument), named by its ``path``.
+
+    ``template`` words the problem with ``{name}`` and ``{value}``; the library
+    fills in the path, the command line the flag, variable or file that gave
+    the value (see :meth:`render`).
+    """
+
+    def __init__(self, path: str, value: Any, template: str):
+        self.path, self.value, self.template = path, value, template
+        super().__init__(self.render(path, _show(value)))
+
+    def render(self, name: str, value: str, resume: str = "resume=True", overwrite: str = "overwrite=True") -> str:
+        return self.template.format(name=name, value=value, resume=resume, overwrite=overwrite)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def setting(default: Any, help: str, *, env: str | None = None, choices: Iterable | None = None,
+            min: float | None = None, max: float | None = None, above: float | None = None,
+            split: str | None = None, all_is_none: bool = False, why: str | None = None) -> Any:
+    """A settings field: default, help text and the rules :func:`validate` applies.
+
+    ``min``/``max`` bound it inclusively, ``above`` exclusively; ``split`` marks a
+    problem count checked against that split's size; ``all_is_none`` lets the
+    word ``all`` stand for None (the whole split); ``why`` explains a range in its error.
+    """
+    meta = {"help": help, "env": env, "choices": tuple(choices) if choices is not None else None,
+            "min": min, "max": max, "above": above, "split": split, "all_is_none": all_is_none,
+            "why": why}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(factory, help: str) -> Any:
+    return field(default_factory=factory, metadata={"help": help, "section": True})
+
+
+# --------------------------------------------------------------------------
+# The tree
+# --------------------------------------------------------------------------
+@dataclass
+class ModelSettings:
+    name: str | None = setting(
+        None, "Hugging Face hub id, model folder or run directory; unset means the embedded "
+        "SmolLM2-135M-Instruct.", env="MODEL_NAME")
+    dtype: str = setting("auto", "Weights dtype: auto (bf16 where the device runs it natively, else fp32 "
+                         "on CPU and fp16 on old GPUs), bf16, fp16 or fp32.", choices=DTYPES)
+    attn_implementation: str | None = setting(
+        None, "Attention kernel (sdpa, flash_attention_2, eager); unset lets transformers choose.")
 
 
 @dataclass
-class ModelSettings:
-    name: str | None = _f(
-        None,
-        "Hugging Face hub id or local folder; None means the embedded SmolLM2-135M-Instruct.",
-    )
-    dtype: str = _f("auto", "auto (bf16 where the device supports it, else fp32), bf16, fp16, fp32.")
-    attn_implementation: str | None = _f(
-        None, "Attention kernel (sdpa, flash_attention_2, eager); None lets transformers choose."
-    )
+class DataSettings:
+    source: str = setting("bundled", "Evaluation problems: bundled (the shipped GSM8K copy), hub "
+                          "(openai/gsm8k main) or a JSONL file of {question, answer}.")
+    train_source: str = setting("bundled", "Training problems: bundled, hub or a JSONL file; never the "
+                                "file that a run evaluates on.")
+    budget_seed: int = setting(1234, "Seed of the one shuffle of the train split from which every budget "
+                               "takes its first N problems (so budgets are nested and shared).")
 
 
 @dataclass
 class LoraSettings:
-    r: int = _f(16, "LoRA rank.")
-    alpha: int = _f(32, "LoRA alpha (scale = alpha / r).")
-    dropout: float = _f(0.05, "Dropout on the LoRA branch.")
-    target_modules: list = _f(
+    r: int = setting(16, "LoRA rank.", min=1)
+    alpha: int = setting(32, "LoRA alpha (scale = alpha / r).", min=1)
+    dropout: float = setting(0.05, "Dropout on the LoRA branch.", min=0.0, max=0.99)
+    target_modules: list[str] = setting(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "Linear layers that get an adapter.",
-    )
+        "Linear layers that get an adapter.")
 
 
 @dataclass
-class SFTSettings:
-    prep_train_samples: int = _f(64, "Problems in the prep stage (PREP_TRAIN_SAMPLES).")
-    train_samples: int | None = _f(
-        1024, "Problems in the full stage (TRAIN_SAMPLES); None means the whole split."
-    )
-    epochs: float = _f(1.0, "Passes over the training problems.")
-    prep_epochs: float = _f(2.0, "Passes in the prep stage (few problems, so more passes).")
-    learning_rate: float = _f(2e-4, "Peak learning rate (LoRA).")
-    per_device_batch_size: int = _f(4, "Examples per device per step.")
-    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
-    max_length: int = _f(768, "Longest tokenised example (prompt + target); longer ones are cut.")
-    warmup_ratio: float = _f(0.05, "Share of steps used for linear warm-up.")
-    lr_scheduler: str = _f("cosine", "Learning-rate schedule.")
-    save_steps: int = _f(50, "Checkpoint every N optimizer steps (resume point).")
-    logging_steps: int = _f(5, "Log training curves every N steps.")
-    gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
+class GenerationSettings:
+    """How text is generated for one purpose (see ``GENERATION``)."""
+
+    max_new_tokens: int = setting(512, "Generation budget per completion, in tokens.", min=1)
+    temperature: float = setting(0.0, "Sampling temperature; 0 means greedy.", min=0.0)
+    top_p: float = setting(1.0, "Nucleus sampling mass (1 disables; sampling only).", above=0.0, max=1.0)
+    top_k: int = setting(0, "Top-k sampling (0 disables; sampling only).", min=0)
+    min_p: float = setting(0.0, "Min-p sampling (0 disables; sampling only).", min=0.0, max=1.0)
+    repetition_penalty: float = setting(1.0, "Repetition penalty (1 disables).", above=0.0)
+    seed: int = setting(0, "Sampling seed.")
+    batch_size: int = setting(16, "Prompts generated together.", min=1)
+    backend: str = setting("auto", "auto (vLLM on a CUDA GPU when installed, else transformers), "
+                           "transformers or vllm.", choices=BACKENDS)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+#: Generation settings per purpose, as data (like an lm-eval task's generation_kwargs).
+#: Each purpose starts from the GenerationSettings defaults and changes these.
+GENERATION: dict[str, dict[str, Any]] = {
+    "eval": {"temperature": 0.0},                      # greedy: the seed's accuracy
+    "traces": {"temperature": 0.8},                    # rejection sampling needs varied attempts
+    "rollout": {"temperature": 1.0, "max_new_tokens": 256},  # GRPO's group samples
+}
+
+
+def generation(purpose: str):
+    return lambda: GenerationSettings(**GENERATION[purpose])
 
 
 @dataclass
-class GRPOSettings:
-    train_samples: int | None = _f(1024, "Problems (TRAIN_SAMPLES); None means the whole split.")
-    num_generations: int = _f(4, "Completions per prompt, the GRPO group (NUM_GENERATIONS).")
-    per_device_batch_size: int | None = _f(
-        None, "Completions per device per step (None: two prompts' groups); "
-        "times processes and accumulation it must be a multiple of num_generations."
-    )
-    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
-    epochs: float = _f(1.0, "Passes over the training problems.")
-    learning_rate: float = _f(2e-5, "Peak learning rate (LoRA).")
-    beta: float = _f(
-        0.04, "KL coefficient against the reference model (the adapter switched off); 0 disables it."
-    )
-    loss_type: str = _f("dapo", "TRL loss: grpo, dapo, dr_grpo, bnpo.")
-    temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
-    max_completion_length: int = _f(256, "Longest completion in tokens.")
-    warmup_ratio: float = _f(0.05, "Share of steps used for linear warm-up.")
-    lr_scheduler: str = _f("cosine", "Learning-rate schedule.")
-    save_steps: int = _f(25, "Checkpoint every N optimizer steps (resume point).")
-    logging_steps: int = _f(1, "Log training curves every N steps.")
-    use_vllm: bool = _f(False, "Roll out with vLLM (TRL use_vllm).")
-    vllm_mode: str = _f("colocate", "colocate (one GPU) or server (trl vllm-serve).")
-    vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share for vLLM in colocate mode.")
-    gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
+class TrainSettings:
+    """What SFT and GRPO training share."""
+
+    epochs: float = setting(1.0, "Passes over the training problems.", above=0.0)
+    learning_rate: float = setting(2e-4, "Peak learning rate (LoRA).", above=0.0, max=1.0)
+    per_device_batch_size: int | None = setting(4, "Examples per device per step.", min=1)
+    gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1)
+    warmup_ratio: float = setting(0.05, "Share of steps used for linear warm-up.", min=0.0, max=1.0)
+    lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name).")
+    save_steps: int = setting(50, "Checkpoint every N optimizer steps (the resume points).", min=1)
+    logging_steps: int = setting(5, "Log training curves every N steps.", min=1)
+    gradient_checkpointing: bool = setting(False, "Trade compute for memory.")
+
+
+@dataclass
+class SFTSettings(TrainSettings):
+    epochs: float | None = setting(None, "Passes over the training problems (unset: 2 for the prep stage, "
+                                   "which has few problems, 1 for full).", above=0.0)
+    prep_train_samples: int = setting(64, "Problems in the prep stage.", env="PREP_TRAIN_SAMPLES",
+                                      min=1, split="train")
+    train_samples: int | None = setting(1024, "Problems in the full stage ('all': the whole split).",
+                                        env="TRAIN_SAMPLES", min=1, split="train", all_is_none=True)
+    max_length: int = setting(768, "Longest tokenised example (prompt + target); longer ones are cut.", min=16)
+
+    def stage_samples(self, stage: str) -> int | None:
+        return self.prep_train_samples if stage == "prep" else self.train_samples
+
+    def stage_epochs(self, stage: str) -> float:
+        """Passes for a stage: the setting, or 2 for prep (few problems) and 1 for full."""
+        return self.epochs if self.epochs is not None else (2.0 if stage == "prep" else 1.0)
+
+
+@dataclass
+class GRPOSettings(TrainSettings):
+    train_samples: int | None = setting(1024, "Problems ('all': the whole split).", env="TRAIN_SAMPLES",
+                                        min=1, split="train", all_is_none=True)
+    num_generations: int = setting(4, "Completions per prompt, the GRPO group.", env="NUM_GENERATIONS", min=2,
+                                   why="GRPO compares completions within a group")
+    per_device_batch_size: int | None = setting(
+        None, "Completions per device per step (unset: two prompts' groups); times processes and "
+        "accumulation it must be a multiple of num_generations.", min=1)
+    learning_rate: float = setting(2e-5, "Peak learning rate (LoRA).", above=0.0, max=1.0)
+    beta: float = setting(0.04, "KL coefficient against the reference model (the adapter switched off); "
+                          "0 disables it.", min=0.0)
+    loss_type: str = setting("dapo", "TRL loss normalisation.", choices=LOSS_TYPES)
+    save_steps: int = setting(25, "Checkpoint every N optimizer steps (the resume points).", min=1)
+    logging_steps: int = setting(1, "Log training curves every N steps.", min=1)
+    use_vllm: bool = setting(False, "Roll out with vLLM (TRL use_vllm).")
+    vllm_mode: str = setting("colocate", "colocate (vLLM beside training on the same GPU) or server "
+                             "(trl vllm-serve).", choices=VLLM_MODES)
+    colocate_gpu_memory_utilization: float = setting(0.3, "GPU memory share of the rollout vLLM colocated "
+                                                     "with training (vllm_mode colocate).",
+                                                 above=0.0, max=1.0)
+    rollout: GenerationSettings = section(generation("rollout"), "How GRPO samples its groups.")
+
+    def batch(self) -> int:
+        """Completions per device per step: the setting, or two prompts' groups."""
+        return self.per_device_batch_size or 2 * self.num_generations
 
 
 @dataclass
 class EvalSettings:
-    samples: int | None = _f(512, "Test problems (EVAL_SAMPLES); None means all 1,319.")
-    batch_size: int = _f(16, "Prompts generated together.")
-    max_new_tokens: int = _f(512, "Generation budget per completion.")
-    temperature: float = _f(0.0, "0 means greedy decoding.")
-    top_p: float = _f(1.0, "Nucleus sampling (when temperature > 0).")
-    top_k: int = _f(0, "Top-k sampling, 0 disables (when temperature > 0).")
-    min_p: float = _f(0.0, "Min-p sampling, 0 disables (when temperature > 0).")
-    seed: int = _f(0, "Sampling seed.")
-    backend: str = _f("auto", "Generation backend: auto, transformers, vllm.")
+    samples: int | None = setting(512, "Test problems, the first N of the test split ('all': 1,319).",
+                                  env="EVAL_SAMPLES", min=1, split="test", all_is_none=True)
+    generation: GenerationSettings = section(generation("eval"), "How answers are generated.")
 
 
 @dataclass
-class Config:
-    output_root: str = _f("outputs", "Root for default run directories (OUTPUT_DIR).")
-    seed: int = _f(42, "Training seed.")
-    data_source: str = _f(
-        "bundled", "bundled (the shipped GSM8K copy), hub (openai/gsm8k main), or a JSONL path."
-    )
-    data_seed: int = _f(
-        1234, "Seed of the one shuffle from which every budget takes its first N problems."
-    )
-    model: ModelSettings = field(default_factory=ModelSettings)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    sft: SFTSettings = field(default_factory=SFTSettings)
-    grpo: GRPOSettings = field(default_factory=GRPOSettings)
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    report_to: str = _f("none", "Tracking backend for TRL (none, tensorboard, wandb, trackio).")
+class TraceSettings:
+    split: str = setting("train", "Split the traces cover.", choices=SPLITS)
+    num_samples: int | None = setting(None, "Problems covered ('all': the whole split); on the train "
+                                      "split the budget shuffle's first N.", min=1, split="traces",
+                                      all_is_none=True)
+    max_attempts: int = setting(5, "Samples per problem before the original solution is kept.", min=1)
+    generation: GenerationSettings = section(generation("traces"), "How attempts are sampled.")
+
+
+@dataclass
+class VLLMSettings:
+    gpu_memory_utilization: float = setting(0.85, "GPU memory share of the vLLM engine used for evaluation "
+                                            "and traces.", above=0.0, max=1.0)
+    max_model_len: int = setting(2048, "Longest prompt + completion vLLM plans for.", min=64)
+    tensor_parallel_size: int = setting(1, "GPUs one vLLM engine spans.", min=1)
+
+
+@dataclass
+class RuntimeSettings:
+    threads: int | None = setting(None, "CPU threads per process (unset: the cores this process may use, "
+                                  "shared among the processes on the machine).", env="GSM8K_LAB_THREADS",
+                                  min=1)
+
+
+@dataclass
+class ExperimentSettings:
+    budgets: list[int] = setting([256, 512, 1024, 2048], "Experiment 1: training problems per run.")
+    seeds: int = setting(1, "Repeat each training run with K seeds (seed, seed+1, ...).", min=1)
+    traces_budget: int = setting(1024, "Experiment 2: training problems of both SFT runs.", min=1,
+                                 split="train")
+
+
+@dataclass
+class Settings:
+    output_root: str = setting("outputs", "Root of default output paths.", env="OUTPUT_DIR")
+    seed: int = setting(42, "Training seed.")
+    report_to: str = setting("none", "Tracking backend for TRL.", choices=REPORT_TO)
+    model: ModelSettings = section(ModelSettings, "The model.")
+    data: DataSettings = section(DataSettings, "Where problems come from.")
+    lora: LoraSettings = section(LoraSettings, "The adapter trained by SFT and GRPO.")
+    sft: SFTSettings = section(SFTSettings, "Supervised fine-tuning (prep and full stages).")
+    grpo: GRPOSettings = section(GRPOSettings, "GRPO.")
+    eval: EvalSettings = section(EvalSettings, "Evaluation on GSM8K test problems.")
+    traces: TraceSettings = section(TraceSettings, "Rejection-sampled traces.")
+    vllm: VLLMSettings = section(VLLMSettings, "The vLLM engine (GPU).")
+    runtime: RuntimeSettings = section(RuntimeSettings, "This process.")
+    experiment: ExperimentSettings = section(ExperimentSettings, "Experiments 1 and 2.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dataclasses.asdict(self)
+
+    def get(self, path: str) -> Any:
+        obj: Any = self
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def set(self, path: str, value: Any) -> None:
+        *head, last = path.split(".")
+        obj: Any = self
+        for part in head:
+            obj = getattr(obj, part)
+        setattr(obj, last, value)
+
+
+#: Presets as data: paths of the tree and the values they set.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Both experiments at a size that fits 2 CPU cores: the seed's scripts take the same
+    # sizes (PREP_TRAIN_SAMPLES=32, EVAL_SAMPLES=64, --max-completion-length 128), so runs
+    # made by hand with them are reused by the preset.
+    "small": {
+        "sft.prep_train_samples": 32,
+        "eval.samples": 64,
+        "grpo.rollout.max_new_tokens": 128,
+        "experiment.budgets": [32, 64],
+        "experiment.traces_budget": 64,
+        "traces.max_attempts": 2,
+    },
+}
 
 
 # --------------------------------------------------------------------------
-# Environment variables
+# Where values come from
 # --------------------------------------------------------------------------
-def parse_count(name: str, raw: str, *, allow_all: bool = True) -> int | None:
-    """Parse a sample count: a positive integer, or ``all`` (returned as None)."""
-    text = str(raw).strip()
-    if allow_all and text.lower() == "all":
+@dataclass(frozen=True)
+class Source:
+    """Where one setting's value came from: a default, a file, a variable, a preset or a flag."""
+
+    kind: str  # default | file | env | preset | flag
+    name: str = ""  # the file, variable or flag
+    raw: str | None = None  # the text as written
+
+    def label(self, path: str) -> str:
+        """How an error names the value: ``--eval-samples``, ``EVAL_SAMPLES``, ``eval.samples (in f.yaml)``."""
+        if self.kind in ("env", "flag"):
+            return self.name
+        if self.kind == "file":
+            return f"{path} (in {self.name})"
+        if self.kind == "preset":
+            return f"{path} (preset {self.name})"
+        return path
+
+
+class Sources(dict):
+    """path -> :class:`Source`; a path not listed holds its default."""
+
+    def of(self, path: str) -> Source:
+        return self.get(path, Source("default"))
+
+    def word(self, err: SettingError, **words: str) -> str:
+        """The error worded with the source of its value (the text as the user wrote it)."""
+        src = self.of(err.path)
+        if src.raw is None:
+            value = _show(err.value)
+        else:
+            value = repr(src.raw) if isinstance(err.value, str) else src.raw
+        return err.render(src.label(err.path), value, **words)
+
+
+def fields_of(cls) -> list[tuple[dataclasses.Field, Any]]:
+    """A dataclass's fields with their resolved type hints."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def iter_settings(cls=Settings, prefix: str = "") -> Iterable[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf setting as ``(path, field, type)``, sections expanded."""
+    for f, hint in fields_of(cls):
+        path = f"{prefix}{f.name}"
+        if f.metadata.get("section"):
+            yield from iter_settings(hint, prefix=path + ".")
+        else:
+            yield path, f, hint
+
+
+def leaf(path: str) -> tuple[dataclasses.Field, Any]:
+    for p, f, hint in iter_settings():
+        if p == path:
+            return f, hint
+    raise KeyError(path)
+
+
+def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
+    """Turn text (from a flag, a variable or a file) into the setting's type, or a SettingError."""
+    f, hint = leaf(path)
+    meta = f.metadata
+    base, optional = _unwrap(hint)
+
+    def bad(expected: str) -> UsageError:
+        shown = repr(raw) if isinstance(raw, str) else _show(raw)
+        return UsageError(f"{(source or Source('default')).label(path)} must be {expected}, got {shown}")
+
+    if raw is None:
+        if optional:
+            return None
+        raise bad(_expected(base, meta))
+    if isinstance(raw, str) and optional and meta.get("all_is_none") and raw.strip().lower() == "all":
         return None
-    expected = "a positive integer" + (" or 'all'" if allow_all else "")
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{name} must be {expected}, got {raw!r}") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be {expected}, got {raw!r}")
-    return value
+    if isinstance(raw, str) and optional and raw.strip().lower() in ("none", "null") and not meta.get("all_is_none"):
+        return None
+    if base is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise bad("true or false")
+    if base is int:
+        if isinstance(raw, bool):
+            raise bad(_expected(base, meta))
+        try:
+            value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+        except ValueError:
+            raise bad(_expected(base, meta)) from None
+        if meta.get("split") and value <= 0:  # counts are named for what they are
+            raise bad(_expected(base, meta))
+        return value
+    if base is float:
+        try:
+            value = float(str(raw).strip()) if not isinstance(raw, (int, float)) or isinstance(raw, bool) else raw
+        except ValueError:
+            raise bad("a number") from None
+        return float(value)
+    if base is str:
+        return str(raw)
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        items = raw if isinstance(raw, list) else [x for x in str(raw).replace(",", " ").split()]
+        out = []
+        for x in items:
+            try:
+                out.append(item(x) if not (item is int and isinstance(x, bool)) else _raise())
+            except (TypeError, ValueError):
+                label = (source or Source("default")).label(path)
+                kind = "integers" if item is int else f"{item.__name__} values"
+                raise UsageError(f"{label} must be a list of {kind}, got {x!r}") from None
+        return out
+    raise TypeError(f"unsupported setting type for {path}: {hint}")  # pragma: no cover
 
 
-def load_config(env: Mapping[str, str] | None = None) -> Config:
-    """Defaults overridden by the pipeline's environment variables."""
+def _raise():
+    raise ValueError
+
+
+def _unwrap(hint) -> tuple[Any, bool]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def _expected(base, meta) -> str:
+    if base is int:
+        if meta.get("split"):
+            return "a positive integer" + (" or 'all'" if meta.get("all_is_none") else "")
+        return "an integer"
+    if base is float:
+        return "a number"
+    return base.__name__
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path | None = None,
+                  overrides: Mapping[str, tuple[Any, Source]] | None = None,
+                  preset: str | None = None) -> tuple[Settings, Sources]:
+    """Defaults, then the preset, the settings file, the environment and the overrides (flags)."""
     env = os.environ if env is None else env
-    cfg = Config()
-    if env.get("OUTPUT_DIR"):
-        cfg.output_root = env["OUTPUT_DIR"]
-    if env.get("MODEL_NAME"):
-        cfg.model.name = env["MODEL_NAME"]
-    if "TRAIN_SAMPLES" in env:
-        n = parse_count("TRAIN_SAMPLES", env["TRAIN_SAMPLES"])
-        cfg.sft.train_samples = n
-        cfg.grpo.train_samples = n
-    if "PREP_TRAIN_SAMPLES" in env:
-        cfg.sft.prep_train_samples = parse_count(
-            "PREP_TRAIN_SAMPLES", env["PREP_TRAIN_SAMPLES"], allow_all=False
-        )
-    if "EVAL_SAMPLES" in env:
-        cfg.eval.samples = parse_count("EVAL_SAMPLES", env["EVAL_SAMPLES"])
-    if "NUM_GENERATIONS" in env:
-        n = parse_count("NUM_GENERATIONS", env["NUM_GENERATIONS"], allow_all=False)
-        if n < 2:
-            raise UsageError(
-                f"NUM_GENERATIONS must be at least 2 (GRPO compares completions within a group), got {n}"
-            )
-        cfg.grpo.num_generations = n
-    return cfg
+    settings, sources = Settings(), Sources()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise SettingError("preset", preset, "{name} must be one of " + ", ".join(PRESETS) + ", got {value}")
+        for path, value in PRESETS[preset].items():
+            settings.set(path, copy.deepcopy(value))
+            sources[path] = Source("preset", preset)
+    if config_file is not None:
+        for path, raw in read_settings_file(config_file).items():
+            src = Source("file", str(config_file))
+            settings.set(path, parse_value(path, raw, src))
+            sources[path] = src
+    for path, f, _ in iter_settings():
+        var = f.metadata.get("env")
+        if var and env.get(var, "") != "":
+            src = Source("env", var, env[var])
+            settings.set(path, parse_value(path, env[var], src))
+            sources[path] = src
+    for path, (raw, src) in (overrides or {}).items():
+        settings.set(path, parse_value(path, raw, src))
+        sources[path] = src
+    return settings, sources
 
 
-def check_sample_count(name: str, n: int | None, available: int) -> int:
-    """Resolve a count against a split: None means all; more than the split is refused."""
-    if n is None:
-        return available
-    if n > available:
-        raise UsageError(
-            f"{name}={n} is larger than the split ({available} problems); "
-            f"use at most {available} or 'all'"
-        )
-    return n
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (or JSON) file of the settings tree, flattened to ``path -> value``.
+
+    A ``run.json`` works too: its ``settings`` are used, so ``--config RUN/run.json``
+    repeats a run's settings.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SettingError("config", str(path), "{name} {value} is not a file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        problem = str(exc).splitlines()[0]
+        raise SettingError("config", str(path), "{name} {value} is not valid YAML (" + problem + ")") from None
+    if isinstance(data, dict) and isinstance(data.get("settings"), dict) and "run_id" in data:
+        data = data["settings"]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingError("config", str(path), "{name} {value} must hold a mapping of settings")
+    flat: dict[str, Any] = {}
+    known = {p for p, _, _ in iter_settings()}
+    sections = {p.rsplit(".", 1)[0] for p in known if "." in p}
+
+    def walk(obj: dict, prefix: str) -> None:
+        for key, value in obj.items():
+            path_ = f"{prefix}{key}"
+            if isinstance(value, dict) and path_ in sections:
+                walk(value, path_ + ".")
+            elif path_ in known:
+                flat[path_] = value
+            else:
+                raise SettingError("config", str(path),
+                                   "{name} {value}: unknown setting " + repr(path_))
+    walk(data, "")
+    return flat
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+def validate(settings: Settings, splits: Mapping[str, int] | None = None,
+             counts: Iterable[str] | None = None, processes: int = 1) -> None:
+    """Check every setting before any work starts; raise the first :class:`SettingError`.
+
+    Ranges and choices of every field; the problem counts in ``counts`` (paths;
+    default all) against ``splits`` (split name -> problems available; a count
+    whose split is not given is not compared); GRPO's group against its global
+    batch of ``processes`` processes; the experiments' budgets.
+    """
+    splits = splits or {}
+    wanted = set(counts) if counts is not None else None
+    traces_temp = settings.traces.generation.temperature
+    if not traces_temp > 0:  # before the generic range check, which allows 0 (greedy)
+        raise SettingError("traces.generation.temperature", traces_temp, "{name} must be > 0 for rejection "
+                           "sampling (attempts must differ), got {value}")
+    for path, f, _hint in iter_settings():
+        value = settings.get(path)
+        meta = f.metadata
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingError(path, value, "{name} must be a finite number, got {value}")
+        if meta["choices"] is not None and value not in meta["choices"]:
+            raise SettingError(path, value, "{name} must be one of " + ", ".join(meta["choices"]) + ", got {value}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_range(path, value, meta)
+        split = meta.get("split")
+        if split and split in splits and (wanted is None or path in wanted) and value > splits[split]:
+            available = splits[split]
+            word = "the split" if split != "traces" else f"the {settings.traces.split} split"
+            raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
+                               f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
+    g = settings.grpo
+    global_batch = g.batch() * processes * g.gradient_accumulation_steps
+    if global_batch % g.num_generations:
+        raise SettingError(
+            "grpo.num_generations", g.num_generations,
+            "{name}={value} does not divide the GRPO batch of " + f"{global_batch} completions "
+            f"({g.batch()} per device x {processes} processes x {g.gradient_accumulation_steps} accumulation); "
+            f"use a per-device batch that is a multiple of {g.num_generations}")
+    budgets = settings.experiment.budgets
+    if not budgets:
+        raise SettingError("experiment.budgets", budgets, "{name} needs at least one positive integer")
+    for b in budgets:
+        if b <= 0:
+            raise SettingError("experiment.budgets", budgets, "{name} must be positive integers, got {value}")
+        if "train" in splits and (wanted is None or "experiment.budgets" in wanted) and b > splits["train"]:
+            raise SettingError("experiment.budgets", budgets,
+                               "{name} " + f"{b} is larger than the train split ({splits['train']} problems)")
+
+
+def _check_range(path: str, value: float, meta: Mapping) -> None:
+    lo, hi, above = meta.get("min"), meta.get("max"), meta.get("above")
+    if lo is None and hi is None and above is None:
+        return
+    if (lo is not None and value < lo) or (hi is not None and value > hi) or (above is not None and value <= above):
+        why = f" ({meta['why']})" if meta.get("why") else ""
+        raise SettingError(path, value, "{name} must be " + _range_words(lo, hi, above, isinstance(value, int))
+                           + why + ", got {value}")
+
+
+def _range_words(lo, hi, above, integer: bool) -> str:
+    if integer and lo == 1 and hi is None:
+        return "a positive integer"
+    if integer and lo == 0 and hi is None:
+        return "a non-negative integer"
+    parts = []
+    if lo is not None:
+        parts.append(f">= {lo:g}")
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if hi is not None:
+        parts.append(f"<= {hi:g}")
+    return " and ".join(parts)
+
+
+def describe_settings(settings: Settings) -> str:
+    """The tree as indented JSON (for printing)."""
+    return json.dumps(settings.to_dict(), indent=2)
+
+
+def env_vars() -> set[str]:
+    """The environment variables that settings read."""
+    return {f.metadata["env"] for _, f, _ in iter_settings() if f.metadata.get("env")}

@@ -28,11 +28,12 @@ from .config import (
     REASONING_START,
     SOLUTION_END,
     SOLUTION_START,
+    SPLITS,
     SYSTEM_PROMPT,
+    SettingError,
     UsageError,
 )
 
-SPLITS = ("train", "test")
 BUNDLED_SHA256 = {
     "train": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
     "test": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
@@ -52,26 +53,31 @@ class Problem:
     gold: float
 
 
-def load_split(split: str, source: str = "bundled") -> list[Problem]:
-    """All problems of a split, in file order."""
+def load_split(split: str, source: str = "bundled", path: str = "data.source") -> list[Problem]:
+    """All problems of a split, in file order; ``path`` names the setting that chose ``source``."""
     if split not in SPLITS:
-        raise UsageError(f"dataset split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise SettingError("traces.split", split, "{name} must be one of " + ", ".join(SPLITS) + ", got {value}")
     if source == "bundled":
-        records = _read_jsonl(_bundled_path(split), verify_sha256=BUNDLED_SHA256[split])
+        records = _read_jsonl(_bundled_path(split), path, verify_sha256=BUNDLED_SHA256[split])
     elif source == "hub":
         records = _load_hub(split)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"data source {source!r} is neither 'bundled', 'hub' nor a JSONL file")
-        records = _read_jsonl(path)
+        file = Path(source)
+        if not file.is_file():
+            raise SettingError(path, source, "{name} {value} is neither 'bundled', 'hub' nor a JSONL file")
+        records = _read_jsonl(file, path)
     problems = []
     for i, rec in enumerate(records):
         try:
             problems.append(Problem(i, rec["question"], rec["answer"], parse_gold(rec["answer"])))
         except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{source} {split} line {i + 1}: expected question/answer with '#### N' ({exc})") from None
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
+                               f"with '#### N' ({exc})") from None
     return problems
+
+
+def split_size(split: str, source: str, path: str = "data.source") -> int:
+    return len(load_split(split, source, path))
 
 
 def take_budget(problems: list[Problem], n: int, seed: int) -> list[Problem]:
@@ -85,37 +91,35 @@ def take_first(problems: list[Problem], n: int) -> list[Problem]:
     return problems[:n]
 
 
-def load_traces(path: str | Path) -> list[Problem]:
+def load_traces(file: str | Path, path: str = "traces_file") -> list[Problem]:
     """A traces file: JSONL of ``{"question", "answer": "<reasoning>\\n\\n#### N"}``.
 
-    Every line is checked; the first bad one is named with its number.
+    Every line is checked; the first bad one is named with its number. ``path``
+    names the argument that gave the file, for errors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--traces-file {str(path)!r} does not exist")
+    file = Path(file)
+    shown = str(file)
+    if not file.is_file():
+        raise SettingError(path, shown, "{name} {value} does not exist")
     problems: list[Problem] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise UsageError(f"--traces-file {path}: line {lineno} is not valid JSON") from None
-            fields_ok = isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))
-            if not fields_ok:
-                raise UsageError(
-                    f"--traces-file {path}: line {lineno} needs string fields 'question' and 'answer'"
-                )
-            try:
-                gold = parse_gold(rec["answer"])
-            except ValueError:
-                raise UsageError(
-                    f"--traces-file {path}: line {lineno} answer lacks the '#### N' marker"
-                ) from None
-            problems.append(Problem(len(problems), rec["question"], rec["answer"], gold))
+    for lineno, line in enumerate(_text_lines(file, path), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} is not valid JSON") from None
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
+            raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} needs string fields "
+                               "'question' and 'answer'")
+        try:
+            gold = parse_gold(rec["answer"])
+        except ValueError:
+            raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} answer lacks the "
+                               "'#### N' marker") from None
+        problems.append(Problem(len(problems), rec["question"], rec["answer"], gold))
     if not problems:
-        raise UsageError(f"--traces-file {path} is empty: expected JSONL lines with question and answer")
+        raise SettingError(path, shown, "{name} {value} is empty: expected JSONL lines with question and answer")
     return problems
 
 
@@ -171,23 +175,37 @@ def _bundled_path(split: str) -> Path:
     return Path(str(resources.files("gsm8k_lab") / "data" / "gsm8k" / f"{split}.jsonl"))
 
 
-def _read_jsonl(path: Path, verify_sha256: str | None = None) -> list[dict]:
-    raw = path.read_bytes()
+def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list[dict]:
+    raw = file.read_bytes()
     if verify_sha256 is not None:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != verify_sha256:
             raise UsageError(
-                f"bundled data file {path} is corrupted: sha256 {digest[:12]}…, "
+                f"bundled data file {file} is corrupted: sha256 {digest[:12]}…, "
                 f"expected {verify_sha256[:12]}… (reinstall the package)"
             )
     records = []
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for lineno, line in enumerate(_text_lines(file, path, raw), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                raise UsageError(f"{path}: line {lineno} is not valid JSON") from None
+                raise SettingError(path, str(file), "{name} {value}: " + f"line {lineno} is not valid JSON") from None
     return records
+
+
+def _text_lines(file: Path, path: str, raw: bytes | None = None) -> list[str]:
+    """The file's lines as UTF-8 text, or a SettingError for a binary file."""
+    raw = file.read_bytes() if raw is None else raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SettingError(path, str(file), "{name} {value} is not UTF-8 text (line " + f"{line}); "
+                           "expected JSONL") from None
+    if "\x00" in text:
+        raise SettingError(path, str(file), "{name} {value} is a binary file; expected JSONL")
+    return text.splitlines()
 
 
 def _load_hub(split: str) -> list[dict]:
@@ -198,6 +216,6 @@ def _load_hub(split: str) -> list[dict]:
     except Exception as exc:  # network or cache failure: say what to do instead
         raise UsageError(
             f"could not load {HUB_DATASET[0]} ({HUB_DATASET[1]}) from the hub ({type(exc).__name__}); "
-            "use the bundled copy (--data bundled) when offline"
+            "use the bundled copy when offline"
         ) from None
     return [{"question": r["question"], "answer": r["answer"]} for r in ds]

@@ -28,8 +28,9 @@ from .answers import (
     numbers_match,
     parse_completion,
 )
+from .config import GenerationSettings, SettingError, Settings
 from .data import Problem
-from .generation import Completion, GenerationBackend, SamplingParams
+from .generation import Completion, GenerationBackend, decoding
 from .runs import atomic_write_json, atomic_write_text
 
 COLUMNS = [
@@ -61,11 +62,13 @@ def score(problem: Problem, completion: Completion) -> dict:
 
 
 def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[str],
-             params: SamplingParams, csv_path: str | Path, resume: bool = False,
+             gen: GenerationSettings, csv_path: str | Path, resume: bool = False,
              extra: dict | None = None) -> dict:
     """Generate, score and write ``csv_path`` plus ``<stem>_metrics.txt``/``.json`` beside it."""
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
+        stale.unlink(missing_ok=True)  # written again at the end; never left beside other rows
     done = read_rows(csv_path, problems) if resume else {}
     _rewrite(csv_path, sorted(done.values(), key=lambda r: r["index"]))
     todo = [i for i, p in enumerate(problems) if p.index not in done]
@@ -74,7 +77,7 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
         t0 = time.perf_counter()
         with csv_path.open("a", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            for idx, completions in backend.generate_iter([prompts[i] for i in todo], params, desc="evaluating"):
+            for idx, completions in backend.generate_iter([prompts[i] for i in todo], gen, desc="evaluating"):
                 for j, comps in zip(idx, completions):
                     row = score(problems[todo[j]], comps[0])
                     writer.writerow(row)
@@ -91,9 +94,8 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
         "generation_seconds": round(gen_seconds, 2),
         "problems_per_second": round(len(todo) / gen_seconds, 3) if gen_seconds else None,
         "tokens_per_second": round(gen_tokens / gen_seconds, 1) if gen_seconds else None,
-        "backend": getattr(backend, "describe", backend.name),
-        "max_new_tokens": params.max_new_tokens,
-        "temperature": params.temperature,
+        "backend": backend.describe(),
+        "decoding": decoding(gen),
         "csv": csv_path.name,
     })
     if extra:
@@ -213,30 +215,47 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def evaluate_model(cfg, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
-    """Evaluate a model reference on the first ``cfg.eval.samples`` test problems.
+def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
+                       overwrite: bool = False):
+    """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
+    from .config import validate
+    from .data import load_split
+    from .models import resolve_model
+    from .runs import check_file_name, check_writable_dir
+
+    check_file_name("output_file", output_file, ".csv")
+    validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
+    output_dir = check_writable_dir(output_dir)
+    debug = output_dir / "debug"
+    if debug.exists() and not debug.is_dir():
+        raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
+    csv_path = debug / output_file
+    if csv_path.exists() and not (resume or overwrite):
+        raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
+                           "it or {overwrite} to replace it")
+    return resolve_model(settings.model.name), csv_path
+
+
+def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
+    """Evaluate a model reference on the first ``eval.samples`` test problems.
 
     The entry point shared by ``evaluate_model.py`` and the training scripts'
-    automatic evaluation.
+    automatic evaluation; the settings were validated before any work started.
     """
-    from .config import check_sample_count
-    from .data import build_prompt, load_split, take_first
+    from .data import build_prompt, load_split
     from .generation import make_backend
-    from .models import load_tokenizer
 
-    test = load_split("test", cfg.data_source)
-    n = check_sample_count("EVAL_SAMPLES", cfg.eval.samples, len(test))
-    problems = take_first(test, n)
-    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature,
-                            top_p=cfg.eval.top_p, top_k=cfg.eval.top_k, min_p=cfg.eval.min_p,
-                            seed=cfg.eval.seed)
+    test = load_split("test", settings.data.source)
+    problems = test[: settings.eval.samples or len(test)]
     t0 = time.perf_counter()
-    backend = make_backend(cfg.eval.backend, model_ref, cfg.model.dtype, cfg.eval.batch_size)
-    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(model_ref)
-    prompts = [build_prompt(tokenizer, p.question) for p in problems]
-    print(f"[gsm8k-lab] evaluating {model_ref.run_dir or model_ref.base} on {n} test problems "
-          f"with {getattr(backend, 'describe', backend.name)}", flush=True)
-    model_name = str(model_ref.run_dir or model_ref.base)
-    return evaluate(backend, problems, prompts, params, csv_path, resume=resume,
-                    extra={"model": model_name, "data_source": cfg.data_source,
-                           "load_seconds": round(time.perf_counter() - t0, 1)})
+    backend = make_backend(settings, model_ref, "eval.generation")
+    try:
+        prompts = [build_prompt(backend.tokenizer, p.question) for p in problems]
+        model_name = str(model_ref.run_dir or model_ref.base)
+        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} test problems with {backend.describe()}",
+              flush=True)
+        return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
+                        extra={"model": model_name, "data_source": settings.data.source,
+                               "load_seconds": round(time.perf_counter() - t0, 1)})
+    finally:
+        backend.close()

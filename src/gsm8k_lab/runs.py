@@ -18,12 +18,20 @@ import shutil
 import subprocess
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 
-from .config import UsageError
+from .config import SettingError
 
 RUN_FILE = "run.json"
-STATUS_COMPLETE = "complete"
+
+
+class RunStatus(StrEnum):
+    """Where a run directory stands; ``run.json`` records it."""
+
+    TRAINING = "training"  # set up, training (checkpoints may exist)
+    TRAINED = "trained"  # model/ written; the evaluation may be missing
+    COMPLETE = "complete"  # trained and evaluated
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -36,27 +44,57 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for the team to read
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def check_writable_dir(path: str | Path, flag: str = "--output-dir") -> Path:
-    """Make sure ``path`` is (or can become) a writable directory; UsageError if not."""
+def check_writable_dir(path: str | Path, name: str = "output_dir") -> Path:
+    """Make sure ``path`` is (or can become) a writable directory; a SettingError naming ``name`` if not."""
     path = Path(path)
     probe = path
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise UsageError(f"{flag} {str(path)!r} is not a directory ({probe} is a file)")
+        raise SettingError(name, str(path), "{name} {value} is not a directory " + f"({probe} is a file)")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {str(path)!r} is not writable")
+        raise SettingError(name, str(path), "{name} {value} is not writable")
     return path
+
+
+def check_file_name(name: str, value: str, suffix: str) -> None:
+    """An output file name without a directory part, with the expected suffix."""
+    if Path(value).name != value or value in ("", ".", ".."):
+        raise SettingError(name, value, "{name} must be a file name without a directory part, got {value}")
+    if not value.endswith(suffix):
+        raise SettingError(name, value, "{name} must end in " + suffix + ", got {value}")
 
 
 class RunDir:
@@ -79,8 +117,14 @@ class RunDir:
         except json.JSONDecodeError:
             return {}
 
+    def status(self) -> RunStatus | None:
+        try:
+            return RunStatus(self.read().get("status"))
+        except ValueError:
+            return None
+
     def is_complete(self) -> bool:
-        return self.read().get("status") == STATUS_COMPLETE and (self.model_dir / "adapter_config.json").is_file()
+        return self.status() is RunStatus.COMPLETE and (self.model_dir / "adapter_config.json").is_file()
 
     def has_partial(self) -> bool:
         return self.root.exists() and any(
@@ -96,19 +140,19 @@ class RunDir:
     def check(self, *, resume: bool, overwrite: bool) -> dict:
         """Refuse to clobber what is there (writes nothing); returns the run.json to continue, or {}."""
         check_writable_dir(self.root)
+        for sub in (self.debug_dir, self.model_dir, self.checkpoints_dir):
+            if sub.exists() and not sub.is_dir():
+                raise SettingError("output_dir", str(self.root), "{name} {value} is not a run directory: "
+                                   f"{sub.name} is a file")
         if overwrite:
             return {}
         previous = self.read()
         if self.is_complete() and not resume:
-            raise UsageError(
-                f"--output-dir {str(self.root)!r} already holds a finished run; "
-                "pass --overwrite to replace it"
-            )
+            raise SettingError("output_dir", str(self.root),
+                               "{name} {value} already holds a finished run; pass {overwrite} to replace it")
         if self.has_partial() and not resume:
-            raise UsageError(
-                f"--output-dir {str(self.root)!r} holds an unfinished run; "
-                "pass --resume to continue it or --overwrite to start again"
-            )
+            raise SettingError("output_dir", str(self.root), "{name} {value} holds an unfinished run; "
+                               "pass {resume} to continue it or {overwrite} to start again")
         return previous
 
     def clear(self) -> None:
@@ -120,12 +164,6 @@ class RunDir:
 
     def write(self, info: dict) -> None:
         atomic_write_json(self.run_file, info)
-
-    def update(self, **fields) -> dict:
-        info = self.read()
-        info.update(fields)
-        self.write(info)
-        return info
 
 
 def new_run_id() -> str:

@@ -1,40 +1,94 @@
 """Supervised fine-tuning with TRL's ``SFTTrainer`` and a LoRA adapter.
 
 Stages:
-- ``prep``: ``PREP_TRAIN_SAMPLES`` problems, to teach the answer format;
-- ``full``: ``TRAIN_SAMPLES`` problems, usually on top of the prep run.
+- ``prep``: ``sft.prep_train_samples`` problems, to teach the answer format;
+- ``full``: ``sft.train_samples`` problems, usually on top of the prep run.
 
 Each example is a prompt/completion pair: the prompt is the exact generation
 prompt of evaluation (chat template + ``<start_working_out>``), the completion
 the GSM8K solution in the answer format (calculator annotations dropped, see
 :func:`gsm8k_lab.data.format_target`) followed by EOS. The loss is on the
-completion tokens only. With ``--traces-file`` the completions come from that
-JSONL instead (first ``TRAIN_SAMPLES`` lines).
+completion tokens only. With a traces file the completions come from that
+JSONL instead (its first ``sft.train_samples`` lines).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config, UsageError, check_sample_count
-from .data import build_prompt, format_target, load_split, load_traces, take_budget
+from .config import SettingError, Settings, validate
+from .data import Problem, build_prompt, format_target, load_split, load_traces, take_budget
+from .models import resolve_model
+from .runtime import world_size
 
 STAGES = ("prep", "full")
 
 
-def train_sft(cfg: Config, stage: str, output_dir: str | Path, base_model: str | None = None,
-              traces_file: str | None = None, resume: bool = False, overwrite: bool = False) -> dict:
+def train_sft(settings: Settings, stage: str, output_dir: str | Path, traces_file: str | None = None,
+              resume: bool = False, overwrite: bool = False) -> dict:
+    """Validate everything, then train (the model is ``settings.model.name``)."""
+    job = prepare_sft(settings, stage, output_dir, traces_file)
+    from .training import run_training
+
+    return run_training(settings, job, resume=resume, overwrite=overwrite)
+
+
+def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_file: str | None = None):
+    """Check the settings against the data and resolve model and data; nothing is written."""
     if stage not in STAGES:
-        raise UsageError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        raise SettingError("stage", stage, "{name} must be one of " + ", ".join(STAGES) + ", got {value}")
     if stage == "prep" and traces_file:
-        raise UsageError("--traces-file goes with --stage full, not prep")
-    problems, data_desc = select_sft_problems(cfg, stage, traces_file)
-    from .training import TrainingJob, lora_config, run_training  # heavy imports after validation
-    epochs = cfg.sft.prep_epochs if stage == "prep" else cfg.sft.epochs
+        raise SettingError("traces_file", traces_file, "{name} goes with the full stage, not prep")
+    check_eval_data_apart(settings, traces_file)
+    test_size = len(load_split("test", settings.data.source))
+    if traces_file:
+        traces = load_traces(traces_file)
+        count = "sft.train_samples"
+        validate(settings, {"train": len(traces), "test": test_size}, counts=[count, "eval.samples"],
+                 processes=world_size())
+        problems = traces[: settings.sft.train_samples or len(traces)]
+        data = {"source": "traces", "traces_file": str(Path(traces_file).resolve()), "n": len(problems)}
+    else:
+        train = load_split("train", settings.data.train_source, "data.train_source")
+        count = "sft.prep_train_samples" if stage == "prep" else "sft.train_samples"
+        validate(settings, {"train": len(train), "test": test_size}, counts=[count, "eval.samples"],
+                 processes=world_size())
+        problems = take_budget(train, settings.sft.stage_samples(stage) or len(train), settings.data.budget_seed)
+        data = {"source": settings.data.train_source, "split": "train", "n": len(problems),
+                "budget_seed": settings.data.budget_seed}
+    parent = resolve_model(settings.model.name)
+    from .training import TrainingJob  # heavy imports after validation
+
+    s = settings.sft
+    geometry = {"per_device_batch": s.per_device_batch_size, "gradient_accumulation_steps":
+                s.gradient_accumulation_steps, "processes": world_size(),
+                "examples_per_step": s.per_device_batch_size * s.gradient_accumulation_steps * world_size(),
+                "epochs": s.stage_epochs(stage)}
+    return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
+                       build_trainer=_trainer_builder(settings, stage, problems), data=data,
+                       gradient_checkpointing=s.gradient_checkpointing, geometry=geometry)
+
+
+def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
+    """A run never evaluates on the file it trains on."""
+    source = settings.data.source
+    if source in ("bundled", "hub"):
+        return
+    for _path, train in (("data.train_source", settings.data.train_source),
+                        *(("traces_file", f) for f in training_files if f)):
+        if train not in ("bundled", "hub") and Path(train).resolve() == Path(source).resolve():
+            raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
+                               "be evaluated on the problems it trains on")
+
+
+def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
+    s = settings.sft
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
+
+        from .training import lora_config
 
         dataset = Dataset.from_list([
             {"prompt": build_prompt(tokenizer, p.question), "completion": format_target(p.answer)}
@@ -42,36 +96,18 @@ def train_sft(cfg: Config, stage: str, output_dir: str | Path, base_model: str |
         ])
         args = SFTConfig(
             **common,
-            num_train_epochs=epochs,
-            learning_rate=cfg.sft.learning_rate,
-            per_device_train_batch_size=cfg.sft.per_device_batch_size,
-            gradient_accumulation_steps=cfg.sft.gradient_accumulation_steps,
-            lr_scheduler_type=cfg.sft.lr_scheduler,
-            warmup_steps=cfg.sft.warmup_ratio,
-            max_length=cfg.sft.max_length,
+            num_train_epochs=s.stage_epochs(stage),
+            learning_rate=s.learning_rate,
+            per_device_train_batch_size=s.per_device_batch_size,
+            gradient_accumulation_steps=s.gradient_accumulation_steps,
+            lr_scheduler_type=s.lr_scheduler,
+            warmup_steps=s.warmup_ratio,
+            max_length=s.max_length,
             completion_only_loss=True,
-            save_steps=cfg.sft.save_steps,
-            logging_steps=cfg.sft.logging_steps,
+            save_steps=s.save_steps,
+            logging_steps=s.logging_steps,
         )
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=lora_config(cfg), callbacks=callbacks)
+                          peft_config=lora_config(settings), callbacks=callbacks)
 
-    job = TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), base_model=base_model,
-                      build_trainer=build_trainer, describe_data=data_desc,
-                      gradient_checkpointing=cfg.sft.gradient_checkpointing)
-    return run_training(cfg, job, resume=resume, overwrite=overwrite)
-
-
-def select_sft_problems(cfg: Config, stage: str, traces_file: str | None):
-    """The training problems of a stage, and a description of them for run.json."""
-    if traces_file:
-        traces = load_traces(traces_file)
-        n = check_sample_count("TRAIN_SAMPLES", cfg.sft.train_samples, len(traces))
-        return traces[:n], {"source": "traces", "traces_file": str(Path(traces_file).resolve()), "n": n}
-    train = load_split("train", cfg.data_source)
-    if stage == "prep":
-        n = check_sample_count("PREP_TRAIN_SAMPLES", cfg.sft.prep_train_samples, len(train))
-    else:
-        n = check_sample_count("TRAIN_SAMPLES", cfg.sft.train_samples, len(train))
-    return take_budget(train, n, cfg.data_seed), {
-        "source": cfg.data_source, "split": "train", "n": n, "budget_seed": cfg.data_seed}
+    return build_trainer

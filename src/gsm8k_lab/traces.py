@@ -9,7 +9,7 @@ than attempts x problems, and every round is one batched pass of the engine.
 
 Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
 "source": "grpo"|"fallback", "attempts": k}`` (the input of
-``train_sft.py --traces-file``) and ``<file>.stats.json``:
+SFT on traces) and ``<file>.stats.json``:
 
 - ``total_samples``: problems covered (``grpo_successes + fallback_count``);
 - ``grpo_successes``: problems whose trace is a GRPO completion;
@@ -21,7 +21,8 @@ Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
   counting ``max_attempts``.
 
 Progress is appended to ``<file>.progress.jsonl`` as batches finish, so a
-killed run continues with ``--resume`` from where it stopped.
+killed run continues (``resume``) from where it stopped; the progress file is
+removed only once the stats and the traces file are both written.
 """
 
 from __future__ import annotations
@@ -29,18 +30,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .answers import assistant_text, parse_completion
-from .config import REASONING_END, REASONING_START, UsageError
+from .config import REASONING_END, REASONING_START, GenerationSettings, SettingError, Settings, validate
 from .data import Problem, reasoning_to_trace
-from .generation import GenerationBackend, SamplingParams
+from .generation import GenerationBackend
 from .rewards import answer_correct, format_exact
 from .runs import atomic_write_json, atomic_write_text
-
-STATS_FIELDS = ("total_samples", "grpo_successes", "fallback_count", "success_rate",
-                "avg_attempts_for_successes", "avg_attempts_overall")
 
 
 @dataclass
@@ -49,45 +47,67 @@ class TraceJob:
     prompts: list[str]
     output_path: Path
     max_attempts: int
-    params: SamplingParams  # temperature etc.; the seed moves on each round
+    gen: GenerationSettings  # temperature etc.; the seed moves on each round
 
 
-def generate_traces(cfg, grpo_model: str, output_dir: str | Path, output_file: str, split: str = "train",
-                    num_samples: int | None = None, max_attempts: int = 5, temperature: float = 0.8,
-                    resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
-    """Validate, load the run, sample; returns the traces path and its stats."""
-    from .config import check_sample_count
-    from .data import build_prompt, load_split, take_budget, take_first
+def generate_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
+                    overwrite: bool = False) -> tuple[Path, dict]:
+    """Validate, load the run (``settings.model.name``), sample; returns the traces path and its stats."""
+    job_problems, out = prepare_traces(settings, output_dir, output_file, resume, overwrite)
+    from .data import build_prompt
     from .generation import make_backend
-    from .models import load_tokenizer, resolve_model
-    from .runs import check_writable_dir
+    from .models import resolve_model
 
-    check_trace_args(max_attempts, temperature)
-    ref = resolve_model(grpo_model, flag="--grpo-model")
+    ref = resolve_model(settings.model.name)
+    t = settings.traces
+    backend = make_backend(settings, ref, "traces.generation")
+    try:
+        prompts = [build_prompt(backend.tokenizer, p.question) for p in job_problems]
+        print(f"[gsm8k-lab] traces for {len(job_problems)} {t.split} problems from {ref.run_dir}, up to "
+              f"{t.max_attempts} attempts at temperature {t.generation.temperature}", flush=True)
+        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation)
+        return out, run_rejection_sampling(backend, job, resume=resume)
+    finally:
+        backend.close()
+
+
+def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
+                   overwrite: bool) -> tuple[list[Problem], Path]:
+    """Check everything before any work: settings, model, data, output; returns the problems and the path."""
+    from .data import load_split, take_budget
+    from .models import resolve_model
+    from .runs import check_file_name, check_writable_dir
+
+    check_file_name("output_file", output_file, ".jsonl")
+    t = settings.traces
+    source, source_path = ((settings.data.train_source, "data.train_source") if t.split == "train"
+                           else (settings.data.source, "data.source"))
+    problems_all = load_split(t.split, source, source_path)
+    validate(settings, {"traces": len(problems_all)}, counts=["traces.num_samples"])
+    ref = resolve_model(settings.model.name)
     if ref.run_dir is None:
-        raise UsageError(f"--grpo-model {grpo_model!r} is not a run directory (expected model/ with an adapter)")
-    problems_all = load_split(split, cfg.data_source)
-    n = check_sample_count("--num-samples", num_samples, len(problems_all))
+        raise SettingError("model.name", settings.model.name or "the embedded model",
+                           "{name} {value} is not a run directory (expected model/ with an adapter)")
+    n = t.num_samples or len(problems_all)
     # train: the budget shuffle, so traces cover the problems the budgets train on
-    problems = take_budget(problems_all, n, cfg.data_seed) if split == "train" else take_first(problems_all, n)
+    problems = take_budget(problems_all, n, settings.data.budget_seed) if t.split == "train" else problems_all[:n]
     out = check_writable_dir(output_dir) / output_file
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
-    if progress_path(out).exists() and not (resume or overwrite):
-        raise UsageError(f"{progress_path(out)} holds an unfinished run; pass --resume or --overwrite")
-    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature, top_p=cfg.eval.top_p,
-                            top_k=cfg.eval.top_k, min_p=cfg.eval.min_p, seed=cfg.eval.seed)
-    backend = make_backend(cfg.eval.backend, ref, cfg.model.dtype, cfg.eval.batch_size)
-    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(ref)
-    prompts = [build_prompt(tokenizer, p.question) for p in problems]
-    print(f"[gsm8k-lab] traces for {n} {split} problems from {ref.run_dir}, up to {max_attempts} attempts "
-          f"at temperature {temperature}", flush=True)
-    job = TraceJob(problems, prompts, out, max_attempts, params)
-    return out, run_rejection_sampling(backend, job, resume=resume)
+    unfinished = progress_path(out).exists()
+    if out.exists() and stats_path(out).exists() and not unfinished and not overwrite:
+        raise SettingError("output_file", str(out), "{name} {value} already exists; pass {overwrite} to replace it")
+    if (unfinished or out.exists()) and not (resume or overwrite):
+        raise SettingError("output_file", str(out), "{name} {value} belongs to an unfinished run; pass {resume} "
+                           "to continue it or {overwrite} to start again")
+    return problems, out
 
 
 def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bool = False) -> dict:
-    """Sample in rounds, write the traces file and its stats; returns the stats."""
+    """Sample in rounds, write the traces file and its stats; returns the stats.
+
+    Completion is marked by the progress file's removal: the stats are written
+    first, then the traces file, then the progress file goes; a kill anywhere
+    in between leaves the progress file, and ``resume`` rewrites both.
+    """
     progress = progress_path(job.output_path)
     solved, rounds_done = _read_progress(progress) if resume else ({}, 0)
     if not resume:
@@ -98,9 +118,9 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
             todo = [i for i in range(len(job.problems)) if i not in solved]
             if not todo:
                 break
-            params = _with_seed(job.params, job.params.seed + attempt)
+            gen = replace(job.gen, seed=job.gen.seed + attempt)
             desc = f"attempt {attempt}/{job.max_attempts}"
-            for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], params, desc=desc):
+            for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
                 for j, c in zip(idx, comps):
                     i = todo[j]
                     if accept(c[0].text, job.problems[i].gold):
@@ -110,10 +130,11 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
                 os.fsync(log.fileno())
             log.write(json.dumps({"round_done": attempt}) + "\n")
             log.flush()
+            os.fsync(log.fileno())
     records = build_records(job.problems, solved, job.max_attempts)
     stats = compute_stats(records, job.max_attempts)
-    atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     atomic_write_json(stats_path(job.output_path), stats)
+    atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     progress.unlink(missing_ok=True)
     return stats
 
@@ -167,13 +188,6 @@ def stats_path(output_path: Path) -> Path:
     return output_path.with_name(output_path.name + ".stats.json")
 
 
-def check_trace_args(max_attempts: int, temperature: float) -> None:
-    if max_attempts < 1:
-        raise UsageError(f"--max-attempts must be a positive integer, got {max_attempts}")
-    if temperature <= 0:
-        raise UsageError(f"--temperature must be > 0 for rejection sampling (attempts must differ), got {temperature}")
-
-
 # --------------------------------------------------------------------------
 def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
     solved, rounds = {}, 0
@@ -189,9 +203,3 @@ def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
         else:
             solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
     return solved, rounds
-
-
-def _with_seed(params: SamplingParams, seed: int) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(params, seed=seed)

@@ -1,153 +1,208 @@
-"""What SFT and GRPO runs share: run set-up, LoRA, curves, saving and the automatic evaluation.
+"""What SFT and GRPO runs share: run life cycle, LoRA, curves, saving and the automatic evaluation.
 
-A run goes through :func:`run_training`: it prepares the run directory (refusing
-to clobber a finished or unfinished run without ``--resume``/``--overwrite``),
-loads the base model with its parent adapters merged, lets the stage build and
-train its TRL trainer (checkpoints in ``checkpoints/``, resumable), saves the
-new adapter atomically into ``model/``, evaluates it, and records everything
-in ``run.json``.
+A run goes through :func:`run_training`: it checks the run directory (refusing
+to clobber a finished or unfinished run without ``resume``/``overwrite``, and
+refusing to write into the run it starts from), loads the base model with its
+parent adapters merged, lets the stage build and train its TRL trainer
+(checkpoints in ``checkpoints/``, resumable), saves the new adapter atomically
+into ``model/``, evaluates it **in a fresh process** (so a GPU engine for
+evaluation never meets the training process's memory), and records everything
+in ``run.json``: the resolved settings, the runtime, the batch geometry, the
+generation settings and the timings. Stages hand in a :class:`TrainingJob`
+whose data and model were resolved before anything was written.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .config import Config
-from .models import ModelRef, load_model, load_tokenizer, pick_device, pick_dtype, resolve_model, save_run_model
-from .runs import STATUS_COMPLETE, RunDir, environment_info, new_run_id
+from . import runtime
+from .config import SettingError, Settings, UsageError, env_vars
+from .models import ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
+from .runs import RunDir, RunStatus, environment_info, new_run_id
 
 
 @dataclass
 class TrainingJob:
-    """What a stage hands to :func:`run_training`."""
+    """What a stage hands to :func:`run_training`, everything resolved and validated."""
 
     stage: str  # prep_sft, full_sft, grpo: names the debug files
     output_dir: Path
-    base_model: str | None
+    parent: ModelRef  # the model training starts from
     build_trainer: Callable  # (model, tokenizer, common_args: dict, callbacks: list) -> trainer
-    describe_data: dict  # what the stage trains on, for run.json
-    gradient_checkpointing: bool = False  # the stage's own setting
+    data: dict  # what the stage trains on, for run.json
+    gradient_checkpointing: bool  # the stage's own setting
+    geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
+    generation: dict | None = None  # rollout settings (GRPO), for run.json
 
 
-def run_training(cfg: Config, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
+def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
     from accelerate import PartialState
 
+    rt = runtime.current(settings)
     # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
-    state = PartialState(cpu=not pick_device().startswith("cuda"))
+    state = PartialState(cpu=not rt.on_gpu)
     run = RunDir(job.output_dir)
+    if job.parent.run_dir is not None and _same_path(job.parent.run_dir, run.root):
+        raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
+                           "write the new run somewhere else")
     # Every process checks before any process writes, so all agree and a refusal writes nothing.
-    parent = resolve_model(job.base_model or cfg.model.name, flag="--base-model")
     previous = run.check(resume=resume, overwrite=overwrite)
     state.wait_for_everyone()
     is_main = state.is_main_process
     if is_main and overwrite:
         run.clear()
     run_id = previous.get("run_id") or new_run_id()
+    status = RunStatus(previous.get("status", RunStatus.TRAINING))
     info = {
         **previous,
-        "stage": job.stage, "run_id": run_id, "status": previous.get("status", "training"),
-        "config": cfg.to_dict(), "model_chain": parent.describe(), "data": job.describe_data,
-        "environment": environment_info(), "timings": previous.get("timings", {}),
+        "stage": job.stage, "run_id": run_id, "status": status.value,
+        "settings": settings.to_dict(), "runtime": rt.as_dict(), "model_chain": job.parent.describe(),
+        "data": job.data, "environment": environment_info(), "timings": previous.get("timings", {}),
     }
     if is_main:
         run.write(info)
     state.wait_for_everyone()
 
-    if info["status"] != "trained" and info["status"] != STATUS_COMPLETE:
+    if status is RunStatus.TRAINING:
         t0 = time.perf_counter()
-        model, tokenizer = _load_base(cfg, parent)
+        print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
+        tokenizer = load_tokenizer(job.parent)
+        model = load_model(job.parent, settings, device="cpu", merge_all=True)
         checkpoint = run.latest_checkpoint() if resume else None
         if checkpoint is not None:
             print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
             _trim_log(run.log_file, _checkpoint_step(checkpoint))
-        common = _common_args(cfg, run, job.gradient_checkpointing)
-        trainer = job.build_trainer(model, tokenizer, common, [JsonlLogger(run.log_file)])
+        common = _common_args(settings, rt, run, job.gradient_checkpointing)
+        logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
+        trainer = job.build_trainer(model, tokenizer, common, [logger])
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         trainer.accelerator.wait_for_everyone()
         if is_main:
-            save_run_model(trainer.model, tokenizer, parent, run.model_dir)
+            save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
             info["timings"]["train_seconds"] = round(time.perf_counter() - t0, 1)
             info["train"] = {
                 "global_steps": trainer.state.global_step,
                 "examples_seen": _examples_seen(trainer),
                 "train_loss": getattr(result, "training_loss", None),
                 "num_processes": trainer.accelerator.num_processes,
+                **job.geometry,
+                "tokens_generated": logger.tokens_generated(),
             }
-            info["status"] = "trained"
+            if job.generation is not None:
+                info["generation"] = job.generation
+            info["status"] = RunStatus.TRAINED.value
             run.write(info)
         trainer.accelerator.wait_for_everyone()
         del trainer, model
 
     if not is_main:
         return info
-    from .evaluate import evaluate_model
-
     t0 = time.perf_counter()
     csv_path = run.debug_dir / f"{job.stage}_{run_id}.csv"
-    metrics = evaluate_model(cfg, resolve_model(str(run.root), flag="--output-dir"), csv_path, resume=True)
+    metrics = evaluate_in_fresh_process(run, csv_path)
     info["timings"]["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    info["eval"] = {k: metrics[k] for k in ("n", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
-                                            "thinking_proportion", "answer_proportion", "csv")}
-    info["status"] = STATUS_COMPLETE
+    info["eval"] = {k: metrics.get(k) for k in ("n", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
+                                                "thinking_proportion", "answer_proportion", "csv", "backend",
+                                                "decoding")}
+    info["status"] = RunStatus.COMPLETE.value
     run.write(info)
     return info
 
 
-def lora_config(cfg: Config):
+def evaluate_in_fresh_process(run: RunDir, csv_path: Path) -> dict:
+    """The run's evaluation as ``evaluate_model.py`` would do it, in a process of its own.
+
+    The child reads the run's recorded settings (``--config run.json``) and no
+    settings from the environment, so it evaluates exactly what the run was
+    configured with; ``--resume`` continues a partial CSV from an interrupted
+    evaluation.
+    """
+    from .evaluate import metrics_path
+
+    env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
+    cmd = [sys.executable, "-m", "gsm8k_lab", "evaluate", "--config", str(run.run_file),
+           "--model-path", str(run.root), "--output-dir", str(run.root), "--output-file", csv_path.name,
+           "--resume"]
+    code = subprocess.run(cmd, env=env).returncode
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        raise UsageError(f"the evaluation of {run.root} failed (exit code {code}); the trained model is kept: "
+                         "rerun the same command with resume to evaluate it")
+    return json.loads(metrics_path(csv_path).with_suffix(".json").read_text())
+
+
+# launcher variables that would make the evaluation believe it is one of several processes
+_CHILD_DROP = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+               "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "ACCELERATE_NUM_PROCESSES"}
+
+
+def lora_config(settings: Settings):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    lora = settings.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
 class JsonlLogger(TrainerCallback):
-    """Appends every log record to ``train_log.jsonl`` (main process only)."""
+    """Appends every log record to ``train_log.jsonl`` (main process only), and counts generated tokens."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, completions_per_step: int = 0):
         self.path = Path(path)
+        self.completions_per_step = completions_per_step
+        self._tokens = 0.0
+        self._last_step = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, default=float) + "\n")
+            if "completions/mean_length" in logs and self.completions_per_step:
+                steps = max(1, state.global_step - self._last_step)
+                self._tokens += logs["completions/mean_length"] * self.completions_per_step * steps
+            self._last_step = state.global_step
+
+    def tokens_generated(self) -> int:
+        """Completion tokens sampled in training (GRPO), from the logged mean lengths."""
+        total = self._tokens
+        if self.path.is_file() and self.completions_per_step:  # a resumed run: count the whole log
+            total, last = 0.0, 0
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "completions/mean_length" in rec:
+                    total += rec["completions/mean_length"] * self.completions_per_step * max(1, rec["step"] - last)
+                    last = rec["step"]
+        return int(total)
 
 
 # --------------------------------------------------------------------------
-def _load_base(cfg: Config, parent: ModelRef):
-    device = pick_device()
-    dtype = pick_dtype(cfg.model.dtype, device)
-    print(f"[gsm8k-lab] training on {device} with {str(dtype).replace('torch.', '')} base weights "
-          f"(LoRA weights in fp32)", flush=True)
-    tokenizer = load_tokenizer(parent)
-    model = load_model(parent, dtype, device="cpu", merge_all=True,
-                       attn_implementation=cfg.model.attn_implementation)
-    return model, tokenizer
-
-
-def _common_args(cfg: Config, run: RunDir, gradient_checkpointing: bool) -> dict:
+def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, gradient_checkpointing: bool) -> dict:
     """TrainingArguments fields that SFT and GRPO share."""
-    import torch
-
-    device = pick_device()
-    dtype = pick_dtype(cfg.model.dtype, device)
-    on_gpu = device.startswith("cuda")
     return dict(
         output_dir=str(run.checkpoints_dir),
-        seed=cfg.seed,
-        bf16=on_gpu and dtype == torch.bfloat16,
-        fp16=on_gpu and dtype == torch.float16,
-        use_cpu=not on_gpu,
+        seed=settings.seed,
+        bf16=rt.on_gpu and rt.dtype_name == "bf16",
+        fp16=rt.on_gpu and rt.dtype_name == "fp16",
+        use_cpu=not rt.on_gpu,
         save_strategy="steps",
         logging_first_step=True,
         save_total_limit=2,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        report_to=[] if settings.report_to == "none" else [settings.report_to],
         disable_tqdm=False,
         dataloader_num_workers=0,
         # TRL turns checkpointing on by default; here it is opt-in (it slows small models down)
@@ -179,9 +234,24 @@ def _trim_log(log_file: Path, step: int) -> None:
     """Drop curve records past the checkpoint we resume from, so resumed steps are not logged twice."""
     if not log_file.is_file():
         return
-    kept = [line for line in log_file.read_text().splitlines() if line.strip()
-            and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a record torn by a kill
+        if rec.get("step", 0) <= step:
+            kept.append(line)
     from .runs import atomic_write_text
 
     atomic_write_text(log_file, "".join(line + "\n" for line in kept))
 
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+__all__ = ["TrainingJob", "run_training", "lora_config", "JsonlLogger", "resolve_model"]

@@ -1,10 +1,8 @@
-"""Config precedence and validation; data loading, budgets and formatting."""
-
-import json
+"""Data loading, budgets and formatting."""
 
 import pytest
 
-from gsm8k_lab.config import UsageError, check_sample_count, load_config, parse_count
+from gsm8k_lab.config import SettingError, UsageError
 from gsm8k_lab.data import (
     build_prompt,
     format_target,
@@ -13,42 +11,6 @@ from gsm8k_lab.data import (
     reasoning_to_trace,
     take_budget,
 )
-
-
-def test_env_overrides_defaults():
-    cfg = load_config({"TRAIN_SAMPLES": "256", "PREP_TRAIN_SAMPLES": "32", "EVAL_SAMPLES": "all",
-                       "NUM_GENERATIONS": "8", "OUTPUT_DIR": "/x", "MODEL_NAME": "org/m"})
-    assert cfg.sft.train_samples == 256 and cfg.grpo.train_samples == 256
-    assert cfg.sft.prep_train_samples == 32
-    assert cfg.eval.samples is None
-    assert cfg.grpo.num_generations == 8
-    assert cfg.output_root == "/x" and cfg.model.name == "org/m"
-
-
-def test_defaults_without_env():
-    cfg = load_config({})
-    assert cfg.eval.samples == 512  # the seed's default
-    assert json.dumps(cfg.to_dict())  # serialisable for run.json
-
-
-@pytest.mark.parametrize("env,needle", [
-    ({"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
-    ({"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer"),
-    ({"TRAIN_SAMPLES": "-5"}, "TRAIN_SAMPLES must be a positive integer"),
-    ({"PREP_TRAIN_SAMPLES": "all"}, "PREP_TRAIN_SAMPLES must be a positive integer, got 'all'"),
-    ({"NUM_GENERATIONS": "1"}, "NUM_GENERATIONS must be at least 2"),
-])
-def test_bad_env(env, needle):
-    with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
-        load_config(env)
-
-
-def test_sample_count_against_split():
-    assert check_sample_count("EVAL_SAMPLES", None, 1319) == 1319
-    assert check_sample_count("EVAL_SAMPLES", 10, 1319) == 10
-    with pytest.raises(UsageError, match="larger than the split"):
-        check_sample_count("EVAL_SAMPLES", 2000, 1319)
-    assert parse_count("X", " 7 ") == 7
 
 
 def test_bundled_splits_load_with_gold_numbers():
@@ -84,10 +46,24 @@ def test_jsonl_source(tmp_path):
 
 
 def test_unknown_split_and_source():
-    with pytest.raises(UsageError, match="split must be one of train, test, got 'dev'"):
+    with pytest.raises(SettingError, match="split must be one of train, test, got 'dev'"):
         load_split("dev")
-    with pytest.raises(UsageError, match="neither 'bundled', 'hub' nor a JSONL file"):
+    with pytest.raises(SettingError, match="data.source 'nope.jsonl' is neither 'bundled', 'hub' nor a JSONL file"):
         load_split("test", "nope.jsonl")
+    with pytest.raises(SettingError, match="data.train_source 'nope.jsonl'"):
+        load_split("train", "nope.jsonl", "data.train_source")
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not UTF-8 text (line 1); expected JSONL"),
+    (b'{"question": "q", "answer": "#### 1"}\n\x00\x00', "is a binary file; expected JSONL"),
+    (b'{"question": "q"}\n', "test line 1: expected question/answer"),
+])
+def test_binary_or_broken_data_file(tmp_path, content, needle):
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(content)
+    with pytest.raises(SettingError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        load_split("test", str(f))
 
 
 def test_format_target_strips_calculator_and_adds_tags():
@@ -119,10 +95,15 @@ def test_prompt_opens_reasoning(real_tokenizer_dir):
 def test_bad_traces_files(tmp_path, content, needle):
     f = tmp_path / "t.jsonl"
     f.write_text(content)
-    with pytest.raises(UsageError, match=needle):
+    with pytest.raises(SettingError, match=needle) as err:
         load_traces(f)
+    assert err.value.path == "traces_file" and str(err.value).startswith("traces_file ")
 
 
-def test_missing_traces_file(tmp_path):
-    with pytest.raises(UsageError, match="does not exist"):
+def test_missing_or_binary_traces_file(tmp_path):
+    with pytest.raises(SettingError, match="does not exist"):
         load_traces(tmp_path / "none.jsonl")
+    f = tmp_path / "bin.jsonl"
+    f.write_bytes(bytes(range(256)))
+    with pytest.raises(SettingError, match="is not UTF-8 text"):
+        load_traces(f)

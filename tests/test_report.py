@@ -1,4 +1,4 @@
-"""The report on synthetic run directories, and the sweep runner's skip/resume rules."""
+"""The report on synthetic run directories."""
 
 import csv
 import json
@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from gsm8k_lab.config import Config, UsageError
+from gsm8k_lab.config import UsageError
 from gsm8k_lab.evaluate import COLUMNS, wilson_interval
-from gsm8k_lab.experiments import Step, check_budgets, experiment1_steps, run_steps
 from gsm8k_lab.report import collect_runs, mcnemar_exact, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,17 +28,14 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
         w.writeheader()
         w.writerows(rows)
     k = sum(correct)
-    info = {"status": status, "stage": stage, "run_id": "x", "config": {"seed": seed, "grpo": {
-        "num_generations": 4, "per_device_batch_size": None, "gradient_accumulation_steps": 1, "logging_steps": 1}},
-        "data": {"n": n, "source": source}, "train": {"examples_seen": n, "num_processes": 1},
+    info = {"status": status, "stage": stage, "run_id": "x", "settings": {"seed": seed},
+        "data": {"n": n, "source": source},
+        "train": {"examples_seen": n, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0},
         "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
         "eval": {"n": len(correct), "accuracy": k / len(correct),
                  "accuracy_ci95_low": wilson_interval(k, len(correct))[0],
                  "accuracy_ci95_high": wilson_interval(k, len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
     (d / "run.json").write_text(json.dumps(info))
-    if stage == "grpo":
-        (d / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "completions/mean_length": 10.0}) + "\n"
-                                                   for s in (1, 2)))
     return d
 
 
@@ -74,7 +70,7 @@ def test_report_table_pairs_and_plots(tmp_path):
         ("prep SFT", "8"), ("SFT", "32"), ("GRPO", "32"), ("SFT", "64"), ("GRPO", "64"), ("SFT on GRPO traces", "64")]
     grpo_row = rows[2]
     assert float(grpo_row["accuracy"]) == pytest.approx(10 / 20)
-    assert int(grpo_row["train_tokens_generated"]) == 2 * 10 * 8  # 2 steps x mean 10 tokens x 8 completions
+    assert int(grpo_row["train_tokens_generated"]) == 160  # what training recorded
     md = (out / "report.md").read_text()
     p32 = 2 * sum(math.comb(10, i) for i in range(3)) / 1024
     assert f"| SFT vs GRPO, 32 problems, seed 42 | 20 | 2 | 8 | +30.0% | {p32:.3g} | within noise |" in md
@@ -114,29 +110,19 @@ def test_report_cli_bad_input(tmp_path):
     assert not (tmp_path / "empty" / "report").exists()
 
 
-def test_runner_skips_finished_and_resumes_unfinished(tmp_path):
-    done = make_run(tmp_path, "done", "full_sft", 4, [True])
-    partial = tmp_path / "partial"
-    (partial / "checkpoints").mkdir(parents=True)
-    (partial / "run.json").write_text(json.dumps({"status": "training"}))
-    calls = []
-    steps = [Step("done", done, lambda r: calls.append(("done", r))),
-             Step("partial", partial, lambda r: calls.append(("partial", r))),
-             Step("fresh", tmp_path / "fresh", lambda r: calls.append(("fresh", r)))]
-    assert run_steps(steps) == ["partial", "fresh"]
-    assert calls == [("partial", True), ("fresh", False)]
-
-
-def test_experiment1_layout():
-    steps = experiment1_steps(Config(), [64, 32], "root", seeds=1)
-    assert [str(s.run_dir) for s in steps] == ["root/prep_sft", "root/64/full_sft", "root/64/grpo",
-                                              "root/32/full_sft", "root/32/grpo"]
-    two = experiment1_steps(Config(), [32], "root", seeds=2)
-    assert [s.run_dir.name for s in two[1:]] == ["full_sft-seed0", "grpo-seed0", "full_sft-seed1", "grpo-seed1"]
-
-
-@pytest.mark.parametrize("raw,needle", [(["abc"], "--budgets must be a positive integer, got 'abc'"),
-                                        (["-3"], "got '-3'"), (["0"], "got '0'")])
-def test_bad_budgets(raw, needle):
-    with pytest.raises(UsageError, match=needle):
-        check_budgets(raw)
+def test_broken_runs_are_skipped_with_a_warning(tmp_path, capsys):
+    make_run(tmp_path, "r/32/full_sft", "full_sft", 32, [True, False])
+    gone = make_run(tmp_path, "r/32/grpo", "grpo", 32, [True, True])
+    (gone / "debug" / "e.csv").unlink()
+    lacking = make_run(tmp_path, "r/64/grpo", "grpo", 64, [True])
+    info = json.loads((lacking / "run.json").read_text())
+    del info["eval"]["accuracy"]
+    (lacking / "run.json").write_text(json.dumps(info))
+    (tmp_path / "r" / "torn").mkdir()
+    (tmp_path / "r" / "torn" / "run.json").write_text('{"status": "compl')
+    summary = write_report([tmp_path / "r"], tmp_path / "out")
+    assert summary["runs"] == 1
+    err = capsys.readouterr().err
+    assert f"skipping {gone}: its evaluation CSV" in err
+    assert f"skipping {lacking}: run.json lacks 'accuracy'" in err
+    assert "torn: run.json is not readable JSON" in err

@@ -1,0 +1,165 @@
+"""The command line generated from the settings: the seed's flags, precedence, and errors that name their source."""
+
+import pytest
+
+from gsm8k_lab import cli
+from gsm8k_lab.config import Settings, iter_settings
+
+# Every flag the seed's README uses, per command (the contract).
+SEED_FLAGS = {
+    "evaluate": ["--model-path", "--output-dir", "--output-file"],
+    "train-sft": ["--output-dir", "--stage", "--base-model", "--traces-file"],
+    "train-grpo": ["--output-dir", "--base-model"],
+    "generate-traces": ["--grpo-model", "--output-dir", "--output-file", "--dataset-split", "--num-samples",
+                        "--batch-size", "--max-attempts", "--temperature"],
+}
+# Flags the project documented before the settings tree, kept with their meaning.
+KEPT = {
+    "evaluate": {"--batch-size": "eval.generation.batch_size", "--max-new-tokens": "eval.generation.max_new_tokens",
+                 "--temperature": "eval.generation.temperature", "--seed": "eval.generation.seed",
+                 "--backend": "eval.generation.backend", "--dtype": "model.dtype", "--data": "data.source",
+                 "--eval-samples": "eval.samples"},
+    "train-sft": {"--epochs": "sft.epochs", "--learning-rate": "sft.learning_rate", "--save-steps": "sft.save_steps",
+                  "--seed": "seed", "--report-to": "report_to", "--gradient-checkpointing": "sft.gradient_checkpointing",
+                  "--eval-batch-size": "eval.generation.batch_size",
+                  "--eval-max-new-tokens": "eval.generation.max_new_tokens"},
+    "train-grpo": {"--batch-size": "grpo.per_device_batch_size",
+                   "--max-completion-length": "grpo.rollout.max_new_tokens", "--use-vllm": "grpo.use_vllm",
+                   "--vllm-mode": "grpo.vllm_mode", "--beta": "grpo.beta", "--loss-type": "grpo.loss_type",
+                   "--temperature": "grpo.rollout.temperature", "--top-p": "grpo.rollout.top_p",
+                   "--lora-r": "lora.r", "--lora-alpha": "lora.alpha", "--lora-target-modules": "lora.target_modules",
+                   "--min-p": "grpo.rollout.min_p",
+                   "--colocate-gpu-memory-utilization": "grpo.colocate_gpu_memory_utilization"},
+    "generate-traces": {"--batch-size": "traces.generation.batch_size", "--temperature": "traces.generation.temperature",
+                        "--max-new-tokens": "traces.generation.max_new_tokens", "--seed": "traces.generation.seed",
+                        "--dataset-split": "traces.split", "--num-samples": "traces.num_samples",
+                        "--max-attempts": "traces.max_attempts", "--grpo-model": "model.name"},
+    "experiment1": {"--budgets": "experiment.budgets", "--seeds": "experiment.seeds", "--grpo-beta": "grpo.beta"},
+    "experiment2": {"--budget": "experiment.traces_budget", "--max-attempts": "traces.max_attempts",
+                    "--temperature": "traces.generation.temperature", "--num-samples": "traces.num_samples"},
+}
+
+
+def _options(command):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {opt: a.dest for a in sub._actions for opt in a.option_strings}
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_command_builds_without_clashing_flags(command):
+    opts = _options(command)  # argparse raises on two settings sharing a flag
+    assert "--help" in opts
+
+
+@pytest.mark.parametrize("command,flags", list(SEED_FLAGS.items()))
+def test_the_seed_flags_exist(command, flags):
+    opts = _options(command)
+    for flag in flags:
+        assert flag in opts, (command, flag)
+
+
+@pytest.mark.parametrize("command,mapping", list(KEPT.items()))
+def test_flags_set_the_documented_settings(command, mapping):
+    opts = _options(command)
+    for flag, path in mapping.items():
+        assert opts.get(flag) == path, (command, flag, opts.get(flag))
+
+
+def test_help_text_comes_from_the_fields():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["train-grpo"]
+    beta = next(a for a in sub._actions if "--beta" in a.option_strings)
+    from gsm8k_lab.config import leaf
+
+    assert beta.help.startswith(leaf("grpo.beta")[0].metadata["help"])
+    assert "[grpo.beta; default 0.04]" in beta.help
+
+
+def test_every_tunable_setting_reaches_some_command():
+    reachable = set()
+    for cmd in cli.COMMANDS.values():
+        reachable |= set(cli.setting_flags(cmd))
+    missing = {p for p, _, _ in iter_settings()} - reachable - {"output_root"}  # OUTPUT_DIR / --config only
+    assert not missing, missing
+
+
+def _run(monkeypatch, capsys, argv, env=None):
+    for k in ("EVAL_SAMPLES", "TRAIN_SAMPLES", "PREP_TRAIN_SAMPLES", "NUM_GENERATIONS", "MODEL_NAME"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    code = cli.main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_flag_overrides_env_and_errors_name_the_flag(monkeypatch, capsys, tmp_path):
+    out = str(tmp_path / "ev")
+    code, err = _run(monkeypatch, capsys, ["evaluate", "--output-dir", out, "--eval-samples", "5000"],
+                     env={"EVAL_SAMPLES": "3"})
+    assert code == 2 and err == ["error: --eval-samples=5000 is larger than the split (1319 problems); "
+                                 "use at most 1319 or 'all'"]
+    code, err = _run(monkeypatch, capsys, ["evaluate", "--output-dir", out], env={"EVAL_SAMPLES": "5000"})
+    assert code == 2 and err[0].startswith("error: EVAL_SAMPLES=5000 is larger than the split")
+    assert not (tmp_path / "ev").exists()
+
+
+def test_errors_name_the_settings_file(monkeypatch, capsys, tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("eval:\n  generation:\n    batch_size: 0\n")
+    code, err = _run(monkeypatch, capsys, ["evaluate", "--output-dir", str(tmp_path / "ev"), "--config", str(f)])
+    assert code == 2 and err == [f"error: eval.generation.batch_size (in {f}) must be a positive integer, got 0"]
+
+
+def test_a_default_is_named_by_the_commands_flag(monkeypatch, capsys, tmp_path):
+    code, err = _run(monkeypatch, capsys, ["generate-traces", "--output-dir", str(tmp_path / "t")])
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --grpo-model ")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["evaluate", "--temperature", "nan"], "--temperature must be a finite number, got nan"),
+    (["evaluate", "--batch-size", "-1"], "--batch-size must be a positive integer, got -1"),
+    (["evaluate", "--max-new-tokens", "0"], "--max-new-tokens must be a positive integer, got 0"),
+    (["evaluate", "--batch-size", "many"], "--batch-size must be an integer, got 'many'"),
+    (["evaluate", "--backend", "onnx"], "--backend must be one of auto, transformers, vllm, got 'onnx'"),
+    (["evaluate", "--output-file", "sub/x.csv"], "--output-file must be a file name without a directory part"),
+    (["evaluate", "--output-file", "x.txt"], "--output-file must end in .csv, got 'x.txt'"),
+    (["train-grpo", "--beta", "-1"], "--beta must be >= 0, got -1"),
+    (["train-grpo", "--max-completion-length", "0"], "--max-completion-length must be a positive integer, got 0"),
+    (["train-sft", "--epochs", "0"], "--epochs must be > 0, got 0"),
+    (["train-sft", "--learning-rate", "5"], "--learning-rate must be > 0 and <= 1, got 5"),
+    (["train-sft", "--report-to", "nonsense"], "--report-to must be one of none, tensorboard, wandb, trackio"),
+    (["train-sft", "--eval-batch-size", "0"], "--eval-batch-size must be a positive integer, got 0"),
+    (["train-sft", "--stage", "other"], "--stage must be one of prep, full, got 'other'"),
+    (["experiment1", "--budgets", "64", "10000"], "--budgets 10000 is larger than the train split"),
+    (["experiment1", "--budgets", "abc"], "--budgets must be a list of integers, got 'abc'"),
+    (["experiment2", "--budget", "64", "--num-samples", "32"], "--num-samples (32) must cover the budget (64"),
+    (["generate-traces", "--temperature", "0"], "--temperature must be > 0 for rejection sampling"),
+])
+def test_bad_values_are_refused_before_any_work(monkeypatch, capsys, tmp_path, argv, needle):
+    out = tmp_path / "out"
+    if argv[0] in ("evaluate", "train-sft", "train-grpo", "generate-traces"):
+        argv = [*argv, "--output-dir", str(out)]
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "root"))
+    code, err = _run(monkeypatch, capsys, argv)
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not out.exists() and not (tmp_path / "root").exists()
+
+
+def test_settings_defaults_in_help_match_the_tree():
+    flags = cli.setting_flags(cli.COMMANDS["evaluate"])
+    assert flags["eval.samples"] == "--eval-samples"
+    assert Settings().get("eval.samples") == 512
+
+
+def test_out_of_memory_says_what_to_lower(monkeypatch, capsys):
+    class OutOfMemoryError(RuntimeError):  # stands in for torch.cuda.OutOfMemoryError
+        pass
+
+    def boom(ctx):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "cmd_evaluate", boom)
+    assert cli.main(["evaluate", "--output-dir", "x"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ran out of memory" in err[0] and "--batch-size" in err[0]

@@ -1,0 +1,204 @@
+"""The settings tree: defaults, precedence (file < env < flags), parsing, validation, presets, sources."""
+
+import json
+
+import pytest
+
+from gsm8k_lab.config import (
+    GENERATION,
+    PRESETS,
+    SettingError,
+    Settings,
+    Source,
+    UsageError,
+    env_vars,
+    iter_settings,
+    load_settings,
+    read_settings_file,
+    validate,
+)
+
+SPLITS = {"train": 7473, "test": 1319}
+
+
+def test_defaults():
+    s, sources = load_settings(env={})
+    assert s.eval.samples == 512  # the seed's default
+    assert s.eval.generation.temperature == 0.0 and s.traces.generation.temperature == 0.8
+    assert s.grpo.rollout.temperature == 1.0
+    assert s.sft.stage_epochs("prep") == 2.0 and s.sft.stage_epochs("full") == 1.0
+    assert not sources
+    assert json.dumps(s.to_dict())  # serialisable for run.json
+    validate(s, SPLITS)  # the defaults are valid
+
+
+def test_every_setting_has_help_and_the_seed_env_names_exist():
+    for path, f, _ in iter_settings():
+        assert f.metadata["help"].strip(), path
+    assert {"TRAIN_SAMPLES", "PREP_TRAIN_SAMPLES", "EVAL_SAMPLES", "NUM_GENERATIONS", "OUTPUT_DIR",
+            "MODEL_NAME"} <= env_vars()
+
+
+def test_generation_purposes_are_data():
+    s = Settings()
+    for purpose, path in (("eval", "eval.generation"), ("traces", "traces.generation"), ("rollout", "grpo.rollout")):
+        gen = s.get(path)
+        for key, value in GENERATION[purpose].items():
+            assert getattr(gen, key) == value
+    # each purpose owns its object: changing one leaves the others alone
+    s.eval.generation.temperature = 0.5
+    assert Settings().eval.generation.temperature == 0.0 and s.traces.generation.temperature == 0.8
+
+
+def test_env_overrides_defaults():
+    s, sources = load_settings(env={"TRAIN_SAMPLES": "256", "PREP_TRAIN_SAMPLES": "32", "EVAL_SAMPLES": "all",
+                                    "NUM_GENERATIONS": "8", "OUTPUT_DIR": "/x", "MODEL_NAME": "org/m"})
+    assert s.sft.train_samples == 256 and s.grpo.train_samples == 256
+    assert s.sft.prep_train_samples == 32
+    assert s.eval.samples is None
+    assert s.grpo.num_generations == 8
+    assert s.output_root == "/x" and s.model.name == "org/m"
+    assert sources.of("eval.samples") == Source("env", "EVAL_SAMPLES", "all")
+
+
+def test_precedence_file_then_env_then_flags(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("eval:\n  samples: 10\n  generation:\n    max_new_tokens: 99\ngrpo:\n  beta: 0.0\n")
+    s, src = load_settings(env={}, config_file=f)
+    assert (s.eval.samples, s.eval.generation.max_new_tokens, s.grpo.beta) == (10, 99, 0.0)
+    assert src.of("grpo.beta").kind == "file"
+    s, src = load_settings(env={"EVAL_SAMPLES": "20"}, config_file=f)
+    assert s.eval.samples == 20 and src.of("eval.samples").name == "EVAL_SAMPLES"
+    s, src = load_settings(env={"EVAL_SAMPLES": "20"}, config_file=f,
+                           overrides={"eval.samples": ("30", Source("flag", "--eval-samples", "30"))})
+    assert s.eval.samples == 30 and src.of("eval.samples").name == "--eval-samples"
+    assert s.eval.generation.max_new_tokens == 99  # untouched by env and flags
+
+
+def test_run_json_repeats_a_run(tmp_path):
+    s = Settings()
+    s.grpo.beta, s.lora.r, s.eval.samples = 0.01, 4, 7
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"run_id": "x", "status": "complete", "settings": s.to_dict()}))
+    again, _ = load_settings(env={}, config_file=run)
+    assert again.to_dict() == s.to_dict()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("eval:\n  sampels: 3\n", "unknown setting 'eval.sampels'"),
+    ("[1, 2]\n", "must hold a mapping of settings"),
+    ("eval: {samples: [unclosed\n", "is not valid YAML"),
+    ("eval:\n  samples: lots\n", "eval.samples (in "),
+])
+def test_bad_settings_files(tmp_path, content, needle):
+    f = tmp_path / "bad.yaml"
+    f.write_text(content)
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        load_settings(env={}, config_file=f)
+
+
+def test_missing_settings_file(tmp_path):
+    with pytest.raises(SettingError, match="is not a file"):
+        read_settings_file(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
+    ({"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),
+    ({"TRAIN_SAMPLES": "-5"}, "TRAIN_SAMPLES must be a positive integer"),
+    ({"PREP_TRAIN_SAMPLES": "all"}, "PREP_TRAIN_SAMPLES must be a positive integer, got 'all'"),
+    ({"NUM_GENERATIONS": "two"}, "NUM_GENERATIONS must be an integer, got 'two'"),
+])
+def test_bad_env(env, needle):
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env=env)
+
+
+RANGES = [
+    ("grpo.num_generations", 1, "grpo.num_generations must be >= 2 (GRPO compares completions within a group), got 1"),
+    ("sft.epochs", 0.0, "sft.epochs must be > 0, got 0.0"),
+    ("sft.epochs", -1.0, "sft.epochs must be > 0"),
+    ("grpo.epochs", 0.0, "grpo.epochs must be > 0"),
+    ("sft.learning_rate", 5.0, "sft.learning_rate must be > 0 and <= 1, got 5.0"),
+    ("grpo.rollout.max_new_tokens", 0, "grpo.rollout.max_new_tokens must be a positive integer, got 0"),
+    ("eval.generation.batch_size", -1, "eval.generation.batch_size must be a positive integer, got -1"),
+    ("eval.generation.temperature", float("nan"), "must be a finite number, got nan"),
+    ("eval.generation.top_p", 0.0, "eval.generation.top_p must be > 0 and <= 1"),
+    ("eval.generation.backend", "onnx", "eval.generation.backend must be one of auto, transformers, vllm, got 'onnx'"),
+    ("report_to", "tensorbord", "report_to must be one of none, tensorboard, wandb, trackio, got 'tensorbord'"),
+    ("grpo.loss_type", "ppo", "grpo.loss_type must be one of grpo, dapo"),
+    ("model.dtype", "int4", "model.dtype must be one of auto, bf16, fp16, fp32"),
+    ("traces.generation.temperature", 0.0, "traces.generation.temperature must be > 0 for rejection sampling"),
+    ("traces.max_attempts", 0, "traces.max_attempts must be a positive integer, got 0"),
+    ("vllm.gpu_memory_utilization", 1.5, "vllm.gpu_memory_utilization must be > 0 and <= 1"),
+    ("lora.r", 0, "lora.r must be a positive integer"),
+    ("sft.save_steps", 0, "sft.save_steps must be a positive integer"),
+    ("grpo.beta", -0.1, "grpo.beta must be >= 0"),
+    ("experiment.budgets", [], "experiment.budgets needs at least one positive integer"),
+    ("experiment.budgets", [64, -3], "experiment.budgets must be positive integers"),
+]
+
+
+@pytest.mark.parametrize("path,value,needle", RANGES)
+def test_every_range_is_checked(path, value, needle):
+    s = Settings()
+    s.set(path, value)
+    with pytest.raises(SettingError) as err:
+        validate(s, SPLITS)
+    assert err.value.path == path
+    assert needle in str(err.value)
+
+
+def test_counts_against_the_split():
+    s = Settings()
+    s.eval.samples = 5000
+    with pytest.raises(SettingError, match=r"eval.samples=5000 is larger than the split \(1319 problems\)"):
+        validate(s, SPLITS)
+    validate(s, SPLITS, counts=["sft.train_samples"])  # not this command's count
+    validate(s, {"train": 7473})  # no test split given: not compared
+    s = Settings()
+    s.experiment.budgets = [256, 10000]
+    with pytest.raises(SettingError, match="experiment.budgets 10000 is larger than the train split"):
+        validate(s, SPLITS)
+
+
+def test_grpo_group_divides_the_global_batch():
+    s = Settings()
+    s.grpo.num_generations, s.grpo.per_device_batch_size = 3, 8
+    with pytest.raises(SettingError, match="does not divide the GRPO batch of 8 completions"):
+        validate(s, SPLITS)
+    s.grpo.per_device_batch_size = 3
+    validate(s, SPLITS)
+    s.grpo.num_generations, s.grpo.per_device_batch_size = 4, 2
+    validate(s, SPLITS, processes=2)  # 2 per device x 2 processes = one group
+    with pytest.raises(SettingError, match=r"\(2 per device x 1 processes x 1 accumulation\)"):
+        validate(s, SPLITS, processes=1)
+
+
+def test_source_wording():
+    err = SettingError("eval.samples", 5000, "{name}={value} is larger than the split")
+    assert str(err) == "eval.samples=5000 is larger than the split"
+    cases = {Source("env", "EVAL_SAMPLES", "5000"): "EVAL_SAMPLES=5000 is larger than the split",
+             Source("flag", "--eval-samples", "5000"): "--eval-samples=5000 is larger than the split",
+             Source("file", "s.yaml"): "eval.samples (in s.yaml)=5000 is larger than the split",
+             Source("default"): "eval.samples=5000 is larger than the split"}
+    from gsm8k_lab.config import Sources
+
+    for src, text in cases.items():
+        assert Sources({"eval.samples": src}).word(err) == text
+
+
+def test_presets_are_valid_settings():
+    for name, values in PRESETS.items():
+        s, sources = load_settings(env={}, preset=name)
+        for path, value in values.items():
+            assert s.get(path) == value and sources.of(path).kind == "preset"
+        validate(s, SPLITS)
+    s, _ = load_settings(env={"EVAL_SAMPLES": "8"}, preset="small")
+    assert s.eval.samples == 8  # the environment still wins over the preset
+
+
+def test_set_and_get_paths():
+    s = Settings()
+    s.set("grpo.rollout.top_p", 0.9)
+    assert s.get("grpo.rollout.top_p") == 0.9 and s.grpo.rollout.top_p == 0.9

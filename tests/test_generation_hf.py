@@ -1,0 +1,122 @@
+"""The transformers generation engine on the tiny model."""
+
+import json
+
+import pytest
+
+from gsm8k_lab.config import GenerationSettings
+from gsm8k_lab.generation import generate
+from gsm8k_lab.generation.hf import TransformersBackend
+
+
+def SamplingParams(**kw):  # noqa: N802 - reads like the settings it builds
+    return GenerationSettings(**kw)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return TransformersBackend(model, tok, batch_size=3)
+
+
+PROMPTS = ["Short prompt", "A somewhat longer prompt with more words in it", "Mid length one",
+           "x", "Another prompt of some length here"]
+
+
+def test_batched_greedy_matches_one_by_one(backend):
+    params = SamplingParams(max_new_tokens=6)
+    batched = generate(backend, PROMPTS, params)
+    single = TransformersBackend(backend.model, backend.tokenizer, batch_size=1)
+    alone = generate(single, PROMPTS, params)
+    assert [c[0].text for c in batched] == [c[0].text for c in alone]
+    for comps in batched:
+        (c,) = comps
+        assert 1 <= c.n_tokens <= 6
+        assert c.truncated == (c.n_tokens == 6)
+
+
+def test_n_samples_per_prompt_and_streaming_order(backend):
+    params = SamplingParams(max_new_tokens=4, temperature=1.0, seed=7)
+    seen = []
+    for indices, comps in backend.generate_iter(PROMPTS, params, n=3):
+        seen.extend(indices)
+        assert all(len(c) == 3 for c in comps)
+    assert sorted(seen) == list(range(len(PROMPTS)))  # each prompt exactly once
+    again = generate(backend, PROMPTS, params, n=3)
+    first = generate(backend, PROMPTS, params, n=3)
+    assert [[c.text for c in cs] for cs in again] == [[c.text for c in cs] for cs in first]  # seeded
+
+
+def test_decode_cuts_at_stop_string_and_eos(backend):
+    tok = backend.tokenizer
+    ids = tok("work<end_working_out><SOLUTION>42</SOLUTION> trailing text", add_special_tokens=False)["input_ids"]
+    c = backend._decode(ids)
+    assert c.text == "work<end_working_out><SOLUTION>42</SOLUTION>"
+    assert not c.truncated
+    eos = backend._decode(ids[:3] + [tok.eos_token_id, tok.pad_token_id])
+    assert eos.n_tokens == 4 and not eos.truncated
+    cut = backend._decode(ids[:5])
+    assert cut.truncated  # no EOS, no stop string
+
+
+def _backend_for(folder, batch_size=3):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return TransformersBackend(model, AutoTokenizer.from_pretrained(folder), batch_size=batch_size)
+
+
+def test_greedy_ignores_the_models_own_generation_defaults(tiny_model_dir, tmp_path):
+    """A model folder whose generation_config.json asks for a repetition penalty and top-k (as
+    Qwen2.5-Instruct's does) decodes greedily exactly like the same weights without it."""
+    import shutil
+
+    shipped = tmp_path / "with-defaults"
+    shutil.copytree(tiny_model_dir, shipped)
+    config = json.loads((shipped / "generation_config.json").read_text()) if (
+        shipped / "generation_config.json").exists() else {}
+    config.update({"repetition_penalty": 1.3, "top_k": 5, "temperature": 0.7, "top_p": 0.8, "do_sample": True,
+                   "no_repeat_ngram_size": 2})
+    (shipped / "generation_config.json").write_text(json.dumps(config))
+    params = SamplingParams(max_new_tokens=24)
+    plain = [c[0].text for c in generate(_backend_for(tiny_model_dir), PROMPTS, params)]
+    with_defaults = [c[0].text for c in generate(_backend_for(shipped), PROMPTS, params)]
+    assert with_defaults == plain
+    # and the model's penalty, applied, would have changed the output: the test can fail
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(shipped)
+    model = AutoModelForCausalLM.from_pretrained(shipped, dtype=torch.float32)
+    ids = tok(PROMPTS[1], return_tensors="pt", add_special_tokens=False)
+    leaked = model.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert tok.decode(leaked[0, ids["input_ids"].shape[1]:], skip_special_tokens=True) != plain[1]
+
+
+def test_sampling_settings_are_passed_exactly(backend):
+    cfg = backend._generate_kwargs(SamplingParams(temperature=0.7, top_p=0.9, top_k=0, min_p=0.05,
+                                                  repetition_penalty=1.1))["generation_config"]
+    assert (cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p, cfg.repetition_penalty) == (
+        True, 0.7, 0.9, 0, 0.05, 1.1)  # top_k 0 stays 0 (disabled), not transformers' default of 50
+    greedy = backend._generate_kwargs(SamplingParams())["generation_config"]
+    assert greedy.do_sample is False and greedy.repetition_penalty == 1.0
+
+
+def test_stop_on_text_criteria(backend):
+    import torch
+
+    from gsm8k_lab.generation.hf import StopOnText
+
+    tok = backend.tokenizer
+    crit = StopOnText(tok, ("</SOLUTION>",))
+    rows = ["x = 2<end_working_out><SOLUTION>2</SOLUTION>", "x = 2<end_working_out><SOLUTION>2</SOL",
+            "a > b so 4 > 3", "<SOLUTION> 12 </SOLUTION>"]
+    ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]
+    width = max(map(len, ids))
+    batch = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids])
+    assert crit(batch, None).tolist() == [True, False, False, True]

@@ -1,0 +1,63 @@
+"""GRPO: recorded geometry and rollout settings, two processes, GRPO's own bad inputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_grpo_records_its_batch_geometry_and_rollout_settings(chain):
+    info = json.loads((chain / "grpo" / "run.json").read_text())
+    train = info["train"]
+    # 4 problems x 4 generations = 16 completions; default per-device batch = two prompts' groups = 8
+    assert (train["per_device_batch"], train["num_generations"], train["completions_per_step"],
+            train["prompts_per_step"], train["max_completion_length"]) == (8, 4, 8, 2, 8)
+    assert train["global_steps"] == 2
+    log = [json.loads(x) for x in (chain / "grpo" / "train_log.jsonl").read_text().splitlines()]
+    lengths = [r["completions/mean_length"] for r in log if "completions/mean_length" in r]
+    assert train["tokens_generated"] == int(sum(length * 8 for length in lengths))
+    rollout = info["generation"]["rollout"]
+    assert (rollout["temperature"], rollout["max_new_tokens"], rollout["greedy"]) == (1.0, 8, False)
+
+
+def test_grpo_two_processes(tmp_path, tiny_model_dir):
+    out = tmp_path / "grpo2"
+    env = {**os.environ, "TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "2", "NUM_GENERATIONS": "2", "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        str(REPO / "src" / "train_grpo.py"), "--output-dir", str(out), "--base-model",
+                        str(tiny_model_dir), "--batch-size", "2", "--max-completion-length", "6",
+                        "--eval-max-new-tokens", "6", "--dtype", "fp32"],
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete" and info["train"]["num_processes"] == 2
+    # 4 prompts x 2 generations = 8 completions; 2 per device x 2 processes = 4 per step -> 2 steps
+    assert info["train"]["global_steps"] == 2
+    assert info["train"]["completions_per_step"] == 4 and info["train"]["processes"] == 2
+
+
+@pytest.mark.parametrize("env,args,needle", [
+    ({"TRAIN_SAMPLES": "-5"}, [], "TRAIN_SAMPLES must be a positive integer"),
+    ({"NUM_GENERATIONS": "1"}, [], "NUM_GENERATIONS must be >= 2 (GRPO compares completions within a group), got 1"),
+    ({"NUM_GENERATIONS": "3"}, ["--batch-size", "8"], "NUM_GENERATIONS=3 does not divide the GRPO batch"),
+    ({}, ["--base-model", "{half}"], "is an unfinished run directory"),
+    ({}, ["--loss-type", "ppo"], "--loss-type must be one of grpo, dapo, dr_grpo, bnpo, cispo, sapo, got 'ppo'"),
+])
+def test_bad_grpo_input(run_cli, tmp_path, tiny_model_dir, env, args, needle):
+    half = tmp_path / "half"
+    (half / "model").mkdir(parents=True)
+    args = [a.replace("{half}", str(half)) for a in args]
+    if "--base-model" not in args:
+        args += ["--base-model", str(tiny_model_dir)]
+    out = tmp_path / "out"
+    r = run_cli("train_grpo.py", "--output-dir", str(out), *args, env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
+    assert not out.exists()

@@ -1,0 +1,88 @@
+"""SFT: training on a traces file, prep/full stages and SFT's own bad inputs (through the real command line)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import EVAL, TINY_ENV
+
+
+def _run_json(d):
+    return json.loads((Path(d) / "run.json").read_text())
+
+
+def test_sft_from_traces_file(tmp_path, run_cli, chain):
+    traces = tmp_path / "traces.jsonl"
+    lines = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n\n#### {2 * i}",
+              "source": "grpo", "attempts": 1} for i in range(1, 6)]
+    traces.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "from_traces"
+    r = run_cli("train_sft.py", "--stage", "full", "--output-dir", str(out), "--base-model", str(chain / "prep"),
+                "--traces-file", str(traces), *EVAL, env=TINY_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = _run_json(out)
+    assert info["data"]["source"] == "traces" and info["data"]["n"] == 4  # TRAIN_SAMPLES=4 of 5 lines
+    assert info["status"] == "complete"
+    assert info["train"]["epochs"] == 1.0  # the full stage's default
+    prep = _run_json(chain / "prep")
+    assert prep["train"]["epochs"] == 2.0 and prep["data"]["n"] == 4
+
+
+def test_evaluation_data_is_never_the_training_file(tmp_path, run_cli, tiny_model_dir):
+    f = tmp_path / "mine.jsonl"
+    f.write_text("".join(json.dumps({"question": f"{i}+{i}?", "answer": f"#### {2 * i}"}) + "\n" for i in range(8)))
+    out = tmp_path / "run"
+    r = run_cli("train_sft.py", "--stage", "prep", "--output-dir", str(out), "--base-model", str(tiny_model_dir),
+                "--train-data", str(f), "--data", str(f), *EVAL, env=TINY_ENV)
+    assert r.returncode == 2 and "is also the training data" in r.stderr
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------
+# bad input: one line, exit 2, nothing written
+# --------------------------------------------------------------------------
+def _traces(tmp_path, name, content):
+    f = tmp_path / name
+    f.write_text(content)
+    return str(f)
+
+
+BAD = [
+    ("train_sft.py", {"TRAIN_SAMPLES": "abc"}, ["--stage", "full"], "TRAIN_SAMPLES must be a positive integer or 'all', got 'abc'"),
+    ("train_sft.py", {"TRAIN_SAMPLES": "0"}, ["--stage", "full"], "TRAIN_SAMPLES must be a positive integer"),
+    ("train_sft.py", {"PREP_TRAIN_SAMPLES": "99999"}, ["--stage", "prep"], "PREP_TRAIN_SAMPLES=99999 is larger than the split"),
+    ("train_sft.py", {}, ["--stage", "other"], "--stage must be one of prep, full, got 'other'"),
+    ("train_sft.py", {}, ["--stage", "full", "--base-model", "{tmp}/missing"], "missing' does not exist"),
+    ("train_sft.py", {}, ["--stage", "full", "--base-model", "{half}"], "is an unfinished run directory"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{tmp}/none.jsonl"], "none.jsonl' does not exist"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{empty}"], "is empty"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{badjson}"], "line 2 is not valid JSON"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nofield}"], "line 1 needs string fields 'question' and 'answer'"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nomarker}"], "line 1 answer lacks the '#### N' marker"),
+]
+
+
+@pytest.mark.parametrize("script,env,args,needle", BAD)
+def test_bad_training_input(run_cli, tmp_path, tiny_model_dir, script, env, args, needle):
+    half = tmp_path / "half"
+    (half / "model").mkdir(parents=True)
+    subs = {
+        "{tmp}": str(tmp_path), "{half}": str(half),
+        "{empty}": _traces(tmp_path, "empty.jsonl", ""),
+        "{badjson}": _traces(tmp_path, "bad.jsonl", '{"question": "q", "answer": "#### 1"}\n{oops\n'),
+        "{nofield}": _traces(tmp_path, "nofield.jsonl", '{"question": "q"}\n'),
+        "{nomarker}": _traces(tmp_path, "nomarker.jsonl", '{"question": "q", "answer": "42"}\n'),
+    }
+    resolved = []
+    for a in args:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        resolved.append(a)
+    if "--base-model" not in resolved:
+        resolved += ["--base-model", str(tiny_model_dir)]
+    out = tmp_path / "out"
+    r = run_cli(script, "--output-dir", str(out), *resolved, env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())
