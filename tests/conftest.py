@@ -12,6 +12,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """Each test decides its own runtime (device, dtype, threads), as each process does."""
+    import torch
+
+    from gsm8k_lab import runtime
+
+    threads = torch.get_num_threads()
+    runtime.reset()
+    yield
+    runtime.reset()
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def real_tokenizer_dir() -> Path:
     """The embedded model's folder (converted from the GGUF once per machine)."""

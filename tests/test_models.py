@@ -1,0 +1,86 @@
+"""Model references: what each kind of model argument resolves to, and adapter saving."""
+
+import json
+
+import pytest
+
+from gsm8k_lab.config import SettingError
+from gsm8k_lab.models import EMBEDDED, ModelRef, resolve_model, save_run_model
+
+
+def _adapter(tmp_path, tiny_model_dir, dest, parent=None):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                           LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    save_run_model(model, AutoTokenizer.from_pretrained(tiny_model_dir), parent or ModelRef(str(tiny_model_dir)),
+                   dest)
+    return dest
+
+
+def test_nothing_means_the_embedded_model():
+    assert resolve_model(None) == ModelRef(EMBEDDED)
+    assert resolve_model("") == ModelRef(EMBEDDED)
+
+
+def test_model_folder(tiny_model_dir):
+    ref = resolve_model(str(tiny_model_dir))
+    assert ref.base == str(tiny_model_dir.resolve()) and ref.adapters == [] and ref.run_dir is None
+
+
+def test_run_directory_and_its_chain(tmp_path, tiny_model_dir):
+    first = _adapter(tmp_path, tiny_model_dir, tmp_path / "a" / "model")
+    ref_a = resolve_model(str(tmp_path / "a"))
+    assert ref_a.run_dir == (tmp_path / "a").resolve() and ref_a.adapters == [first.resolve()]
+    _adapter(tmp_path, tiny_model_dir, tmp_path / "b" / "model", parent=ref_a)
+    ref_b = resolve_model(str(tmp_path / "b"))
+    assert ref_b.base == str(tiny_model_dir)
+    assert [p.name for p in ref_b.adapters] == ["00", "model"]  # the parent's copy, then its own
+    lineage = json.loads((tmp_path / "b" / "model" / "lineage.json").read_text())
+    assert lineage == {"base": str(tiny_model_dir), "parents": ["parents/00"]}
+
+
+def test_a_parents_vllm_copy_is_not_copied(tmp_path, tiny_model_dir):
+    _adapter(tmp_path, tiny_model_dir, tmp_path / "a" / "model")
+    merged = tmp_path / "a" / "model" / "merged-vllm"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"\0" * 1024)
+    _adapter(tmp_path, tiny_model_dir, tmp_path / "b" / "model", parent=resolve_model(str(tmp_path / "a")))
+    copied = tmp_path / "b" / "model" / "parents" / "00"
+    assert (copied / "adapter_config.json").is_file() and not (copied / "merged-vllm").exists()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: p / "missing", "does not exist"),
+    (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is a file, expected a model folder or run directory"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "holds no model"),
+    (lambda p: (p / "half" / "model").mkdir(parents=True) or p / "half", "is an unfinished run directory"),
+    (lambda p: (p / "started").mkdir() or (p / "started" / "run.json").write_text("{}") and p / "started",
+     "is an unfinished run directory"),
+    (lambda p: (p / "cfg").mkdir() or (p / "cfg" / "config.json").write_text("{}") and p / "cfg",
+     "holds config.json but no weights"),
+])
+def test_bad_model_arguments(tmp_path, make, needle):
+    spec = str(make(tmp_path))
+    with pytest.raises(SettingError, match=needle) as err:
+        resolve_model(spec, path="model.name")
+    assert err.value.path == "model.name"
+
+
+def test_missing_parent_adapter(tmp_path, tiny_model_dir):
+    _adapter(tmp_path, tiny_model_dir, tmp_path / "a" / "model")
+    _adapter(tmp_path, tiny_model_dir, tmp_path / "b" / "model", parent=resolve_model(str(tmp_path / "a")))
+    (tmp_path / "b" / "model" / "parents" / "00" / "adapter_config.json").unlink()
+    with pytest.raises(SettingError, match="parent adapter .* is missing"):
+        resolve_model(str(tmp_path / "b"))
+
+
+def test_unreachable_hub_id_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SettingError, match="is not a local path and is not in the hub cache"):
+        resolve_model("no-such-org/no-such-model")

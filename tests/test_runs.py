@@ -1,0 +1,82 @@
+"""Run directories: state, the clobber rules, atomic writes."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from gsm8k_lab.config import SettingError
+from gsm8k_lab.runs import RunDir, RunStatus, atomic_write_text, check_file_name, check_writable_dir
+
+
+def _finish(run: RunDir) -> None:
+    run.model_dir.mkdir(parents=True)
+    (run.model_dir / "adapter_config.json").write_text("{}")
+    run.write({"status": RunStatus.COMPLETE.value})
+
+
+def test_status_and_completeness(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.status() is None and not run.is_complete() and not run.has_partial()
+    run.write({"status": "training"})
+    assert run.status() is RunStatus.TRAINING and run.has_partial()
+    run.write({"status": "complete"})
+    assert not run.is_complete()  # no adapter yet
+    _finish(RunDir(tmp_path / "done"))
+    assert RunDir(tmp_path / "done").is_complete()
+    run.run_file.write_text('{"status": "compl')  # torn
+    assert run.status() is None
+
+
+def test_check_refuses_to_clobber(tmp_path):
+    done = RunDir(tmp_path / "done")
+    _finish(done)
+    with pytest.raises(SettingError, match="already holds a finished run; pass overwrite=True"):
+        done.check(resume=False, overwrite=False)
+    assert done.check(resume=False, overwrite=True) == {}
+    partial = RunDir(tmp_path / "partial")
+    partial.write({"status": "training", "run_id": "x"})
+    with pytest.raises(SettingError, match="holds an unfinished run; pass resume=True"):
+        partial.check(resume=False, overwrite=False)
+    assert partial.check(resume=True, overwrite=False)["run_id"] == "x"
+
+
+def test_a_run_dir_whose_parts_are_files(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.root.mkdir()
+    run.debug_dir.write_text("not a folder")
+    with pytest.raises(SettingError, match="is not a run directory: debug is a file"):
+        run.check(resume=False, overwrite=True)
+
+
+def test_clear_removes_only_the_runs_own_files(tmp_path):
+    run = RunDir(tmp_path / "r")
+    _finish(run)
+    (run.root / "notes.txt").write_text("mine")
+    run.log_file.write_text("{}\n")
+    run.clear()
+    assert sorted(p.name for p in run.root.iterdir()) == ["notes.txt"]
+
+
+def test_atomic_write_keeps_the_users_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert json.loads((tmp_path / "a.json").read_text()) == {}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temp file left
+
+
+def test_writable_dir_and_file_names(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SettingError, match="is not a directory"):
+        check_writable_dir(f / "sub")
+    assert check_writable_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    with pytest.raises(SettingError, match="without a directory part"):
+        check_file_name("output_file", "a/b.csv", ".csv")
+    with pytest.raises(SettingError, match="must end in .csv"):
+        check_file_name("output_file", "b.txt", ".csv")
