@@ -379,6 +379,12 @@ def _report(folders: list[Path], out: Path) -> int:
     return 0
 
 
+def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str) -> list[str]:
+    """The command line that evaluates a finished run with its recorded settings (see training.py)."""
+    return ["evaluate", "--config", str(settings_file), "--model-path", str(run_dir), "--output-dir", str(run_dir),
+            "--output-file", csv_name, "--resume"]
+
+
 def _print_run(info: dict, output_dir: str) -> None:
     ev = info.get("eval")
     if not ev:

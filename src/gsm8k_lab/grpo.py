@@ -47,7 +47,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        build_trainer=_trainer_builder(settings, problems),
                        data={"source": settings.data.train_source, "split": "train", "n": len(problems),
                              "budget_seed": settings.data.budget_seed},
-                       gradient_checkpointing=g.gradient_checkpointing, geometry=geometry,
+                       train=g, geometry=geometry,
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm})
 
 
@@ -78,9 +78,7 @@ def _trainer_builder(settings: Settings, problems):
         args = GRPOConfig(
             **common,
             num_train_epochs=g.epochs,
-            learning_rate=g.learning_rate,
             per_device_train_batch_size=g.batch(),
-            gradient_accumulation_steps=g.gradient_accumulation_steps,
             num_generations=g.num_generations,
             max_completion_length=r.max_new_tokens,
             temperature=r.temperature,
@@ -90,10 +88,6 @@ def _trainer_builder(settings: Settings, problems):
             repetition_penalty=r.repetition_penalty,
             beta=g.beta,
             loss_type=g.loss_type,
-            lr_scheduler_type=g.lr_scheduler,
-            warmup_steps=g.warmup_ratio,
-            save_steps=g.save_steps,
-            logging_steps=g.logging_steps,
             use_vllm=g.use_vllm,
             vllm_mode=g.vllm_mode,
             vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,

@@ -61,7 +61,7 @@ def resolve_model(spec: str | None, path: str = "model.name") -> ModelRef:
         if model_dir.is_dir() or (where / "run.json").is_file():
             if not (model_dir / ADAPTER_FILE).is_file():
                 raise SettingError(path, spec, "{name} {value} is an unfinished run directory: model/ has no "
-                                   f"{ADAPTER_FILE} yet (rerun that run with --resume)")
+                                   f"{ADAPTER_FILE} yet (continue that run with " + "{resume})")
             return _ref_from_adapter_dir(model_dir, run_dir=where, path=path)
         if (where / ADAPTER_FILE).is_file():
             return _ref_from_adapter_dir(where, run_dir=None, path=path)

@@ -66,7 +66,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 "epochs": s.stage_epochs(stage)}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, stage, problems), data=data,
-                       gradient_checkpointing=s.gradient_checkpointing, geometry=geometry)
+                       train=s, geometry=geometry)
 
 
 def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
@@ -97,15 +97,9 @@ def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
         args = SFTConfig(
             **common,
             num_train_epochs=s.stage_epochs(stage),
-            learning_rate=s.learning_rate,
             per_device_train_batch_size=s.per_device_batch_size,
-            gradient_accumulation_steps=s.gradient_accumulation_steps,
-            lr_scheduler_type=s.lr_scheduler,
-            warmup_steps=s.warmup_ratio,
             max_length=s.max_length,
             completion_only_loss=True,
-            save_steps=s.save_steps,
-            logging_steps=s.logging_steps,
         )
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           peft_config=lora_config(settings), callbacks=callbacks)

@@ -26,7 +26,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from . import runtime
-from .config import SettingError, Settings, UsageError, env_vars
+from .config import SettingError, Settings, TrainSettings, UsageError, env_vars
 from .models import ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
 from .runs import RunDir, RunStatus, environment_info, new_run_id
 
@@ -40,7 +40,7 @@ class TrainingJob:
     parent: ModelRef  # the model training starts from
     build_trainer: Callable  # (model, tokenizer, common_args: dict, callbacks: list) -> trainer
     data: dict  # what the stage trains on, for run.json
-    gradient_checkpointing: bool  # the stage's own setting
+    train: TrainSettings  # the stage's own section (optimizer, schedule, checkpoints, logging)
     geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
     generation: dict | None = None  # rollout settings (GRPO), for run.json
 
@@ -82,7 +82,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
         if checkpoint is not None:
             print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
             _trim_log(run.log_file, _checkpoint_step(checkpoint))
-        common = _common_args(settings, rt, run, job.gradient_checkpointing)
+        common = _common_args(settings, rt, run, job.train)
         logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
         trainer = job.build_trainer(model, tokenizer, common, [logger])
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -122,17 +122,16 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
 def evaluate_in_fresh_process(run: RunDir, csv_path: Path) -> dict:
     """The run's evaluation as ``evaluate_model.py`` would do it, in a process of its own.
 
-    The child reads the run's recorded settings (``--config run.json``) and no
-    settings from the environment, so it evaluates exactly what the run was
-    configured with; ``--resume`` continues a partial CSV from an interrupted
+    The child reads the run's recorded settings (its ``run.json`` as the settings
+    file) and no settings from the environment, so it evaluates exactly what the
+    run was configured with; it resumes a partial CSV from an interrupted
     evaluation.
     """
+    from .cli import evaluation_argv
     from .evaluate import metrics_path
 
     env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
-    cmd = [sys.executable, "-m", "gsm8k_lab", "evaluate", "--config", str(run.run_file),
-           "--model-path", str(run.root), "--output-dir", str(run.root), "--output-file", csv_path.name,
-           "--resume"]
+    cmd = [sys.executable, "-m", "gsm8k_lab", *evaluation_argv(run.run_file, run.root, csv_path.name)]
     code = subprocess.run(cmd, env=env).returncode
     if code == 130:
         raise KeyboardInterrupt
@@ -191,9 +190,15 @@ class JsonlLogger(TrainerCallback):
 
 
 # --------------------------------------------------------------------------
-def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, gradient_checkpointing: bool) -> dict:
-    """TrainingArguments fields that SFT and GRPO share."""
+def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: TrainSettings) -> dict:
+    """TrainingArguments fields that SFT and GRPO share, from the stage's section."""
     return dict(
+        learning_rate=train.learning_rate,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_ratio,  # a value below 1 is a share of the steps
+        save_steps=train.save_steps,
+        logging_steps=train.logging_steps,
         output_dir=str(run.checkpoints_dir),
         seed=settings.seed,
         bf16=rt.on_gpu and rt.dtype_name == "bf16",
@@ -206,7 +211,7 @@ def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, gradient_
         disable_tqdm=False,
         dataloader_num_workers=0,
         # TRL turns checkpointing on by default; here it is opt-in (it slows small models down)
-        **{_checkpointing_field(): gradient_checkpointing},
+        **{_checkpointing_field(): train.gradient_checkpointing},
     )
 
 
