@@ -55,7 +55,7 @@ def tiny_model_dir(tmp_path_factory, real_tokenizer_dir) -> Path:
     return out
 
 
-TINY_ENV = {"PREP_TRAIN_SAMPLES": "4", "TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "3"}
+TINY_ENV = {"PREP_TRAIN_SAMPLES": "4", "TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "3", "NUM_GENERATIONS": "4"}
 EVAL = ["--eval-max-new-tokens", "8", "--dtype", "fp32"]
 
 
@@ -76,7 +76,7 @@ def chain(tmp_path_factory, tiny_model_dir):
     run("train_sft.py", "--stage", "full", "--output-dir", str(root / "full"),
         "--base-model", str(root / "prep"), *EVAL)
     run("train_grpo.py", "--output-dir", str(root / "grpo"), "--base-model", str(root / "prep"),
-        "--max-completion-length", "8", *EVAL)
+        "--max-completion-length", "8", "--gradient-accumulation-steps", "1", *EVAL)
     return root
 
 
@@ -92,3 +92,59 @@ def run_cli():
         )
 
     return _run
+
+
+# --------------------------------------------------------------------------
+# Byte-level BPE tokenizers with the Qwen2 and Llama-3 pre-tokenizers, trained
+# offline on GSM8K text: the token-boundary traps of those families without a download.
+# --------------------------------------------------------------------------
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = QWEN2_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+LLAMA3_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+                   "'<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
+                   "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+
+
+def _toy_bpe(split_regex: str, specials: list[str], bos: str | None = None):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    from gsm8k_lab.config import SYSTEM_PROMPT
+    from gsm8k_lab.data import format_target, load_split
+
+    corpus = [SYSTEM_PROMPT]
+    for p in load_split("train")[:400]:  # prompts and targets side by side, so merges across ">" are learned
+        corpus.append(f"{p.question}<start_working_out>{format_target(p.answer)}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split_regex), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=4000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+    return tok
+
+
+@pytest.fixture(scope="session")
+def qwen2_like_tokenizer():
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=_toy_bpe(QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    return tok
+
+
+@pytest.fixture(scope="session")
+def llama3_like_tokenizer():
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+    tok = PreTrainedTokenizerFast(tokenizer_object=_toy_bpe(LLAMA3_SPLIT, specials, bos="<|begin_of_text|>"),
+                                  bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|eot_id|>")
+    tok.chat_template = LLAMA3_TEMPLATE
+    return tok

@@ -61,6 +61,16 @@ CASES = [
     (f"{W}<SOLUTION>3</SOLUTION> wait <SOLUTION>4</SOLUTION>", 4, 4, True),
     (f"{W}<SOLUTION>4</SOLUTION> wait <SOLUTION>3</SOLUTION>", 4, 3, False),
     (f"{W}<SOLUTION>4</SOLUTION><SOLUTION>oops", 4, 4, True),
+    # integer golds compare exactly; a sign counts only when attached
+    (f"{W}<SOLUTION>2880002</SOLUTION>", 2880000, 2880002, False),
+    (f"{W}<SOLUTION>1000001</SOLUTION>", 1000000, 1000001, False),
+    (f"{W}<SOLUTION>2,880,000</SOLUTION>", 2880000, 2880000, True),
+    (f"{W}<SOLUTION>20 - 5</SOLUTION>", -5, 5, False),
+    (f"{W}<SOLUTION>20 - 5</SOLUTION>", 5, 5, True),
+    (f"{W}<SOLUTION>20-5</SOLUTION>", 5, 5, True),
+    (f"{W}<SOLUTION>- 5</SOLUTION>", 5, 5, True),
+    (f"{W}<SOLUTION>$ 5</SOLUTION>", 5, 5, True),
+    (f"{W}<SOLUTION>12.0000001</SOLUTION>", 12, 12.0000001, False),
     # numbers in the reasoning only
     ("16 - 3 - 4 = 9 eggs, 9 * 2 = 18<end_working_out>", 18, None, False),
     ("The answer is 18.", 18, None, False),
@@ -94,6 +104,18 @@ def test_extraction_table(completion, gold, expected, verdict):
 
 def test_table_is_large_enough():
     assert len(CASES) >= 40
+
+
+def test_no_two_gsm8k_golds_match_each_other():
+    """The comparison separates every pair of distinct gold answers in both splits."""
+    from gsm8k_lab.answers import numbers_match
+    from gsm8k_lab.data import load_split
+
+    golds = sorted({p.gold for split in ("train", "test") for p in load_split(split)})
+    assert len(golds) > 900
+    for a, b in zip(golds, golds[1:]):  # sorted: the closest pairs are neighbours
+        assert not numbers_match(a, b) and not numbers_match(b, a), (a, b)
+    assert all(numbers_match(g, g) for g in golds)
 
 
 @pytest.mark.parametrize("completion,thinking", [

@@ -107,3 +107,17 @@ def test_missing_or_binary_traces_file(tmp_path):
     f.write_bytes(bytes(range(256)))
     with pytest.raises(SettingError, match="is not UTF-8 text"):
         load_traces(f)
+
+
+def test_grpo_prompts_tokenize_like_evaluation(llama3_like_tokenizer, qwen2_like_tokenizer, real_tokenizer_dir):
+    """TRL's GRPO tokenizes prompts with special tokens added; the ids still equal evaluation's."""
+    from transformers import AutoTokenizer
+
+    from gsm8k_lab.data import prompt_ids, trl_prompt
+
+    for tok in (llama3_like_tokenizer, qwen2_like_tokenizer, AutoTokenizer.from_pretrained(real_tokenizer_dir)):
+        prompt = build_prompt(tok, "What is 2+2?")
+        assert tok(trl_prompt(tok, prompt))["input_ids"] == prompt_ids(tok, prompt)
+    llama_prompt = build_prompt(llama3_like_tokenizer, "What is 2+2?")
+    bos = llama3_like_tokenizer.bos_token_id
+    assert llama3_like_tokenizer(llama_prompt)["input_ids"][:2] == [bos, bos]  # the doubled BOS it avoids

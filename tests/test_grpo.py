@@ -31,7 +31,8 @@ def test_grpo_two_processes(tmp_path, tiny_model_dir):
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                         str(REPO / "src" / "train_grpo.py"), "--output-dir", str(out), "--base-model",
-                        str(tiny_model_dir), "--batch-size", "2", "--max-completion-length", "6",
+                        str(tiny_model_dir), "--batch-size", "2", "--gradient-accumulation-steps", "1",
+                        "--max-completion-length", "6",
                         "--eval-max-new-tokens", "6", "--dtype", "fp32"],
                        env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -40,6 +41,19 @@ def test_grpo_two_processes(tmp_path, tiny_model_dir):
     # 4 prompts x 2 generations = 8 completions; 2 per device x 2 processes = 4 per step -> 2 steps
     assert info["train"]["global_steps"] == 2
     assert info["train"]["completions_per_step"] == 4 and info["train"]["processes"] == 2
+
+
+def test_grpo_with_transformers_continuous_batching(run_cli, tmp_path, tiny_model_dir):
+    out = tmp_path / "cb"
+    r = run_cli("train_grpo.py", "--output-dir", str(out), "--base-model", str(tiny_model_dir), "--continuous-batching",
+                "--batch-size", "4", "--gradient-accumulation-steps", "1", "--max-completion-length", "6",
+                "--eval-max-new-tokens", "6", "--dtype", "fp32",
+                env={"TRAIN_SAMPLES": "2", "NUM_GENERATIONS": "2", "EVAL_SAMPLES": "2"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["generation"]["continuous_batching"] is True and info["train"]["global_steps"] == 1
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("completions/mean_length" in rec for rec in log)
 
 
 @pytest.mark.parametrize("env,args,needle", [

@@ -15,19 +15,25 @@ GOOD = "16 - 3 - 4 = 9, 9 * 2 = 18<end_working_out><SOLUTION>18</SOLUTION>"
 
 # completion, gold, format_exact, format_approx, answer_correct, number_check
 TABLE = [
-    (GOOD, 18, 1.0, 0.75, 2.0, 0.5),
+    (GOOD, 18, 1.0, 0.75, 4.0, 0.5),
     (GOOD, 17, 1.0, 0.75, 0.0, 0.5),
-    (GOOD + "\n", 18, 1.0, 0.75, 2.0, 0.5),
-    ("9*2=18<end_working_out>\n<SOLUTION>$18</SOLUTION>", 18, 1.0, 0.75, 2.0, 0.5),
-    ("9*2=18<end_working_out><SOLUTION>18 dollars</SOLUTION>", 18, 1.0, 0.75, 2.0, 0.0),
-    ("9*2=18<end_working_out><SOLUTION>18</SOLUTION> extra talk", 18, 0.0, 0.75, 2.0, 0.5),
-    ("<end_working_out><SOLUTION>18</SOLUTION>", 18, 0.0, 0.75, 2.0, 0.5),  # empty reasoning
+    (GOOD + "\n", 18, 1.0, 0.75, 4.0, 0.5),
+    ("9*2=18<end_working_out>\n<SOLUTION>$18</SOLUTION>", 18, 1.0, 0.75, 4.0, 0.5),
+    ("9*2=18<end_working_out><SOLUTION>18 dollars</SOLUTION>", 18, 1.0, 0.75, 4.0, 0.0),
+    ("9*2=18<end_working_out><SOLUTION>18</SOLUTION> extra talk", 18, 0.0, 0.75, 4.0, 0.5),
+    ("<end_working_out><SOLUTION>18</SOLUTION>", 18, 0.0, 0.75, 4.0, 0.5),  # empty reasoning
     ("x<end_working_out><SOLUTION>17</SOLUTION><SOLUTION>18</SOLUTION>", 18, 0.0, -0.25, 0.0, 0.5),  # hedging
     ("x<end_working_out><SOLUTION>18", 18, 0.0, 0.25, 0.0, 0.5),  # unclosed: no answer reward
     ("the answer is 18", 18, 0.0, -0.75, 0.0, -0.5),
     ("x<end_working_out><SOLUTION></SOLUTION>", 18, 0.0, 0.75, 0.0, -0.5),
     ("x<end_working_out><SOLUTION>eighteen</SOLUTION>", 18, 1.0, 0.75, 0.0, -0.5),  # form right, no number
-    ("x<end_working_out><end_working_out><SOLUTION>18</SOLUTION>", 18, 0.0, 0.25, 2.0, 0.5),
+    ("x<end_working_out><end_working_out><SOLUTION>18</SOLUTION>", 18, 0.0, 0.25, 4.0, 0.5),
+    # the reasoning block must be closed before the answer block
+    ("9*2=18<SOLUTION>18</SOLUTION>", 18, 0.0, 0.25, 0.0, 0.5),
+    ("9*2=18<SOLUTION>18</SOLUTION><end_working_out>", 18, 0.0, 0.75, 0.0, 0.5),
+    # a sign counts only when attached: "20 - 2" is not -2
+    ("x<end_working_out><SOLUTION>20 - 2</SOLUTION>", -2, 1.0, 0.75, 0.0, 0.0),
+    ("x<end_working_out><SOLUTION>-2</SOLUTION>", -2, 1.0, 0.75, 4.0, 0.5),
 ]
 
 
@@ -42,7 +48,7 @@ def test_reward_table(completion, gold, exact, approx, correct, number):
 
 def test_batch_and_conversational_inputs():
     convo = [[{"role": "assistant", "content": GOOD}]]
-    assert answer_correct(convo, gold=[18.0]) == [2.0]
+    assert answer_correct(convo, gold=[18.0]) == [4.0]
     assert format_exact([GOOD, "nope"]) == [1.0, 0.0]
     assert [f.__name__ for f in REWARD_FUNCTIONS] == ["format_exact", "format_approx", "answer_correct",
                                                        "number_check"]
@@ -52,3 +58,19 @@ def test_correct_beats_everything_wrong():
     best_wrong = total_reward(GOOD, 17)
     worst_right = total_reward("x<end_working_out><SOLUTION>18 apples and more</SOLUTION> tail", 18)
     assert worst_right > best_wrong
+    # the sloppiest format a correct answer can have still beats the tidiest wrong answer:
+    # end tag missing or doubled, words around the number, text after the block
+    for sloppy in ("x<end_working_out><end_working_out><SOLUTION>it is 18</SOLUTION> bye",
+                   "<end_working_out><SOLUTION>18 things</SOLUTION><end_working_out>"):
+        assert answer_correct([sloppy], gold=[18])[0] == 0 or total_reward(sloppy, 18) > best_wrong
+
+
+def test_correctness_outweighs_the_whole_format_range():
+    from gsm8k_lab.rewards import ANSWER_CORRECT, FORMAT_RANGE
+
+    low, high = FORMAT_RANGE
+    assert (low, high) == (-1.25, 2.25)
+    assert ANSWER_CORRECT + low > high  # any correct completion outscores any wrong one
+    # the bounds are reached by real completions
+    assert sum(f(["the answer"])[0] for f in (format_exact, format_approx, number_check)) == low
+    assert sum(f([GOOD])[0] for f in (format_exact, format_approx, number_check)) == high

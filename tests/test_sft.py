@@ -28,6 +28,64 @@ def test_sft_from_traces_file(tmp_path, run_cli, chain):
     assert prep["train"]["epochs"] == 2.0 and prep["data"]["n"] == 4
 
 
+def _prefix_share(tokenizer, problems, joint: bool) -> float:
+    """Share of examples whose prompt ids (as generation sees them) start the training ids."""
+    from gsm8k_lab.data import build_prompt, format_target, prompt_ids
+    from gsm8k_lab.sft import tokenize_example
+
+    ok = 0
+    for p in problems:
+        prompt = build_prompt(tokenizer, p.question)
+        alone = prompt_ids(tokenizer, prompt)
+        if joint:  # what tokenizing prompt + completion as one string gives (TRL's default)
+            ids = tokenizer(prompt + format_target(p.answer), add_special_tokens=False)["input_ids"]
+        else:
+            ex = tokenize_example(tokenizer, p)
+            ids = ex["input_ids"]
+            assert ex["completion_mask"] == [0] * len(alone) + [1] * (len(ids) - len(alone))
+            assert ids[-1] == tokenizer.eos_token_id
+        ok += ids[: len(alone)] == alone
+    return ok / len(problems)
+
+
+@pytest.mark.parametrize("name", ["qwen2_like_tokenizer", "llama3_like_tokenizer", "real_smollm2"])
+def test_prompt_ids_start_every_training_example(request, name, real_tokenizer_dir):
+    """One token boundary for training and inference, over the whole train split."""
+    from transformers import AutoTokenizer
+
+    from gsm8k_lab.data import load_split
+
+    tok = (AutoTokenizer.from_pretrained(real_tokenizer_dir) if name == "real_smollm2"
+           else request.getfixturevalue(name))
+    train = load_split("train")
+    assert _prefix_share(tok, train, joint=False) == 1.0
+    if name != "real_smollm2":
+        # the trap is real for these pre-tokenizers: joint tokenization breaks the boundary
+        assert _prefix_share(tok, train[:300], joint=True) < 0.5
+
+
+def test_trl_keeps_the_pretokenized_examples(tiny_model_dir):
+    """SFTTrainer trains on exactly our ids, with the loss on the completion only."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from gsm8k_lab.data import load_split
+    from gsm8k_lab.sft import tokenize_example
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples = [tokenize_example(tok, p) for p in load_split("train")[:2]]
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                         args=SFTConfig(output_dir="/tmp/unused-sft", completion_only_loss=True, max_length=768,
+                                        use_cpu=True, report_to=[]),
+                         train_dataset=Dataset.from_list(examples), processing_class=tok)
+    row = trainer.train_dataset[0]
+    assert row["input_ids"] == examples[0]["input_ids"]
+    n_prompt = examples[0]["completion_mask"].index(1)
+    assert all(x == -100 for x in row["labels"][:n_prompt]) and row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
+
+
 def test_evaluation_data_is_never_the_training_file(tmp_path, run_cli, tiny_model_dir):
     f = tmp_path / "mine.jsonl"
     f.write_text("".join(json.dumps({"question": f"{i}+{i}?", "answer": f"#### {2 * i}"}) + "\n" for i in range(8)))

@@ -121,6 +121,52 @@ def test_a_run_cannot_overwrite_the_run_it_starts_from(chain, run_cli):
     assert (chain / "prep" / "model" / "adapter_config.json").is_file()
 
 
+def test_the_training_process_never_builds_a_generation_engine(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """The evaluation after training runs in a fresh process: a GPU engine (vLLM) for it can never
+    meet the memory that training still holds. Here the training process refuses to build one."""
+    from gsm8k_lab import cli, generation
+
+    def refuse(*a, **k):
+        raise AssertionError("a generation backend was built in the training process")
+
+    monkeypatch.setattr(generation, "make_backend", refuse)
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "run"
+    code = cli.main(["train-sft", "--stage", "prep", "--output-dir", str(out), "--base-model", str(tiny_model_dir),
+                     "--eval-samples", "2", *EVAL])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    info = _run_json(out)
+    assert info["status"] == "complete" and info["eval"]["n"] == 2
+
+
+def test_resume_of_a_trained_run_only_evaluates(tmp_path, tiny_model_dir, run_cli):
+    out = tmp_path / "run"
+    args = ["--stage", "prep", "--output-dir", str(out), "--base-model", str(tiny_model_dir), *EVAL]
+    r = run_cli("train_sft.py", *args, env=TINY_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = _run_json(out)
+    # as if killed during the evaluation: trained, no metrics, a partial CSV
+    csv_path = out / "debug" / info["eval"]["csv"]
+    rows = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(rows[:2]) + "\n")
+    for f in (out / "debug").glob("*_metrics*"):
+        f.unlink()
+    info["status"] = "trained"
+    del info["eval"]
+    (out / "run.json").write_text(json.dumps(info))
+    adapter = (out / "model" / "adapter_model.safetensors").read_bytes()
+    log = (out / "train_log.jsonl").read_text()
+    r = run_cli("train_sft.py", *args, "--resume", env=TINY_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training on" not in r.stdout and "evaluating" in r.stdout
+    assert (out / "model" / "adapter_model.safetensors").read_bytes() == adapter
+    assert (out / "train_log.jsonl").read_text() == log
+    again = _run_json(out)
+    assert again["status"] == "complete" and again["eval"]["n"] == 3
+    assert len(_completions(csv_path)) == 3
+
+
 def test_resume_after_kill_finishes_with_the_same_steps(tmp_path, tiny_model_dir):
     """Kill SFT after its second checkpoint, resume, and end with the uninterrupted step count."""
     out = tmp_path / "killed"
@@ -168,10 +214,22 @@ def test_two_processes_with_accelerate(tmp_path, tiny_model_dir):
     assert info["train"]["global_steps"] == 1  # 8 problems / (batch 4 x 2 processes)
     assert info["train"]["examples_seen"] == 8
     assert info["runtime"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # cores shared, not doubled
+    # the adapter the two processes saved is the trained one, whole, and reloads in one process
+    from safetensors.torch import load_file
+
+    ckpt = max((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    saved, trained = (load_file(p / "adapter_model.safetensors") for p in (out / "model", ckpt))
+    assert saved.keys() == trained.keys() and all(saved[k].numel() > 0 for k in saved)
+    assert all((saved[k] == trained[k]).all() for k in saved)
+    r = subprocess.run([sys.executable, str(REPO / "src" / "evaluate_model.py"), "--model-path", str(out),
+                        "--output-dir", str(out / "again"), "--output-file", "again.csv", "--max-new-tokens", "8",
+                        "--dtype", "fp32"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    auto = _completions(out / "debug" / info["eval"]["csv"])
+    assert _completions(out / "again" / "debug" / "again.csv") == auto
 
 
-@pytest.mark.parametrize("name,kind", [("ddp.yaml", "MULTI_GPU"), ("zero2.yaml", "DEEPSPEED"),
-                                       ("zero3.yaml", "DEEPSPEED")])
+@pytest.mark.parametrize("name,kind", [("ddp.yaml", "MULTI_GPU"), ("zero2.yaml", "DEEPSPEED")])
 def test_shipped_accelerate_configs_parse(name, kind):
     from accelerate.commands.config.config_args import ClusterConfig
 

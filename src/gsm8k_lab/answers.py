@@ -25,7 +25,12 @@ Rules, decided once:
   ``x = 18.``, ``+18``, ``3/4``, ``1.5e3`` and ``-7`` all read as numbers. A comma
   followed by exactly three digits groups thousands (``1,000`` = 1000); a dot is
   always a decimal point (``1.000`` = 1).
-- Numbers compare with a small tolerance, so ``18.00`` equals ``18``.
+- A sign counts only when attached to its number: ``-7`` is negative, but in
+  ``20 - 5`` the last number is ``5``, not ``-5``.
+- An integer gold (every GSM8K test answer) is compared **exactly**: ``18.00``
+  equals ``18`` but ``2880002`` does not equal ``2,880,000``. A decimal gold
+  allows a relative difference of 1e-9, far below the gap between any two
+  distinct GSM8K golds.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ PATTERNS: dict[str, re.Pattern] = {
     # a number: sign, digits with optional thousands groups, decimals, exponent,
     # or a simple fraction a/b
     "number": re.compile(
-        r"(?<![\w.])[-+−]?\$?\s?"
+        r"(?<![\w.])(?:[-+−]\$?|\$\s?)?"
         r"(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?"
         r"(?:\s?/\s?\d+(?:\.\d+)?)?"
     ),
@@ -65,8 +70,8 @@ PATTERNS: dict[str, re.Pattern] = {
 # strings the harness strips before its exact-match comparison
 _HARNESS_IGNORE = [re.compile(r","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$")]
 
-REL_TOL = 1e-6
-ABS_TOL = 1e-6
+#: Relative tolerance for decimal golds only; integer golds compare exactly.
+DECIMAL_REL_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -126,10 +131,13 @@ def parse_gold(answer: str) -> float:
     return value
 
 
-def numbers_match(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
+def numbers_match(value: float | None, gold: float | None) -> bool:
+    """The extracted value equals the gold: exactly for an integer gold, within 1e-9 relative otherwise."""
+    if value is None or gold is None:
         return False
-    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    if float(gold).is_integer():
+        return float(value) == float(gold)
+    return math.isclose(value, gold, rel_tol=DECIMAL_REL_TOL, abs_tol=0.0)
 
 
 def is_correct(completion: str, gold: float) -> bool:

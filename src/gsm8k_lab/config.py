@@ -164,7 +164,7 @@ class GenerationSettings:
 GENERATION: dict[str, dict[str, Any]] = {
     "eval": {"temperature": 0.0},                      # greedy: the seed's accuracy
     "traces": {"temperature": 0.8},                    # rejection sampling needs varied attempts
-    "rollout": {"temperature": 1.0, "max_new_tokens": 256},  # GRPO's group samples
+    "rollout": {"temperature": 1.0},                   # GRPO's group samples, as long as evaluation's
 }
 
 
@@ -209,11 +209,13 @@ class SFTSettings(TrainSettings):
 class GRPOSettings(TrainSettings):
     train_samples: int | None = setting(1024, "Problems ('all': the whole split).", env="TRAIN_SAMPLES",
                                         min=1, split="train", all_is_none=True)
-    num_generations: int = setting(4, "Completions per prompt, the GRPO group.", env="NUM_GENERATIONS", min=2,
+    num_generations: int = setting(8, "Completions per prompt, the GRPO group.", env="NUM_GENERATIONS", min=2,
                                    why="GRPO compares completions within a group")
     per_device_batch_size: int | None = setting(
         None, "Completions per device per step (unset: two prompts' groups); times processes and "
         "accumulation it must be a multiple of num_generations.", min=1)
+    gradient_accumulation_steps: int = setting(4, "Micro-batches per optimizer step (with the default batch: "
+                                               "8 prompts x num_generations completions per step).", min=1)
     learning_rate: float = setting(2e-5, "Peak learning rate (LoRA).", above=0.0, max=1.0)
     beta: float = setting(0.04, "KL coefficient against the reference model (the adapter switched off); "
                           "0 disables it.", min=0.0)
@@ -226,6 +228,8 @@ class GRPOSettings(TrainSettings):
     colocate_gpu_memory_utilization: float = setting(0.3, "GPU memory share of the rollout vLLM colocated "
                                                      "with training (vllm_mode colocate).",
                                                  above=0.0, max=1.0)
+    continuous_batching: bool = setting(False, "Roll out with transformers' continuous batching "
+                                        "(TRL use_transformers_continuous_batching): a GPU without vLLM.")
     rollout: GenerationSettings = section(generation("rollout"), "How GRPO samples its groups.")
 
     def batch(self) -> int:
@@ -309,11 +313,14 @@ class Settings:
 #: Presets as data: paths of the tree and the values they set.
 PRESETS: dict[str, dict[str, Any]] = {
     # Both experiments at a size that fits 2 CPU cores: the seed's scripts take the same
-    # sizes (PREP_TRAIN_SAMPLES=32, EVAL_SAMPLES=64, --max-completion-length 128), so runs
-    # made by hand with them are reused by the preset.
+    # sizes (PREP_TRAIN_SAMPLES=32, EVAL_SAMPLES=64, NUM_GENERATIONS=4, train_grpo.py
+    # --gradient-accumulation-steps 1 --max-completion-length 128), so runs made by hand
+    # with them are reused by the preset.
     "small": {
         "sft.prep_train_samples": 32,
         "eval.samples": 64,
+        "grpo.num_generations": 4,
+        "grpo.gradient_accumulation_steps": 1,
         "grpo.rollout.max_new_tokens": 128,
         "experiment.budgets": [32, 64],
         "experiment.traces_budget": 64,

@@ -148,6 +148,27 @@ def build_prompt(tokenizer, question: str) -> str:
     return text + REASONING_START
 
 
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The prompt's token ids as generation sees them: the text alone, no special tokens added
+    (the chat template already wrote any BOS)."""
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def trl_prompt(tokenizer, prompt: str) -> str:
+    """The prompt text for TRL's GRPO, which tokenizes with the tokenizer's special tokens added.
+
+    A Llama-3-style tokenizer prepends BOS, and its chat template already starts
+    with BOS: without this the rollouts would see it twice, a context that
+    evaluation never sees. Here the template's BOS is dropped from the text so
+    the ids TRL builds equal :func:`prompt_ids`.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and prompt.startswith(bos):
+        if tokenizer(prompt)["input_ids"] != prompt_ids(tokenizer, prompt):
+            return prompt[len(bos):]
+    return prompt
+
+
 def format_target(answer: str) -> str:
     """A GSM8K solution (or a trace) rewritten as the completion the model should write.
 

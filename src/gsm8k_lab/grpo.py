@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Settings, validate
-from .data import build_prompt, load_split, take_budget
+from .data import build_prompt, load_split, take_budget, trl_prompt
 from .generation import decoding
 from .models import resolve_model
 from .rewards import REWARD_FUNCTIONS
@@ -48,7 +48,8 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        data={"source": settings.data.train_source, "split": "train", "n": len(problems),
                              "budget_seed": settings.data.budget_seed},
                        train=g, geometry=geometry,
-                       generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm})
+                       generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
+                                   "continuous_batching": g.continuous_batching})
 
 
 def batch_geometry(settings: Settings, processes: int) -> dict:
@@ -71,7 +72,7 @@ def _trainer_builder(settings: Settings, problems):
         from .training import lora_config
 
         dataset = Dataset.from_list([
-            {"prompt": build_prompt(tokenizer, p.question), "gold": p.gold} for p in problems
+            {"prompt": trl_prompt(tokenizer, build_prompt(tokenizer, p.question)), "gold": p.gold} for p in problems
         ])
         tokenizer.padding_side = "left"
         r = g.rollout
@@ -91,6 +92,7 @@ def _trainer_builder(settings: Settings, problems):
             use_vllm=g.use_vllm,
             vllm_mode=g.vllm_mode,
             vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,
+            use_transformers_continuous_batching=g.continuous_batching,
             log_completions=False,
         )
         return GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,

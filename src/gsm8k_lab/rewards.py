@@ -5,7 +5,7 @@ Each reward is its own function so TRL logs each mean separately
 ``gold`` is the dataset column with the gold numbers. Completions are the text
 generated after the prompt's opening ``<start_working_out>``.
 
-Scales (the total lies in [-1.25, 4.25]; correctness dominates):
+Scales (the total lies in [-1.25, 6.25]):
 
 =================  =====================================================  ==============
 reward             what it pays for                                       values
@@ -15,17 +15,23 @@ format_exact       the whole turn is ``…<end_working_out><SOLUTION>…</SOLUTI
                    and nothing after it
 format_approx      each generated tag (end_working_out, SOLUTION,          -0.75 … 0.75
                    /SOLUTION) present exactly once: +0.25, else -0.25
-answer_correct     the SOLUTION number equals the gold number              0 or 2
+answer_correct     the SOLUTION number equals the gold number, in one      0 or 4
+                   closed SOLUTION block after a closed reasoning block
 number_check       SOLUTION holds a bare number: 0.5; a number among        -0.5, 0, 0.5
                    words: 0; no readable number: -0.5
 =================  =====================================================  ==============
 
+**Correctness strictly outweighs all format rewards together.** The format
+rewards span 3.5 (from -1.25 to 2.25), and a correct answer pays 4: so any
+correct completion, however sloppy its format, scores more than any wrong one,
+however tidy (GRPO ranks completions within a group, so a tie would teach
+"format over answer").
+
 **The answer reward needs a well-formed answer block**: exactly one closed
-SOLUTION block. Evaluation reads the last block, so a policy could otherwise
-hedge with several blocks, or keep long unclosed rambles that happen to end
-on the right number. Under group normalisation an additive format bonus on a
-wrong answer only shifts the group's baseline; gating correctness on the block
-keeps "right number, broken format" from ever being the best in a group.
+SOLUTION block, after the closed reasoning block (what ``format_exact``
+assumes). Evaluation reads the last block, so a policy could otherwise hedge
+with several blocks, or keep long unclosed rambles that happen to end on the
+right number.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from .config import REASONING_END, REASONING_START, SOLUTION_END, SOLUTION_START
 
 FORMAT_EXACT = 1.0
 FORMAT_TAG = 0.25
-ANSWER_CORRECT = 2.0
+ANSWER_CORRECT = 4.0
 NUMBER_BARE = 0.5
 NUMBER_MISSING = -0.5
 
@@ -46,7 +52,7 @@ _EXACT = re.compile(
     rf"{re.escape(SOLUTION_START)}(?P<solution>.+?){re.escape(SOLUTION_END)}\s*$",
     re.DOTALL,
 )
-_BARE_NUMBER = re.compile(r"^\s*[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*%?\s*$")
+_BARE_NUMBER = re.compile(r"^\s*(?:[-+−]\$?|\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*%?\s*$")
 _GENERATED_TAGS = (REASONING_END, SOLUTION_START, SOLUTION_END)
 
 
@@ -64,8 +70,10 @@ def format_approx(completions, **kwargs) -> list[float]:
 def answer_correct(completions, gold, **kwargs) -> list[float]:
     scores = []
     for text, g in zip(_texts(completions), gold):
-        parsed = parse_completion(assistant_text(text))
-        well_formed = parsed.closed and parsed.n_solution_blocks == 1
+        turn = assistant_text(text)
+        parsed = parse_completion(turn)
+        reasoning_closed = -1 < turn.find(REASONING_END) < turn.find(SOLUTION_START)
+        well_formed = parsed.closed and parsed.n_solution_blocks == 1 and reasoning_closed
         scores.append(ANSWER_CORRECT if well_formed and numbers_match(parsed.value, float(g)) else 0.0)
     return scores
 
@@ -85,6 +93,13 @@ def number_check(completions, **kwargs) -> list[float]:
 
 #: The rewards GRPO trains with, in logging order.
 REWARD_FUNCTIONS = [format_exact, format_approx, answer_correct, number_check]
+
+
+FORMAT_FUNCTIONS = [format_exact, format_approx, number_check]
+#: Lowest and highest sum of the format rewards (the table above).
+FORMAT_RANGE = (NUMBER_MISSING - FORMAT_TAG * len(_GENERATED_TAGS),
+                FORMAT_EXACT + FORMAT_TAG * len(_GENERATED_TAGS) + NUMBER_BARE)
+assert ANSWER_CORRECT > FORMAT_RANGE[1] - FORMAT_RANGE[0], "correctness must outweigh all format rewards"
 
 
 def total_reward(completion: str, gold: float) -> float:

@@ -10,6 +10,15 @@ the GSM8K solution in the answer format (calculator annotations dropped, see
 :func:`gsm8k_lab.data.format_target`) followed by EOS. The loss is on the
 completion tokens only. With a traces file the completions come from that
 JSONL instead (its first ``sft.train_samples`` lines).
+
+**One token boundary for training and inference.** Examples reach TRL already
+tokenized: the prompt's ids exactly as generation tokenizes the prompt alone,
+then the completion's ids. Tokenizing ``prompt + completion`` as one string
+(TRL's default) lets a byte-level BPE pre-tokenizer such as Qwen2's or
+Llama-3's merge the prompt's final ``>`` with the target's first word
+(``'>Natalia'``), so SFT would train on a context that inference never sees.
+A separator instead would depend on each pre-tokenizer's rules (Qwen2's merges
+``>`` with a following newline too); separate ids hold for every tokenizer.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
-from .data import Problem, build_prompt, format_target, load_split, load_traces, take_budget
+from .data import Problem, build_prompt, format_target, load_split, load_traces, prompt_ids, take_budget
 from .models import resolve_model
 from .runtime import world_size
 
@@ -69,6 +78,15 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                        train=s, geometry=geometry)
 
 
+def tokenize_example(tokenizer, problem: Problem) -> dict:
+    """``input_ids`` = the prompt's ids as generation sees them + the completion's ids + EOS;
+    ``completion_mask`` marks the completion (the loss)."""
+    prompt = prompt_ids(tokenizer, build_prompt(tokenizer, problem.question))
+    completion = tokenizer(format_target(problem.answer), add_special_tokens=False)["input_ids"]
+    completion = [*completion, tokenizer.eos_token_id]
+    return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+
+
 def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
     """A run never evaluates on the file it trains on."""
     source = settings.data.source
@@ -90,10 +108,7 @@ def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
 
         from .training import lora_config
 
-        dataset = Dataset.from_list([
-            {"prompt": build_prompt(tokenizer, p.question), "completion": format_target(p.answer)}
-            for p in problems
-        ])
+        dataset = Dataset.from_list([tokenize_example(tokenizer, p) for p in problems])
         args = SFTConfig(
             **common,
             num_train_epochs=s.stage_epochs(stage),

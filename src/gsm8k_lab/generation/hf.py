@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from ..config import GenerationSettings
+from ..data import prompt_ids
 from .base import STOP, Completion
 
 
@@ -53,7 +54,7 @@ class TransformersBackend:
 
         tok = self.tokenizer
         batch_size = self.batch_size or gen.batch_size
-        encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        encoded = [prompt_ids(tok, p) for p in prompts]
         # Sorting by length keeps padding (wasted compute) low within each batch.
         jobs = sorted(((i, k) for i in range(len(prompts)) for k in range(n)),
                       key=lambda job: (len(encoded[job[0]]), job[0], job[1]))
