@@ -2,6 +2,7 @@
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,16 @@ def test_base_model_goes_to_vllm_unchanged(fake_vllm, tiny_model_dir):
 
     VLLMBackend(resolve_model(str(tiny_model_dir)), Settings())
     assert fake_vllm["llm"]["model"] == str(tiny_model_dir.resolve())
+
+
+def test_the_vllm_extra_is_the_window_trl_declares():
+    """TRL reaches into vLLM internals; the extra admits exactly the releases the locked TRL supports."""
+    import importlib.metadata as md
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    trl_vllm = next(Requirement(r) for r in md.requires("trl") if r.startswith("vllm") and "extra ==" in r)
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    (ours,) = [Requirement(r) for r in project["project"]["optional-dependencies"]["vllm"]]
+    assert ours.name == "vllm" and set(ours.specifier) == set(trl_vllm.specifier)
