@@ -1,132 +1,203 @@
-"""GPU check: a randomly initialised model of SmolLM2-135M's shape (no download), then on the GPU
+"""GPU check: the pipeline's GPU path on one card, each part in its own process, then a table.
 
-1. evaluation throughput of the transformers backend (batched engine vs one problem at a time),
-2. the same through vLLM when it is installed,
-3. a few SFT and GRPO steps through the real training code,
+Parts (``--part NAME``; ``bash bench/gpu_check.sh`` runs them all):
 
-and a small table at the end. Run it with ``bash bench/gpu_check.sh``.
+- ``setup``: device and versions; builds randomly initialised models of SmolLM2-135M's
+  shape and of Qwen2.5-1.5B's shape (no download);
+- ``eval``: throughput of the transformers engine (batched, one at a time);
+- ``vllm``: the same problems through vLLM, when it is installed;
+- ``grpo``: GRPO on the 1.5B-shaped model at the default geometry (8 prompts x 8
+  completions per optimizer step, 512 tokens): step time and peak GPU memory;
+- ``train_eval``: ``train_sft.py --stage prep`` on the small model, whose automatic
+  evaluation runs in a fresh process in the same command;
+- ``real``: the real embedded SmolLM2-135M-Instruct (from ``$GGUF_DIR`` or the
+  installed package) on the first 64 test problems, greedy, 512 tokens, compared
+  with the CPU reference in ``docs/gpu_check_cpu_reference.json``.
+
+``GPU_CHECK_SMALL=1`` shrinks every size so the script itself can be checked on a CPU.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-
-def versions() -> dict:
-    from gsm8k_lab.runs import environment_info
-
-    return environment_info()["versions"]
+REPO = Path(__file__).resolve().parents[1]
+SMALL = os.environ.get("GPU_CHECK_SMALL") == "1"
+REFERENCE = REPO / "docs" / "gpu_check_cpu_reference.json"
 
 
-def build_model(folder: Path, tokenizer_dir: str) -> None:
+def build_model(folder: Path, tokenizer_dir: str, shape: str) -> None:
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                         rope_theta=100000.0, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    special = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if SMALL:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             tie_word_embeddings=True, **special))
+    elif shape == "smollm2":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=576, intermediate_size=1536,
+                                             num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                             max_position_embeddings=8192, rope_theta=100000.0,
+                                             tie_word_embeddings=True, **special))
+    else:  # Qwen2.5-1.5B's shape (its own vocabulary is larger: 151,936 rows; here the SmolLM2 tokenizer's)
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=1536, intermediate_size=8960,
+                                             num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                                             max_position_embeddings=32768, rope_theta=1000000.0,
+                                             tie_word_embeddings=True, **special))
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model.to(torch.bfloat16).save_pretrained(folder)
     tok.save_pretrained(folder)
 
 
-def eval_throughput(folder: Path, n: int, max_new: int, batch: int) -> dict:
+def _settings(**changes):
+    from gsm8k_lab.config import Settings
+
+    s = Settings()
+    for path, value in changes.items():
+        s.set(path, value)
+    return s
+
+
+def eval_throughput(work: Path) -> dict:
     import torch
 
+    from gsm8k_lab.config import GenerationSettings
     from gsm8k_lab.data import build_prompt, load_split
-    from gsm8k_lab.generation import SamplingParams, TransformersBackend, generate
+    from gsm8k_lab.generation import generate
+    from gsm8k_lab.generation.hf import TransformersBackend
     from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
 
-    ref = resolve_model(str(folder))
+    ref = resolve_model(str(work / "smollm2-shape"))
     tok = load_tokenizer(ref)
-    model = load_model(ref, torch.bfloat16, "cuda")
+    model = load_model(ref, _settings())
+    n, max_new = (8, 16) if SMALL else (128, 128)
     prompts = [build_prompt(tok, p.question) for p in load_split("test")[:n]]
     res = {}
-    runs = (("batched", batch, prompts, ("</SOLUTION>",)), ("batched, no stop string", batch, prompts, ()),
-            ("one at a time", 1, prompts[:2], ("</SOLUTION>",)))
-    for label, bs, ps, stop in runs:
-        params = SamplingParams(max_new_tokens=max_new, stop=stop)
-        generate(TransformersBackend(model, tok, batch_size=bs), ps[:2], SamplingParams(max_new_tokens=8, stop=stop))
-        torch.cuda.synchronize()
+    for label, bs, ps in (("batch 64", 64, prompts), ("one at a time", 1, prompts[:4])):
+        gen = GenerationSettings(max_new_tokens=max_new, batch_size=bs)
+        generate(TransformersBackend(model, tok), ps[:2], GenerationSettings(max_new_tokens=8, batch_size=bs))
+        _sync()
         t0 = time.perf_counter()
-        out = generate(TransformersBackend(model, tok, batch_size=bs), ps, params, desc=label)
-        torch.cuda.synchronize()
+        out = generate(TransformersBackend(model, tok), ps, gen, desc=label)
+        _sync()
         dt = time.perf_counter() - t0
-        toks = sum(c[0].n_tokens for c in out)
         res[label] = {"problems": len(ps), "seconds": round(dt, 2), "problems_s": round(len(ps) / dt, 2),
-                      "tokens_s": round(toks / dt, 1)}
+                      "tokens_s": round(sum(c[0].n_tokens for c in out) / dt, 1)}
     return res
 
 
-def vllm_throughput(folder: Path, n: int, max_new: int) -> dict | str:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return "vllm not installed: skipped"
-    from gsm8k_lab.vllm_backend import VLLMBackend
+def vllm_throughput(work: Path) -> dict | str:
+    from gsm8k_lab.generation import vllm_available
 
+    if not vllm_available():
+        return "vllm not installed: skipped"
+    from gsm8k_lab.config import GenerationSettings
     from gsm8k_lab.data import build_prompt, load_split
-    from gsm8k_lab.generation import SamplingParams, generate
+    from gsm8k_lab.generation import generate
+    from gsm8k_lab.generation.vllm import VLLMBackend
     from gsm8k_lab.models import resolve_model
 
-    backend = VLLMBackend(resolve_model(str(folder)), "bf16", gpu_memory_utilization=0.5)
-    prompts = [build_prompt(backend.tokenizer, p.question) for p in load_split("test")[:n]]
+    backend = VLLMBackend(resolve_model(str(work / "smollm2-shape")), _settings(**{"vllm.gpu_memory_utilization": 0.5}))
+    prompts = [build_prompt(backend.tokenizer, p.question) for p in load_split("test")[:128]]
     t0 = time.perf_counter()
-    out = generate(backend, prompts, SamplingParams(max_new_tokens=max_new))
+    out = generate(backend, prompts, GenerationSettings(max_new_tokens=128))
     dt = time.perf_counter() - t0
-    return {"problems": n, "seconds": round(dt, 2), "problems_s": round(n / dt, 2),
+    return {"problems": len(prompts), "seconds": round(dt, 2), "problems_s": round(len(prompts) / dt, 2),
             "tokens_s": round(sum(c[0].n_tokens for c in out) / dt, 1)}
 
 
-def _cfg():
-    from gsm8k_lab.config import Config
-
-    cfg = Config()
-    cfg.sft.prep_train_samples = 64
-    cfg.sft.prep_epochs = 1
-    cfg.sft.per_device_batch_size = 16
-    cfg.grpo.train_samples = 8
-    cfg.grpo.num_generations = 8
-    cfg.grpo.max_completion_length = 128
-    cfg.eval.samples = 32
-    cfg.eval.max_new_tokens = 128
-    cfg.eval.batch_size = 64
-    return cfg
-
-
-def grpo_steps(folder: Path, work: Path) -> dict:
-    from gsm8k_lab.grpo import train_grpo
-
-    grpo = train_grpo(_cfg(), work / "grpo", base_model=str(folder))
-    log = [json.loads(x) for x in (work / "grpo" / "train_log.jsonl").read_text().splitlines()]
-    step_times = sorted(r["step_time"] for r in log if "step_time" in r)
-    return {"steps": grpo["train"]["global_steps"], "train_s": grpo["timings"]["train_seconds"],
-            "eval_s": grpo["timings"]["eval_seconds"], "completions_per_step": 16,
-            "median_step_s": round(step_times[len(step_times) // 2], 2) if step_times else None}
-
-
-def sft_steps(folder: Path, work: Path) -> dict:
+def grpo_default_geometry(work: Path) -> dict:
+    """One optimizer step of the default GRPO geometry on the 1.5B-shaped model."""
     import torch
 
-    from gsm8k_lab.models import load_model, resolve_model
-    from gsm8k_lab.sft import train_sft
+    from gsm8k_lab.grpo import train_grpo
 
-    sft = train_sft(_cfg(), "prep", work / "prep", base_model=str(folder))
-    merged = load_model(resolve_model(str(work / "prep")), torch.bfloat16, "cuda")
-    finite = all(torch.isfinite(p).all().item() for p in merged.parameters())
-    return {"steps": sft["train"]["global_steps"], "train_s": sft["timings"]["train_seconds"],
-            "eval_s": sft["timings"]["eval_seconds"], "weights_finite": finite}
+    changes = {"model.name": str(work / "qwen1p5b-shape"), "grpo.train_samples": 8, "eval.samples": 8,
+               "eval.generation.max_new_tokens": 64}
+    if SMALL:
+        changes.update({"grpo.num_generations": 2, "grpo.gradient_accumulation_steps": 1,
+                        "grpo.rollout.max_new_tokens": 8, "grpo.train_samples": 2, "eval.samples": 2,
+                        "eval.generation.max_new_tokens": 8})
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    info = train_grpo(_settings(**changes), work / "runs" / "grpo")
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    log = [json.loads(x) for x in (work / "runs" / "grpo" / "train_log.jsonl").read_text().splitlines()]
+    step_times = sorted(r["step_time"] for r in log if "step_time" in r)
+    t = info["train"]
+    return {"steps": t["global_steps"], "completions_per_step": t["completions_per_step"],
+            "prompts_per_step": t["prompts_per_step"], "max_completion_length": t["max_completion_length"],
+            "train_s": info["timings"]["train_seconds"], "eval_s": info["timings"]["eval_seconds"],
+            "median_step_s": round(step_times[len(step_times) // 2], 2) if step_times else None,
+            "peak_gpu_gib": round(peak, 1) if peak is not None else None}
 
 
-PARTS = {"eval": lambda f, w: eval_throughput(f, n=128, max_new=128, batch=64),
-         "vllm": lambda f, w: vllm_throughput(f, n=128, max_new=128),
-         "grpo": grpo_steps, "sft": sft_steps}
+def train_then_eval(work: Path) -> dict:
+    """The seed's Step 2 as a user runs it: training, then its evaluation in a fresh process."""
+    out = work / "runs" / "prep"
+    env = {**os.environ, "PREP_TRAIN_SAMPLES": "8" if SMALL else "64", "EVAL_SAMPLES": "4" if SMALL else "64"}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, str(REPO / "src" / "train_sft.py"), "--stage", "prep", "--output-dir",
+                        str(out), "--base-model", str(work / "smollm2-shape"), "--per-device-batch-size", "16",
+                        "--eval-max-new-tokens", "16" if SMALL else "128", "--eval-batch-size", "64"],
+                       env=env, capture_output=True, text=True)
+    if r.returncode:
+        return f"failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1][:200]}"
+    info = json.loads((out / "run.json").read_text())
+    return {"command_s": round(time.perf_counter() - t0, 1), "train_s": info["timings"]["train_seconds"],
+            "eval_s": info["timings"]["eval_seconds"], "eval_backend": info["eval"]["backend"],
+            "status": info["status"]}
+
+
+def real_model(work: Path) -> dict | str:
+    """The real SmolLM2-135M-Instruct on the first 64 test problems, against the CPU reference."""
+    gguf_dir = os.environ.get("GGUF_DIR")
+    env = {**os.environ, "GSM8K_LAB_CACHE": str(work / "cache")}
+    if gguf_dir:  # the GGUF carried in parts: convert it in place of the package's copy
+        cmd = [sys.executable, "-c", "import sys; from pathlib import Path; from gsm8k_lab import models; "
+               "models._embedded_gguf_path = lambda: Path(sys.argv[1]); print(models.embedded_model_dir())",
+               str(Path(gguf_dir) / "SmolLM2-135M-Instruct.Q4_1.gguf")]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if r.returncode:
+            return f"conversion failed: {r.stderr.strip().splitlines()[-1][:200]}"
+    n = "4" if SMALL else "64"
+    r = subprocess.run([sys.executable, str(REPO / "src" / "evaluate_model.py"), "--output-dir", str(work / "real"),
+                        "--output-file", "real.csv", "--eval-samples", n, "--max-new-tokens",
+                        "16" if SMALL else "512", "--batch-size", "64", "--backend", "transformers"],
+                       env=env, capture_output=True, text=True)
+    if r.returncode:
+        return f"failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1][:200]}"
+    metrics = json.loads((work / "real" / "debug" / "real_metrics.json").read_text())
+    result = {k: metrics[k] for k in ("n", "accuracy", "thinking_proportion", "answer_proportion",
+                                      "mean_completion_tokens", "backend")}
+    if REFERENCE.is_file() and not SMALL:
+        ref = json.loads(REFERENCE.read_text())
+        import csv
+
+        with open(work / "real" / "debug" / "real.csv", newline="") as fh:
+            here = [row["completion"] for row in csv.DictReader(fh)]
+        same = sum(a == b for a, b in zip(here, ref["completions"])) / len(here)
+        result["cpu_reference"] = {k: ref["metrics"][k] for k in result if k in ref["metrics"]}
+        result["identical_completions"] = round(same, 3)
+    return result
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+PARTS = {"eval": eval_throughput, "vllm": vllm_throughput, "grpo": grpo_default_geometry,
+         "train_eval": train_then_eval, "real": real_model}
 
 
 def main() -> int:
@@ -139,29 +210,33 @@ def main() -> int:
     ap.add_argument("--work", required=True)
     args = ap.parse_args()
     work = Path(args.work)
-    folder = work / "smollm2-shape"
     if args.part == "setup":
         import torch
 
-        if not torch.cuda.is_available():
-            print("no CUDA device: this check needs a GPU", file=sys.stderr)
+        if not torch.cuda.is_available() and not SMALL:
+            print("no CUDA device: this check needs a GPU (GPU_CHECK_SMALL=1 checks the script on a CPU)",
+                  file=sys.stderr)
             return 2
-        info = {"device": torch.cuda.get_device_name(0), "versions": versions()}
+        from gsm8k_lab.runs import environment_info
+
+        env = environment_info()
+        info = {"device": env.get("device"), "python": env["python"], "versions": env["versions"]}
         print(json.dumps(info, indent=1), flush=True)
         tok_dir = os.environ.get("TOKENIZER_DIR")
         if not tok_dir or not Path(tok_dir).is_dir():
             from gsm8k_lab.models import embedded_model_dir
 
             tok_dir = str(embedded_model_dir())
-        build_model(folder, tok_dir)
+        build_model(work / "smollm2-shape", tok_dir, "smollm2")
+        build_model(work / "qwen1p5b-shape", tok_dir, "qwen1p5b")
         (work / "setup.json").write_text(json.dumps(info))
         return 0
     if args.part == "table":
         return print_table(work)
     try:
-        result = PARTS[args.part](folder, work / "runs")
+        result = PARTS[args.part](work)
     except Exception as exc:  # record and go on: the table says what failed
-        result = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        result = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
         print(result, file=sys.stderr)
     (work / f"{args.part}.json").write_text(json.dumps(result))
     return 0
@@ -172,28 +247,12 @@ def print_table(work: Path) -> int:
         f = work / f"{name}.json"
         return json.loads(f.read_text()) if f.is_file() else "not run"
 
-    info = load("setup")
-    parts = {k: load(k) for k in PARTS}
-    summary = {"setup": info, **parts}
+    summary = {"setup": load("setup"), **{k: load(k) for k in PARTS}}
     print("\n" + json.dumps(summary, indent=1))
-    device = info["device"] if isinstance(info, dict) else "?"
-    print(f"\nGPU check on {device} (random weights of SmolLM2-135M's shape, bf16, 128 new tokens)")
-    ev = parts["eval"]
-    if isinstance(ev, dict):
-        for label, r in ev.items():
-            print(f"  eval, transformers, {label:<26}{r['problems_s']:>9} problems/s {r['tokens_s']:>9} tok/s")
-    else:
-        print(f"  eval, transformers: {ev}")
-    v = parts["vllm"]
-    print("  eval, vLLM" + (f"{'':<36}{v['problems_s']:>9} problems/s {v['tokens_s']:>9} tok/s"
-                            if isinstance(v, dict) else f": {v}"))
-    g = parts["grpo"]
-    print("  GRPO, 8 prompts x 8 completions x 128 tokens: " + (
-        f"{g['steps']} steps in {g['train_s']} s (median step {g['median_step_s']} s)" if isinstance(g, dict) else g))
-    t = parts["sft"]
-    print("  prep SFT, 64 examples, batch 16: " + (
-        f"{t['steps']} steps in {t['train_s']} s, merged weights finite: {t['weights_finite']}"
-        if isinstance(t, dict) else t))
+    device = summary["setup"]["device"] if isinstance(summary["setup"], dict) else "?"
+    print(f"\nGPU check on {device}")
+    for name in PARTS:
+        print(f"  {name:<11} {json.dumps(summary[name])}")
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "gpu_check.json").write_text(json.dumps(summary, indent=1))
     return 0

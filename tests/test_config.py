@@ -164,13 +164,16 @@ def test_counts_against_the_split():
 
 def test_grpo_group_divides_the_global_batch():
     s = Settings()
-    s.grpo.num_generations, s.grpo.per_device_batch_size = 3, 8
+    s.grpo.num_generations, s.grpo.per_device_batch_size, s.grpo.gradient_accumulation_steps = 3, 8, 1
     with pytest.raises(SettingError, match="does not divide the GRPO batch of 8 completions"):
         validate(s, SPLITS)
     s.grpo.per_device_batch_size = 3
     validate(s, SPLITS)
     s.grpo.num_generations, s.grpo.per_device_batch_size = 4, 2
     validate(s, SPLITS, processes=2)  # 2 per device x 2 processes = one group
+    s.grpo.gradient_accumulation_steps = 4
+    validate(s, SPLITS, processes=1)  # 2 per device x 4 accumulation = two groups
+    s.grpo.gradient_accumulation_steps = 1
     with pytest.raises(SettingError, match=r"\(2 per device x 1 processes x 1 accumulation\)"):
         validate(s, SPLITS, processes=1)
 
