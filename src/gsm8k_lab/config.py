@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -73,7 +74,9 @@ class SettingError(UsageError):
         super().__init__(self.render(path, _show(value)))
 
     def render(self, name: str, value: str, resume: str = "resume=True", overwrite: str = "overwrite=True") -> str:
-        return self.template.format(name=name, value=value, resume=resume, overwrite=overwrite)
+        words = {"name": name, "value": value, "resume": resume, "overwrite": overwrite}
+        # one pass over the placeholders only: braces in paths or values stay as they are
+        return re.sub(r"\{(name|value|resume|overwrite)\}", lambda m: words[m.group(1)], self.template)
 
 
 def _show(value: Any) -> str:

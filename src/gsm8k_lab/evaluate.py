@@ -15,6 +15,9 @@ problem order. Metrics:
 from __future__ import annotations
 
 import csv
+import errno
+import io
+import json
 import math
 import os
 import time
@@ -31,7 +34,7 @@ from .answers import (
 from .config import GenerationSettings, SettingError, Settings
 from .data import Problem
 from .generation import Completion, GenerationBackend, decoding
-from .runs import atomic_write_json, atomic_write_text
+from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail
 
 COLUMNS = [
     "index", "question", "gold_answer", "completion", "extracted_answer", "correct",
@@ -63,31 +66,45 @@ def score(problem: Problem, completion: Completion) -> dict:
 
 def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[str],
              gen: GenerationSettings, csv_path: str | Path, resume: bool = False,
-             extra: dict | None = None) -> dict:
-    """Generate, score and write ``csv_path`` plus ``<stem>_metrics.txt``/``.json`` beside it."""
+             extra: dict | None = None, fingerprint: dict | None = None) -> dict:
+    """Generate, score and write ``csv_path`` plus ``<stem>_metrics.txt``/``.json`` beside it.
+
+    Rows are appended and fsynced per batch; ``resume`` keeps the complete rows already written
+    (a torn last row is cut off in place, which needs no free space) and generates the rest.
+    ``fingerprint`` (the settings that determine the rows) is recorded beside the CSV.
+    """
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
         stale.unlink(missing_ok=True)  # written again at the end; never left beside other rows
-    done = read_rows(csv_path, problems) if resume else {}
-    _rewrite(csv_path, sorted(done.values(), key=lambda r: r["index"]))
-    todo = [i for i, p in enumerate(problems) if p.index not in done]
-    gen_seconds, gen_tokens = 0.0, 0
-    if todo:
-        t0 = time.perf_counter()
-        with csv_path.open("a", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            for idx, completions in backend.generate_iter([prompts[i] for i in todo], gen, desc="evaluating"):
-                for j, comps in zip(idx, completions):
-                    row = score(problems[todo[j]], comps[0])
-                    writer.writerow(row)
-                    done[row["index"]] = row
-                    gen_tokens += row["completion_tokens"]
-                fh.flush()
-                os.fsync(fh.fileno())
-        gen_seconds = time.perf_counter() - t0
-    rows = sorted(done.values(), key=lambda r: r["index"])
-    _rewrite(csv_path, rows)
+    try:
+        if fingerprint is not None:
+            atomic_write_json(settings_path(csv_path), fingerprint)
+        done = _continue_csv(csv_path, problems) if resume else {}
+        if not resume or not csv_path.exists():
+            _rewrite(csv_path, [])
+        todo = [i for i, p in enumerate(problems) if p.index not in done]
+        gen_seconds, gen_tokens = 0.0, 0
+        if todo:
+            t0 = time.perf_counter()
+            with csv_path.open("a", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+                for idx, completions in backend.generate_iter([prompts[i] for i in todo], gen, desc="evaluating"):
+                    for j, comps in zip(idx, completions):
+                        row = score(problems[todo[j]], comps[0])
+                        writer.writerow(row)
+                        done[row["index"]] = row
+                        gen_tokens += row["completion_tokens"]
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            gen_seconds = time.perf_counter() - t0
+        rows = sorted(done.values(), key=lambda r: r["index"])
+        _rewrite(csv_path, rows)  # in problem order
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise SettingError("output_file", str(csv_path), "no space left on the device writing {value}; the rows "
+                           "written so far are kept: free space and continue with {resume}") from None
     metrics = compute_metrics(rows)
     metrics.update({
         "generated_problems": len(todo),
@@ -164,23 +181,79 @@ def format_table(metrics: dict) -> str:
 
 
 def read_rows(csv_path: Path, problems: list[Problem]) -> dict[int, dict]:
-    """Rows already written for these problems; a torn last line from a kill is dropped."""
+    """Rows already written for these problems; a torn last row from a kill is dropped."""
+    return {r["index"]: r for r in _complete_rows(csv_path, problems)[0]}
+
+
+def settings_path(csv_path: str | Path) -> Path:
+    csv_path = Path(csv_path)
+    return csv_path.with_name(f"{csv_path.stem}_settings.json")
+
+
+def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
+    """What determines an evaluation's rows: the model, the problems and the decoding."""
+    fp = {"model": model_ref.describe(), "data.source": settings.data.source, "eval.samples": n}
+    fp.update({f"eval.generation.{k}": v for k, v in decoding(settings.eval.generation).items()
+               if k not in ("greedy", "stop")})
+    return fp
+
+
+def _complete_rows(csv_path: Path, problems: list[Problem]) -> tuple[list[dict], int, int]:
+    """The rows of an append-only CSV that are whole and belong to these problems, in file order;
+    the byte length they fill (with the header); the file's length.
+
+    A row counts only when it parses with every column, its values type-check, it is one of
+    these problems, and its bytes are exactly what the writer would have written: a row cut by
+    a kill (even inside a multi-byte character) is never taken, and nothing after it is.
+    """
     if not csv_path.is_file():
-        return {}
+        return [], 0, 0
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # cut inside a character: only what precedes it is text
+        text = raw[: exc.start].decode("utf-8", errors="ignore")
     wanted = {p.index: p for p in problems}
-    rows: dict[int, dict] = {}
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            if None in raw or any(raw.get(c) is None for c in COLUMNS):
-                continue  # incomplete line
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[dict] = []
+    good = 0
+    try:
+        header = next(reader, None)
+        if header != COLUMNS:
+            return [], 0, len(raw)
+        good = len(_csv_bytes([COLUMNS]))
+        for fields in reader:
+            if len(fields) != len(COLUMNS):
+                break
             try:
-                row = _typed(raw)
+                row = _typed(dict(zip(COLUMNS, fields)))
             except ValueError:
-                continue
+                break
             p = wanted.get(row["index"])
-            if p is not None and p.question == row["question"]:
-                rows[row["index"]] = row
-    return rows
+            line = _csv_bytes([fields])
+            if p is None or p.question != row["question"] or raw[good:good + len(line)] != line:
+                break
+            rows.append(row)
+            good += len(line)
+    except csv.Error:  # an unterminated quote at the torn end
+        pass
+    return rows, good, len(raw)
+
+
+def _continue_csv(csv_path: Path, problems: list[Problem]) -> dict[int, dict]:
+    """Keep the complete rows for resuming; cut a torn tail off in place (no second copy needed)."""
+    rows, good, size = _complete_rows(csv_path, problems)
+    if size and good == 0:
+        _rewrite(csv_path, [])
+    elif good < size:
+        drop_torn_tail(csv_path, good, f"{len(rows)} complete rows are kept")
+    return {r["index"]: r for r in rows}
+
+
+def _csv_bytes(rows: list[list]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue().encode("utf-8")
 
 
 # --------------------------------------------------------------------------
@@ -196,8 +269,6 @@ def _typed(raw: dict) -> dict:
 
 
 def _rewrite(csv_path: Path, rows: list[dict]) -> None:
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()
@@ -224,7 +295,9 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     from .runs import check_file_name, check_writable_dir
 
     check_file_name("output_file", output_file, ".csv")
-    validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
+    test_size = len(load_split("test", settings.data.source))
+    validate(settings, {"test": test_size}, counts=["eval.samples"])
+    n = settings.eval.samples or test_size
     output_dir = check_writable_dir(output_dir)
     debug = output_dir / "debug"
     if debug.exists() and not debug.is_dir():
@@ -233,7 +306,14 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     if csv_path.exists() and not (resume or overwrite):
         raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
                            "it or {overwrite} to replace it")
-    return resolve_model(settings.model.name), csv_path
+    ref = resolve_model(settings.model.name)
+    if resume and csv_path.exists() and settings_path(csv_path).is_file():
+        try:
+            recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            recorded = None
+        check_same_settings("output_file", str(csv_path), recorded, eval_fingerprint(settings, ref, n))
+    return ref, csv_path
 
 
 def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
@@ -256,6 +336,7 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
               flush=True)
         return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
                         extra={"model": model_name, "data_source": settings.data.source,
-                               "load_seconds": round(time.perf_counter() - t0, 1)})
+                               "load_seconds": round(time.perf_counter() - t0, 1)},
+                        fingerprint=eval_fingerprint(settings, model_ref, len(problems)))
     finally:
         backend.close()

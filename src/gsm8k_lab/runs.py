@@ -132,9 +132,12 @@ class RunDir:
         )
 
     def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint that holds everything a resume needs (a kill while saving leaves
+        a folder whose trainer_state.json may exist without the weights)."""
         if not self.checkpoints_dir.is_dir():
             return None
-        ckpts = [p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        ckpts = [p for p in self.checkpoints_dir.glob("checkpoint-*")
+                 if p.name.split("-")[-1].isdigit() and checkpoint_is_whole(p)]
         return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
     def check(self, *, resume: bool, overwrite: bool) -> dict:
@@ -164,6 +167,68 @@ class RunDir:
 
     def write(self, info: dict) -> None:
         atomic_write_json(self.run_file, info)
+
+
+def checkpoint_is_whole(path: Path) -> bool:
+    weights = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
+    return ((path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file()
+            and any((path / w).is_file() and (path / w).stat().st_size > 0 for w in weights))
+
+
+# --------------------------------------------------------------------------
+# Resuming only what matches
+# --------------------------------------------------------------------------
+def check_same_settings(name: str, value: str, recorded: dict | None, current: dict) -> None:
+    """Refuse to continue ``value`` (named by ``name``) when the settings that determine its
+    content differ from those it was made with; the error lists each difference."""
+    if not recorded:
+        return  # made before fingerprints were recorded: nothing to compare
+    diffs = [f"{key} {_fmt(recorded.get(key, '(unset)'))} (then) vs {_fmt(current.get(key, '(unset)'))} (now)"
+             for key in [*current, *(k for k in recorded if k not in current)]
+             if recorded.get(key, "(unset)") != current.get(key, "(unset)")]
+    if diffs:
+        raise SettingError(name, value, "{name} {value} was made with other settings: " + "; ".join(diffs)
+                           + "; continue it with those settings or pass {overwrite} to start again")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "unset"
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+
+
+# --------------------------------------------------------------------------
+# Append-only files that a kill may leave torn
+# --------------------------------------------------------------------------
+def read_jsonl(path: Path) -> tuple[list[dict], int, bool]:
+    """Complete JSON records of an append-only file, the byte length they fill, and whether a
+    torn final record (cut by a kill, a full disk or power loss) was dropped."""
+    if not path.is_file():
+        return [], 0, False
+    raw = path.read_bytes()
+    records, good = [], 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # the last line, without its newline: torn
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            break  # a damaged record: nothing after it is trusted
+        if isinstance(rec, dict):
+            records.append(rec)
+        good += len(line)
+    return records, good, good < len(raw)
+
+
+def drop_torn_tail(path: Path, good_bytes: int, what: str) -> None:
+    """Cut an append-only file back to its last complete record before appending again."""
+    if path.is_file() and path.stat().st_size > good_bytes:
+        print(f"[gsm8k-lab] {path}: dropped a torn last record ({path.stat().st_size - good_bytes} bytes) "
+              f"left by an interruption; {what}", flush=True)
+        with path.open("r+b") as fh:
+            fh.truncate(good_bytes)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def new_run_id() -> str:

@@ -49,6 +49,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
     if stage == "prep" and traces_file:
         raise SettingError("traces_file", traces_file, "{name} goes with the full stage, not prep")
     check_eval_data_apart(settings, traces_file)
+    check_tracker(settings)
     test_size = len(load_split("test", settings.data.source))
     if traces_file:
         traces = load_traces(traces_file)
@@ -85,6 +86,17 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     completion = tokenizer(format_target(problem.answer), add_special_tokens=False)["input_ids"]
     completion = [*completion, tokenizer.eos_token_id]
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+
+
+def check_tracker(settings: Settings) -> None:
+    """The tracking backend TRL reports to is installed (else training would fail after setting up)."""
+    import importlib.util
+
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
+    modules = needs.get(settings.report_to, ())
+    if modules and not any(importlib.util.find_spec(m) for m in modules):
+        raise SettingError("report_to", settings.report_to,
+                           "{name} {value} needs the " + modules[0] + " package (pip install " + modules[0] + ")")
 
 
 def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:

@@ -36,9 +36,9 @@ from pathlib import Path
 from .answers import assistant_text, parse_completion
 from .config import REASONING_END, REASONING_START, GenerationSettings, SettingError, Settings, validate
 from .data import Problem, reasoning_to_trace
-from .generation import GenerationBackend
+from .generation import GenerationBackend, decoding
 from .rewards import answer_correct, format_exact
-from .runs import atomic_write_json, atomic_write_text
+from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail, read_jsonl
 
 
 @dataclass
@@ -48,12 +48,13 @@ class TraceJob:
     output_path: Path
     max_attempts: int
     gen: GenerationSettings  # temperature etc.; the seed moves on each round
+    fingerprint: dict | None = None  # what determines the traces; a resume must match it
 
 
 def generate_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
                     overwrite: bool = False) -> tuple[Path, dict]:
     """Validate, load the run (``settings.model.name``), sample; returns the traces path and its stats."""
-    job_problems, out = prepare_traces(settings, output_dir, output_file, resume, overwrite)
+    job_problems, out, fingerprint = prepare_traces(settings, output_dir, output_file, resume, overwrite)
     from .data import build_prompt
     from .generation import make_backend
     from .models import resolve_model
@@ -65,15 +66,16 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
         prompts = [build_prompt(backend.tokenizer, p.question) for p in job_problems]
         print(f"[gsm8k-lab] traces for {len(job_problems)} {t.split} problems from {ref.run_dir}, up to "
               f"{t.max_attempts} attempts at temperature {t.generation.temperature}", flush=True)
-        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation)
+        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation, fingerprint)
         return out, run_rejection_sampling(backend, job, resume=resume)
     finally:
         backend.close()
 
 
 def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
-                   overwrite: bool) -> tuple[list[Problem], Path]:
-    """Check everything before any work: settings, model, data, output; returns the problems and the path."""
+                   overwrite: bool) -> tuple[list[Problem], Path, dict]:
+    """Check everything before any work: settings, model, data, output (and, to resume, that the
+    unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
     from .data import load_split, take_budget
     from .models import resolve_model
     from .runs import check_file_name, check_writable_dir
@@ -98,7 +100,13 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     if (unfinished or out.exists()) and not (resume or overwrite):
         raise SettingError("output_file", str(out), "{name} {value} belongs to an unfinished run; pass {resume} "
                            "to continue it or {overwrite} to start again")
-    return problems, out
+    fingerprint = {"traces.split": t.split, "model": ref.describe(), "data.source": source,
+                   "data.budget_seed": settings.data.budget_seed, "traces.num_samples": n,
+                   "traces.max_attempts": t.max_attempts,
+                   **{f"traces.generation.{k}": v for k, v in decoding(t.generation).items() if k != "greedy"}}
+    if resume and unfinished:
+        check_same_settings("output_file", str(out), _progress_settings(progress_path(out)), fingerprint)
+    return problems, out, fingerprint
 
 
 def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bool = False) -> dict:
@@ -109,10 +117,10 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
     in between leaves the progress file, and ``resume`` rewrites both.
     """
     progress = progress_path(job.output_path)
-    solved, rounds_done = _read_progress(progress) if resume else ({}, 0)
-    if not resume:
-        progress.unlink(missing_ok=True)
+    solved, rounds_done = _read_progress(progress) if resume and progress.exists() else ({}, 0)
     job.output_path.parent.mkdir(parents=True, exist_ok=True)
+    if not (resume and progress.exists()):
+        atomic_write_text(progress, json.dumps({"settings": job.fingerprint or {}}) + "\n")
     with progress.open("a", encoding="utf-8") as log:
         for attempt in range(rounds_done + 1, job.max_attempts + 1):
             todo = [i for i in range(len(job.problems)) if i not in solved]
@@ -190,16 +198,19 @@ def stats_path(output_path: Path) -> Path:
 
 # --------------------------------------------------------------------------
 def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
+    """Solved problems and finished rounds; a torn last record (a kill) is cut off before appending."""
+    records, good, torn = read_jsonl(path)
+    if torn:
+        drop_torn_tail(path, good, "its problems are sampled again")
     solved, rounds = {}, 0
-    if not path.is_file():
-        return solved, rounds
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill
+    for rec in records:
         if "round_done" in rec:
             rounds = max(rounds, rec["round_done"])
-        else:
+        elif "i" in rec:
             solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
     return solved, rounds
+
+
+def _progress_settings(path: Path) -> dict | None:
+    records = read_jsonl(path)[0]
+    return records[0].get("settings") if records and "settings" in records[0] else None

@@ -28,7 +28,15 @@ from transformers import TrainerCallback
 from . import runtime
 from .config import SettingError, Settings, TrainSettings, UsageError, env_vars
 from .models import ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
-from .runs import RunDir, RunStatus, environment_info, new_run_id
+from .runs import (
+    RunDir,
+    RunStatus,
+    atomic_write_text,
+    check_same_settings,
+    environment_info,
+    new_run_id,
+    read_jsonl,
+)
 
 
 @dataclass
@@ -46,17 +54,21 @@ class TrainingJob:
 
 
 def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
-    from accelerate import PartialState
-
     rt = runtime.current(settings)
-    # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
-    state = PartialState(cpu=not rt.on_gpu)
     run = RunDir(job.output_dir)
-    if job.parent.run_dir is not None and _same_path(job.parent.run_dir, run.root):
-        raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
-                           "write the new run somewhere else")
+    _refuse_to_write_into_the_parent(job, run)
     # Every process checks before any process writes, so all agree and a refusal writes nothing.
     previous = run.check(resume=resume, overwrite=overwrite)
+    fingerprint = run_fingerprint(settings, job)
+    if resume and previous:
+        check_same_settings("output_dir", str(run.root), previous.get("fingerprint"), fingerprint)
+        if run.is_complete():
+            print(f"[gsm8k-lab] {run.root} is already complete with these settings: nothing to do", flush=True)
+            return previous
+    from accelerate import PartialState
+
+    # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
+    state = PartialState(cpu=not rt.on_gpu)
     state.wait_for_everyone()
     is_main = state.is_main_process
     if is_main and overwrite:
@@ -65,7 +77,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     status = RunStatus(previous.get("status", RunStatus.TRAINING))
     info = {
         **previous,
-        "stage": job.stage, "run_id": run_id, "status": status.value,
+        "stage": job.stage, "run_id": run_id, "status": status.value, "fingerprint": fingerprint,
         "settings": settings.to_dict(), "runtime": rt.as_dict(), "model_chain": job.parent.describe(),
         "data": job.data, "environment": environment_info(), "timings": previous.get("timings", {}),
     }
@@ -74,7 +86,6 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     state.wait_for_everyone()
 
     if status is RunStatus.TRAINING:
-        t0 = time.perf_counter()
         print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
         tokenizer = load_tokenizer(job.parent)
         model = load_model(job.parent, settings, device="cpu", merge_all=True)
@@ -84,16 +95,17 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
             _trim_log(run.log_file, _checkpoint_step(checkpoint))
         common = _common_args(settings, rt, run, job.train)
         logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
-        trainer = job.build_trainer(model, tokenizer, common, [logger])
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
+        trainer = job.build_trainer(model, tokenizer, common, [logger, clock])
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         trainer.accelerator.wait_for_everyone()
         if is_main:
             save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
-            info["timings"]["train_seconds"] = round(time.perf_counter() - t0, 1)
+            info["timings"]["train_seconds"] = clock.seconds()
             info["train"] = {
                 "global_steps": trainer.state.global_step,
                 "examples_seen": _examples_seen(trainer),
-                "train_loss": getattr(result, "training_loss", None),
+                "train_loss": mean_logged_loss(run.log_file),
                 "num_processes": trainer.accelerator.num_processes,
                 **job.geometry,
                 "tokens_generated": logger.tokens_generated(),
@@ -117,6 +129,81 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     info["status"] = RunStatus.COMPLETE.value
     run.write(info)
     return info
+
+
+#: Settings that change nothing a run produces: left out of its fingerprint.
+_NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vllm", "vllm_mode",
+                "colocate_gpu_memory_utilization", "continuous_batching", "batch_size", "backend",
+                "epochs", "train_samples", "prep_train_samples", "per_device_batch_size",
+                "gradient_accumulation_steps"}  # the last five: recorded resolved, in data and geometry
+
+
+def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
+    """What determines a training run's content: the model chain, the data, the batch geometry and
+    the stage's settings (training, LoRA, seed, rollouts) and its evaluation's. ``--resume`` must match."""
+    section = "grpo" if job.stage == "grpo" else "sft"
+    fp: dict = {"stage": job.stage, "model": job.parent.describe()}
+    fp.update({f"train_data.{k}": v for k, v in job.data.items()})
+    fp.update({f"train.{k}": v for k, v in job.geometry.items()})
+    for path, value in _flat(settings.to_dict()):
+        parts = path.split(".")
+        head, name = parts[0], parts[-1]
+        if name in _NOT_CONTENT:
+            continue
+        if head in (section, "lora") or path in ("seed", "data.budget_seed", "data.source", "eval.samples") \
+                or path.startswith("eval.generation."):
+            fp[path] = value
+    return fp
+
+
+def _flat(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
+    """The run dir may not hold what training loads: its parent run, or a model folder inside it."""
+    owned = [run.model_dir, run.checkpoints_dir, run.debug_dir, run.model_dir.with_name("model.tmp")]
+    loads = [*job.parent.adapters, *([Path(job.parent.base)] if Path(job.parent.base).is_absolute() else [])]
+    parent_run = job.parent.run_dir
+    if (parent_run is not None and _same_path(parent_run, run.root)) or any(
+            _inside(p, o) for p in loads for o in owned):
+        raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
+                           "write the new run somewhere else")
+
+
+class TrainClock(TrainerCallback):
+    """Training seconds across resumed segments: recorded at every checkpoint, so a run resumed
+    from checkpoint k starts from the seconds it had spent up to k."""
+
+    def __init__(self, run: RunDir, info: dict, resumed_step: int, is_main: bool):
+        self.run, self.info, self.is_main = run, info, is_main
+        at = info.setdefault("timings", {}).setdefault("train_seconds_at_checkpoint", {})
+        self.base = float(at.get(str(resumed_step), 0.0)) if resumed_step else 0.0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return round(self.base + time.perf_counter() - self.t0, 1)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.is_main:
+            self.info["timings"]["train_seconds_at_checkpoint"][str(state.global_step)] = self.seconds()
+            self.run.write(self.info)
+
+
+def mean_logged_loss(log_file: Path) -> float | None:
+    """The training loss over all logged steps, each record weighted by the steps it covers
+    (stays right when a run resumes from its last checkpoint with no step left to run)."""
+    records, _, _ = read_jsonl(log_file)
+    total = weight = last = 0
+    for rec in records:
+        if isinstance(rec.get("loss"), (int, float)) and isinstance(rec.get("step"), int):
+            w = max(1, rec["step"] - last)
+            total, weight, last = total + rec["loss"] * w, weight + w, rec["step"]
+    return total / weight if weight else None
 
 
 def evaluate_in_fresh_process(run: RunDir, csv_path: Path) -> dict:
@@ -178,11 +265,7 @@ class JsonlLogger(TrainerCallback):
         total = self._tokens
         if self.path.is_file() and self.completions_per_step:  # a resumed run: count the whole log
             total, last = 0.0, 0
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            for rec in read_jsonl(self.path)[0]:
                 if "completions/mean_length" in rec:
                     total += rec["completions/mean_length"] * self.completions_per_step * max(1, rec["step"] - last)
                     last = rec["step"]
@@ -236,25 +319,27 @@ def _checkpoint_step(checkpoint: Path) -> int:
 
 
 def _trim_log(log_file: Path, step: int) -> None:
-    """Drop curve records past the checkpoint we resume from, so resumed steps are not logged twice."""
+    """Keep the complete curve records up to the checkpoint we resume from (a torn last record
+    is dropped), so resumed steps are not logged twice."""
     if not log_file.is_file():
         return
-    kept = []
-    for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a record torn by a kill
-        if rec.get("step", 0) <= step:
-            kept.append(line)
-    from .runs import atomic_write_text
-
-    atomic_write_text(log_file, "".join(line + "\n" for line in kept))
+    records, _, torn = read_jsonl(log_file)
+    if torn:
+        print(f"[gsm8k-lab] {log_file}: dropped a torn last record left by an interruption", flush=True)
+    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= step]
+    atomic_write_text(log_file, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _same_path(a: Path, b: Path) -> bool:
     try:
         return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
     except OSError:
         return False
 
