@@ -66,7 +66,6 @@ def _settings(**changes):
 
 
 def eval_throughput(work: Path) -> dict:
-    import torch
 
     from gsm8k_lab.config import GenerationSettings
     from gsm8k_lab.data import build_prompt, load_split

@@ -12,6 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def team_umask():
+    """Results are created with the user's umask; tests run with the common 022."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
 @pytest.fixture(autouse=True)
 def fresh_runtime():
     """Each test decides its own runtime (device, dtype, threads), as each process does."""

@@ -210,3 +210,113 @@ def test_real_embedded_default_answers_a_question():
     (comps,) = generate(backend, [prompt], GenerationSettings(max_new_tokens=48, batch_size=1))
     assert comps[0].n_tokens > 0 and comps[0].text.strip()
     assert len(backend.tokenizer) == 49152
+
+
+# --------------------------------------------------------------------------
+# torn files, a full disk, stale metrics
+# --------------------------------------------------------------------------
+class _Echo:
+    """A deterministic backend: each completion depends on its prompt only (multi-byte text included)."""
+
+    name = "echo"
+
+    def describe(self):
+        return self.name
+
+    def generate_iter(self, prompts, params, n=1, desc=""):
+        from gsm8k_lab.generation import Completion
+
+        for i, p in reversed(list(enumerate(prompts))):  # finished out of order, as length-sorted batches are
+            text = f"héllo — {p[::-1]} ✓<end_working_out><SOLUTION>{len(p)}</SOLUTION>"
+            yield [i], [[Completion(text, len(p) % 7 + 1, False)]]
+
+
+def _tiny_problems():
+    from gsm8k_lab.data import Problem
+
+    qs = ["Ünïcode «q» one?", "plain two", 'quote "three", comma']
+    return [Problem(i, q, f"#### {len(q)}", float(len(q))) for i, q in enumerate(qs)]
+
+
+def test_a_csv_torn_at_any_byte_resumes_to_the_uninterrupted_result(tmp_path):
+    from gsm8k_lab.config import GenerationSettings
+
+    problems = _tiny_problems()
+    prompts = [p.question for p in problems]
+    gen = GenerationSettings()
+    full = tmp_path / "full" / "e.csv"
+    want = evaluate(_Echo(), problems, prompts, gen, full)
+    want_bytes = full.read_bytes()
+    # the file as a run leaves it midway: header, then rows in the order they finished
+    rows = _rows(full)
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows(reversed(rows))
+    midway = buf.getvalue().encode("utf-8")
+    assert any(b >= 0x80 for b in midway)  # multi-byte characters to tear
+    path = tmp_path / "torn" / "e.csv"
+    path.parent.mkdir()
+    for cut in range(len(midway) + 1):
+        path.write_bytes(midway[:cut])
+        got = evaluate(_Echo(), problems, prompts, gen, path, resume=True)
+        assert path.read_bytes() == want_bytes, cut
+        assert {k: got[k] for k in ("n", "accuracy", "answer_proportion")} == {
+            k: want[k] for k in ("n", "accuracy", "answer_proportion")}
+
+
+def test_a_full_disk_gives_one_line_and_resume_completes(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    import errno as errno_
+
+    from gsm8k_lab import cli
+    from gsm8k_lab import evaluate as evaluate_module
+
+    real_fsync, calls = os.fsync, []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno_.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setenv("EVAL_SAMPLES", "6")
+    out = tmp_path / "ev"
+    args = ["evaluate", "--model-path", str(tiny_model_dir), "--output-dir", str(out), "--output-file", "e.csv",
+            "--batch-size", "2", *FAST[:2], "--dtype", "fp32"]
+    monkeypatch.setattr(evaluate_module.os, "fsync", full_disk)
+    assert cli.main(args) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and f"no space left on the device writing {out / 'debug' / 'e.csv'}" in err[0]
+    assert "--resume" in err[0]
+    monkeypatch.setattr(evaluate_module.os, "fsync", real_fsync)
+    assert cli.main([*args, "--resume"]) == 0
+    assert [int(r["index"]) for r in _rows(out / "debug" / "e.csv")] == list(range(6))
+    clean = tmp_path / "clean"
+    assert cli.main([a if a != str(out) else str(clean) for a in args]) == 0
+    assert _rows(out / "debug" / "e.csv") == _rows(clean / "debug" / "e.csv")
+
+
+def test_an_interrupted_rerun_leaves_no_stale_metrics(tmp_path):
+    from gsm8k_lab.config import GenerationSettings
+
+    problems = _tiny_problems()
+    path = tmp_path / "debug" / "e.csv"
+    evaluate(_Echo(), problems, [p.question for p in problems], GenerationSettings(), path)
+    assert (tmp_path / "debug" / "e_metrics.json").is_file()
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_Interrupting(_Echo(), after=1), problems, [p.question for p in problems], GenerationSettings(), path)
+    assert not (tmp_path / "debug" / "e_metrics.json").exists() and not (tmp_path / "debug" / "e_metrics.txt").exists()
+
+
+def test_results_are_readable_by_the_team(tmp_path, run_cli, tiny_model_dir):
+    import stat
+
+    out = tmp_path / "ev"
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(out),
+                "--output-file", "e.csv", *FAST, env={"EVAL_SAMPLES": "2"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("e.csv", "e_metrics.txt", "e_metrics.json", "e_settings.json"):
+        mode = stat.S_IMODE((out / "debug" / name).stat().st_mode)
+        assert mode & 0o044 == 0o044, (name, oct(mode))  # umask 022: readable by group and others

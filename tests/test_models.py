@@ -84,3 +84,11 @@ def test_unreachable_hub_id_fails_fast(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SettingError, match="is not a local path and is not in the hub cache"):
         resolve_model("no-such-org/no-such-model")
+
+
+def test_a_run_directory_says_what_it_loads(tmp_path, tiny_model_dir, capsys):
+    _adapter(tmp_path, tiny_model_dir, tmp_path / "a" / "model")
+    capsys.readouterr()
+    resolve_model(str(tmp_path / "a"))
+    out = capsys.readouterr().out
+    assert f"loads {tiny_model_dir} + model" in out

@@ -80,3 +80,26 @@ def test_writable_dir_and_file_names(tmp_path):
         check_file_name("output_file", "a/b.csv", ".csv")
     with pytest.raises(SettingError, match="must end in .csv"):
         check_file_name("output_file", "b.txt", ".csv")
+
+
+def test_a_checkpoint_without_its_weights_is_not_trusted(tmp_path):
+    run = RunDir(tmp_path / "r")
+    for step, files in ((2, ("trainer_state.json", "optimizer.pt", "adapter_model.safetensors")),
+                        (4, ("trainer_state.json", "optimizer.pt"))):  # killed while saving step 4
+        d = run.checkpoints_dir / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        for f in files:
+            (d / f).write_text("x")
+    assert run.latest_checkpoint().name == "checkpoint-2"
+
+
+def test_resume_with_other_settings_names_every_difference():
+    from gsm8k_lab.runs import check_same_settings
+
+    check_same_settings("output_dir", "r", {"a": 1, "b": "x"}, {"a": 1, "b": "x"})
+    check_same_settings("output_dir", "r", None, {"a": 1})  # nothing recorded: an older run
+    with pytest.raises(SettingError) as err:
+        check_same_settings("output_dir", "r", {"a": 1, "b": "x", "gone": {"k": 1}}, {"a": 2, "b": "x", "new": None})
+    text = str(err.value)
+    assert "a 1 (then) vs 2 (now)" in text and 'gone {"k": 1} (then) vs (unset) (now)' in text
+    assert "new (unset) (then) vs unset (now)" in text and "b " not in text.split("settings:")[1]

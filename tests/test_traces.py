@@ -150,3 +150,67 @@ def test_bad_cli_input(run_cli, tmp_path, tiny_model_dir, args, needle):
     assert r.returncode == 2, r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
     assert not out.exists()
+
+
+def test_a_progress_file_torn_at_any_byte_resumes_to_the_uninterrupted_result(job, tmp_path):
+    script = _script(job.problems, PLANS)
+    want_stats = run_rejection_sampling(Scripted(script), job)
+    want = job.output_path.read_bytes()
+    job.output_path.unlink()
+    stats_path(job.output_path).unlink()
+    with pytest.raises(KeyboardInterrupt):  # a real progress file, killed in round 3
+        run_rejection_sampling(Scripted(script, stop_after_batches=6), job)
+    midway = progress_path(job.output_path).read_bytes()
+    assert midway.count(b"\n") >= 4
+    for cut in range(len(midway) + 1):
+        progress_path(job.output_path).write_bytes(midway[:cut])
+        job.output_path.unlink(missing_ok=True)
+        assert run_rejection_sampling(Scripted(script), job, resume=True) == want_stats, cut
+        assert job.output_path.read_bytes() == want, cut
+        assert not progress_path(job.output_path).exists()
+
+
+def test_a_kill_between_the_stats_and_the_traces_file_is_resumed(job, monkeypatch):
+    from gsm8k_lab import traces
+
+    script = _script(job.problems, PLANS)
+    real = traces.atomic_write_text
+
+    def killed_at_the_traces_file(path, text):
+        if path == job.output_path:
+            raise KeyboardInterrupt
+        return real(path, text)
+
+    monkeypatch.setattr(traces, "atomic_write_text", killed_at_the_traces_file)
+    with pytest.raises(KeyboardInterrupt):
+        run_rejection_sampling(Scripted(script), job)
+    assert stats_path(job.output_path).exists() and progress_path(job.output_path).exists()
+    assert not job.output_path.exists()  # unfinished: the progress file says so
+    monkeypatch.setattr(traces, "atomic_write_text", real)
+    resumed = Scripted(script)
+    stats = run_rejection_sampling(resumed, job, resume=True)
+    assert resumed.rounds == []  # every round was done: only the files are written
+    assert stats["grpo_successes"] == 3 and job.output_path.exists() and not progress_path(job.output_path).exists()
+
+
+def test_a_resume_with_other_settings_is_refused(run_cli, tmp_path, chain):
+    out = tmp_path / "t"
+    base = ["--grpo-model", str(chain / "grpo"), "--output-dir", str(out), "--num-samples", "3",
+            "--max-attempts", "2", "--max-new-tokens", "4", "--dtype", "fp32"]
+    progress = out / "grpo_traces_train.jsonl.progress.jsonl"
+    out.mkdir()
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.traces import prepare_traces
+
+    s = Settings()
+    s.model.name, s.traces.num_samples, s.traces.max_attempts = str(chain / "grpo"), 3, 2
+    s.traces.generation.max_new_tokens = 4
+    _, _, fingerprint = prepare_traces(s, out, "grpo_traces_train.jsonl", resume=False, overwrite=False)
+    progress.write_text(json.dumps({"settings": fingerprint}) + "\n" + json.dumps({"round_done": 1}) + "\n")
+    before = progress.read_bytes()
+    r = run_cli("generate_traces.py", *base, "--resume", "--temperature", "0.5")
+    assert r.returncode == 2 and "traces.generation.temperature 0.8 (then) vs 0.5 (now)" in r.stderr
+    assert progress.read_bytes() == before
+    r = run_cli("generate_traces.py", *base, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "grpo_traces_train.jsonl.stats.json").read_text())["total_samples"] == 3

@@ -238,3 +238,51 @@ def test_shipped_accelerate_configs_parse(name, kind):
     assert cfg.mixed_precision == "bf16"
     if kind == "DEEPSPEED":
         assert cfg.deepspeed_config["zero_stage"] == int(name[4])
+
+
+def test_a_log_torn_at_any_byte_keeps_exactly_its_whole_records(chain, tmp_path, capsys):
+    from gsm8k_lab.training import _trim_log, mean_logged_loss
+
+    full = (chain / "prep" / "train_log.jsonl").read_bytes()
+    assert len(full.splitlines()) >= 2
+    log = tmp_path / "train_log.jsonl"
+    for cut in range(len(full) + 1):
+        log.write_bytes(full[:cut])
+        whole = [json.loads(x) for x in full[:cut].splitlines(keepends=True) if x.endswith(b"\n")]
+        _trim_log(log, step=10**6)
+        assert [json.loads(x) for x in log.read_text().splitlines()] == whole, cut
+        mean_logged_loss(log)  # readers never fail on a torn file
+
+
+def test_resume_at_the_last_checkpoint_keeps_loss_and_time(tmp_path, tiny_model_dir, run_cli):
+    """Killed after the last checkpoint but before model/ was written: the resume trains no step,
+    and still reports the run's loss (not 0.0) and the seconds spent before the kill."""
+    out = tmp_path / "run"
+    args = ["--stage", "prep", "--output-dir", str(out), "--base-model", str(tiny_model_dir), "--save-steps", "1", *EVAL]
+    r = run_cli("train_sft.py", *args, env=TINY_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = _run_json(out)
+    assert info["train"]["train_loss"] > 0
+    last = max(int(k) for k in info["timings"]["train_seconds_at_checkpoint"])
+    spent = info["timings"]["train_seconds_at_checkpoint"][str(last)]
+    import shutil
+
+    shutil.rmtree(out / "model")
+    shutil.rmtree(out / "debug")
+    info["status"] = "training"
+    for key in ("train", "eval"):
+        info.pop(key)
+    (out / "run.json").write_text(json.dumps(info))
+    r = run_cli("train_sft.py", *args, "--resume", env=TINY_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = _run_json(out)
+    assert again["status"] == "complete" and again["train"]["global_steps"] == last
+    assert again["train"]["train_loss"] == pytest.approx(mean_loss(out))
+    assert again["train"]["train_loss"] > 0
+    assert again["timings"]["train_seconds"] >= spent
+
+
+def mean_loss(run):
+    from gsm8k_lab.training import mean_logged_loss
+
+    return mean_logged_loss(run / "train_log.jsonl")

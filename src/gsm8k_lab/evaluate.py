@@ -103,7 +103,7 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise SettingError("output_file", str(csv_path), "no space left on the device writing {value}; the rows "
+        raise SettingError("output_file", str(csv_path), f"no space left on the device writing {csv_path}; the rows "
                            "written so far are kept: free space and continue with {resume}") from None
     metrics = compute_metrics(rows)
     metrics.update({

@@ -119,7 +119,8 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
     progress = progress_path(job.output_path)
     solved, rounds_done = _read_progress(progress) if resume and progress.exists() else ({}, 0)
     job.output_path.parent.mkdir(parents=True, exist_ok=True)
-    if not (resume and progress.exists()):
+    if not (resume and progress.exists() and _progress_settings(progress) is not None):
+        # a fresh start, or a header torn by a kill (then nothing after it was kept either)
         atomic_write_text(progress, json.dumps({"settings": job.fingerprint or {}}) + "\n")
     with progress.open("a", encoding="utf-8") as log:
         for attempt in range(rounds_done + 1, job.max_attempts + 1):
