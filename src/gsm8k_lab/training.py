@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 from . import runtime
 from .config import SettingError, Settings, TrainSettings, UsageError, env_vars
 from .models import ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
@@ -54,7 +52,6 @@ class TrainingJob:
 
 
 def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
-    rt = runtime.current(settings)
     run = RunDir(job.output_dir)
     _refuse_to_write_into_the_parent(job, run)
     # Every process checks before any process writes, so all agree and a refusal writes nothing.
@@ -65,7 +62,12 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
         if run.is_complete():
             print(f"[gsm8k-lab] {run.root} is already complete with these settings: nothing to do", flush=True)
             return previous
+    # everything is checked: now the heavy imports and the work
     from accelerate import PartialState
+
+    from .callbacks import JsonlLogger, TrainClock
+
+    rt = runtime.current(settings)
 
     # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
     state = PartialState(cpu=not rt.on_gpu)
@@ -92,7 +94,8 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
         checkpoint = run.latest_checkpoint() if resume else None
         if checkpoint is not None:
             print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
-            _trim_log(run.log_file, _checkpoint_step(checkpoint))
+        # curves past the resume point (all of them without a checkpoint) are logged again
+        _trim_log(run.log_file, _checkpoint_step(checkpoint) if checkpoint else 0)
         common = _common_args(settings, rt, run, job.train)
         logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
         clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
@@ -175,25 +178,6 @@ def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
                            "write the new run somewhere else")
 
 
-class TrainClock(TrainerCallback):
-    """Training seconds across resumed segments: recorded at every checkpoint, so a run resumed
-    from checkpoint k starts from the seconds it had spent up to k."""
-
-    def __init__(self, run: RunDir, info: dict, resumed_step: int, is_main: bool):
-        self.run, self.info, self.is_main = run, info, is_main
-        at = info.setdefault("timings", {}).setdefault("train_seconds_at_checkpoint", {})
-        self.base = float(at.get(str(resumed_step), 0.0)) if resumed_step else 0.0
-        self.t0 = time.perf_counter()
-
-    def seconds(self) -> float:
-        return round(self.base + time.perf_counter() - self.t0, 1)
-
-    def on_save(self, args, state, control, **kwargs):
-        if self.is_main:
-            self.info["timings"]["train_seconds_at_checkpoint"][str(state.global_step)] = self.seconds()
-            self.run.write(self.info)
-
-
 def mean_logged_loss(log_file: Path) -> float | None:
     """The training loss over all logged steps, each record weighted by the steps it covers
     (stays right when a run resumes from its last checkpoint with no step left to run)."""
@@ -239,37 +223,6 @@ def lora_config(settings: Settings):
     lora = settings.lora
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-
-
-class JsonlLogger(TrainerCallback):
-    """Appends every log record to ``train_log.jsonl`` (main process only), and counts generated tokens."""
-
-    def __init__(self, path: Path, completions_per_step: int = 0):
-        self.path = Path(path)
-        self.completions_per_step = completions_per_step
-        self._tokens = 0.0
-        self._last_step = 0
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, default=float) + "\n")
-            if "completions/mean_length" in logs and self.completions_per_step:
-                steps = max(1, state.global_step - self._last_step)
-                self._tokens += logs["completions/mean_length"] * self.completions_per_step * steps
-            self._last_step = state.global_step
-
-    def tokens_generated(self) -> int:
-        """Completion tokens sampled in training (GRPO), from the logged mean lengths."""
-        total = self._tokens
-        if self.path.is_file() and self.completions_per_step:  # a resumed run: count the whole log
-            total, last = 0.0, 0
-            for rec in read_jsonl(self.path)[0]:
-                if "completions/mean_length" in rec:
-                    total += rec["completions/mean_length"] * self.completions_per_step * max(1, rec["step"] - last)
-                    last = rec["step"]
-        return int(total)
 
 
 # --------------------------------------------------------------------------
@@ -344,4 +297,4 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-__all__ = ["TrainingJob", "run_training", "lora_config", "JsonlLogger", "resolve_model"]
+__all__ = ["TrainingJob", "run_training", "lora_config", "resolve_model"]
