@@ -18,7 +18,7 @@ KEPT = {
     "evaluate": {"--batch-size": "eval.generation.batch_size", "--max-new-tokens": "eval.generation.max_new_tokens",
                  "--temperature": "eval.generation.temperature", "--seed": "eval.generation.seed",
                  "--backend": "eval.generation.backend", "--dtype": "model.dtype", "--data": "data.source",
-                 "--eval-samples": "eval.samples"},
+                 "--eval-samples": "eval.samples", "--samples-per-problem": "eval.samples_per_problem"},
     "train-sft": {"--epochs": "sft.epochs", "--learning-rate": "sft.learning_rate", "--save-steps": "sft.save_steps",
                   "--seed": "seed", "--report-to": "report_to", "--gradient-checkpointing": "sft.gradient_checkpointing",
                   "--eval-batch-size": "eval.generation.batch_size",

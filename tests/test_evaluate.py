@@ -40,6 +40,7 @@ def test_cli_writes_rows_and_consistent_metrics(run_cli, tiny_model_dir, tmp_pat
     assert (metrics["accuracy_ci95_low"], metrics["accuracy_ci95_high"]) == pytest.approx(wilson_interval(n_correct, 6))
     assert "accuracy:" in txt and "thinking_proportion:" in txt and "answer_proportion:" in txt
     assert "accuracy" in r.stdout  # the printed table
+    assert "sample" not in rows[0]  # one completion per problem: the seed's columns
 
 
 class _Interrupting:
@@ -107,8 +108,9 @@ def test_resume_after_kill_keeps_rows_once(tiny_model_dir, tmp_path):
 
 
 def test_compute_metrics_and_wilson():
-    rows = [{"correct": c, "has_thinking": True, "has_answer": c, "strict_match": False,
-             "flexible_match": c, "completion_tokens": 10, "truncated": False} for c in (True, False, False, True)]
+    rows = [{"index": i, "correct": c, "has_thinking": True, "has_answer": c, "strict_match": False,
+             "flexible_match": c, "completion_tokens": 10, "truncated": False}
+            for i, c in enumerate((True, False, False, True))]
     m = compute_metrics(rows)
     assert m["accuracy"] == 0.5 and m["answer_proportion"] == 0.5 and m["thinking_proportion"] == 1.0
     lo, hi = wilson_interval(50, 100)
@@ -320,3 +322,82 @@ def test_results_are_readable_by_the_team(tmp_path, run_cli, tiny_model_dir):
     for name in ("e.csv", "e_metrics.txt", "e_metrics.json", "e_settings.json"):
         mode = stat.S_IMODE((out / "debug" / name).stat().st_mode)
         assert mode & 0o044 == 0o044, (name, oct(mode))  # umask 022: readable by group and others
+
+
+# --------------------------------------------------------------------------
+# sampled evaluation: K completions per problem
+# --------------------------------------------------------------------------
+def _sample_rows(table):
+    """table: per problem, (gold, [(extracted, correct, has_answer), ...])."""
+    rows = []
+    for i, (gold, samples) in enumerate(table):
+        for k, (extracted, correct, answer) in enumerate(samples):
+            rows.append({"index": i, "sample": k, "gold_answer": str(gold), "extracted_answer": extracted,
+                         "correct": correct, "has_thinking": True, "has_answer": answer, "strict_match": False,
+                         "flexible_match": False, "completion_tokens": 10, "truncated": False})
+    return rows
+
+
+def test_sampled_metrics_by_hand():
+    table = [
+        (7, [("7", True, True), ("3", False, True), ("7", True, True), ("", False, False)]),  # 2 of 4; vote 7
+        (5, [("4", False, True), ("4", False, True), ("5", True, True), ("", False, False)]),  # 1 of 4; vote 4
+        (9, [("1", False, True), ("2", False, True), ("", False, False), ("", False, False)]),  # 0 of 4
+    ]
+    m = compute_metrics(_sample_rows(table), samples=4)
+    assert m["n"] == 3 and m["samples_per_problem"] == 4
+    assert m["accuracy"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)  # mean@4
+    # pass@1 = mean@K; pass@2 per problem: 1 - C(2,2)/C(4,2) = 5/6, 1 - C(3,2)/C(4,2) = 1/2, 0
+    assert m["pass_at_k"]["1"]["value"] == pytest.approx(m["accuracy"])
+    assert m["pass_at_k"]["2"]["value"] == pytest.approx((5 / 6 + 1 / 2 + 0) / 3)
+    assert m["pass_at_k"]["4"]["value"] == pytest.approx(2 / 3)
+    assert m["majority_accuracy"] == pytest.approx(1 / 3)  # only the first problem's vote is right
+    assert m["answer_proportion"] == pytest.approx((3 / 4 + 3 / 4 + 2 / 4) / 3)
+    lo, hi = m["accuracy_ci95_low"], m["accuracy_ci95_high"]
+    assert lo <= m["accuracy"] <= hi
+    assert m == compute_metrics(_sample_rows(table), samples=4)  # seeded: the same intervals every time
+
+
+def test_sampled_evaluation_through_the_cli(run_cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "ev"
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(out), "--output-file",
+                "s.csv", "--samples-per-problem", "4", "--temperature", "1.0", "--seed", "3", *FAST,
+                env={"EVAL_SAMPLES": "3"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = _rows(out / "debug" / "s.csv")
+    assert list(rows[0]) == ["index", "sample", *COLUMNS[1:]]
+    assert [(int(x["index"]), int(x["sample"])) for x in rows] == [(i, k) for i in range(3) for k in range(4)]
+    m = json.loads((out / "debug" / "s_metrics.json").read_text())
+    assert m["samples_per_problem"] == 4 and set(m["pass_at_k"]) == {"1", "2", "4"}
+    assert m["accuracy"] == pytest.approx(sum(x["correct"] == "True" for x in rows) / 12)
+    assert "pass@4" in r.stdout
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(tmp_path / "g"),
+                "--output-file", "g.csv", "--samples-per-problem", "4", *FAST, env={"EVAL_SAMPLES": "3"})
+    assert r.returncode == 2 and "--temperature must be > 0 when several completions are sampled" in r.stderr
+
+
+class _EchoN(_Echo):
+    def generate_iter(self, prompts, params, n=1, desc=""):
+        from gsm8k_lab.generation import Completion
+
+        for i, p in reversed(list(enumerate(prompts))):
+            yield [i], [[Completion(f"é{k}<end_working_out><SOLUTION>{len(p) + k}</SOLUTION>", k + 1, False)
+                         for k in range(n)]]
+
+
+def test_sampled_csv_torn_at_any_byte_resumes_whole_problems(tmp_path):
+    from gsm8k_lab.config import GenerationSettings
+
+    problems = _tiny_problems()
+    prompts = [p.question for p in problems]
+    gen = GenerationSettings(temperature=1.0)
+    full = tmp_path / "full" / "e.csv"
+    evaluate(_EchoN(), problems, prompts, gen, full, samples=3)
+    want = full.read_bytes()
+    midway = want  # rows in problem order; a tear anywhere may split a problem's samples
+    path = tmp_path / "torn" / "e.csv"
+    path.parent.mkdir()
+    for cut in range(0, len(midway) + 1, 3):
+        path.write_bytes(midway[:cut])
+        evaluate(_EchoN(), problems, prompts, gen, path, resume=True, samples=3)
+        assert path.read_bytes() == want, cut

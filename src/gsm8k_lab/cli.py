@@ -78,8 +78,8 @@ def _arg(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
 COMMANDS: dict[str, Command] = {
     "evaluate": Command(
         "evaluate a model on GSM8K test problems",
-        (Expose("model.name", "--model-path"), *DATA, *ENGINE, Expose("eval", "eval-"),
-         Expose("eval.generation")),
+        (Expose("model.name", "--model-path"), Expose("eval.samples_per_problem", "--samples-per-problem"), *DATA,
+         *ENGINE, Expose("eval", "eval-"), Expose("eval.generation")),
         "cmd_evaluate",
         [_arg("--output-dir", help="results go to [output-dir]/debug/ (default: <output_root>/base_eval)"),
          _arg("--output-file", default="eval.csv", help="per-example CSV file name (no directory part)")]),

@@ -244,6 +244,9 @@ class GRPOSettings(TrainSettings):
 class EvalSettings:
     samples: int | None = setting(512, "Test problems, the first N of the test split ('all': 1,319).",
                                   env="EVAL_SAMPLES", min=1, split="test", all_is_none=True)
+    samples_per_problem: int = setting(1, "Completions per problem: 1 is the seed's greedy evaluation; K > 1 "
+                                       "samples K (with the generation temperature, > 0) and reports mean@K, "
+                                       "pass@k and majority-vote accuracy.", min=1)
     generation: GenerationSettings = section(generation("eval"), "How answers are generated.")
 
 
@@ -560,6 +563,10 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
     """
     splits = splits or {}
     wanted = set(counts) if counts is not None else None
+    if settings.eval.samples_per_problem > 1 and not settings.eval.generation.temperature > 0:
+        raise SettingError("eval.generation.temperature", settings.eval.generation.temperature,
+                           "{name} must be > 0 when several completions are sampled per problem "
+                           f"(eval.samples_per_problem = {settings.eval.samples_per_problem}), got " + "{value}")
     traces_temp = settings.traces.generation.temperature
     if not traces_temp > 0:  # before the generic range check, which allows 0 (greedy)
         raise SettingError("traces.generation.temperature", traces_temp, "{name} must be > 0 for rejection "

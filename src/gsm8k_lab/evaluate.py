@@ -2,14 +2,19 @@
 
 Rows are appended as each batch finishes (and flushed), so a killed evaluation
 resumes without regenerating finished problems; the final CSV is rewritten in
-problem order. Metrics:
+problem order. With ``eval.samples_per_problem`` K > 1 every problem gets K
+sampled completions, one row each (a ``sample`` column says which); K = 1 is
+the seed's greedy evaluation, with the seed's columns. Metrics:
 
-- accuracy: share of problems whose SOLUTION number equals the gold number;
+- accuracy: share of completions whose SOLUTION number equals the gold number,
+  averaged per problem (mean@K; the seed's accuracy when K = 1), with a 95%
+  Wilson interval (K = 1) or a seeded bootstrap over problems (K > 1);
 - thinking proportion: share with a non-empty reasoning block;
 - answer proportion: share with a number readable from a SOLUTION block;
-- a 95% Wilson interval of accuracy, lm-evaluation-harness strict and flexible
-  scores over the whole completion, mean completion tokens, truncated share and
-  generation throughput.
+- with K > 1: unbiased pass@k for k = 1, 2, 4, ..., K and majority-vote
+  accuracy, each with a bootstrap interval;
+- lm-evaluation-harness strict and flexible scores over the whole completion,
+  mean completion tokens, truncated share and generation throughput.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import csv
 import errno
 import io
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -35,6 +39,7 @@ from .config import GenerationSettings, SettingError, Settings
 from .data import Problem
 from .generation import Completion, GenerationBackend, decoding
 from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail
+from .stats import bootstrap_interval, ks_for, majority_vote, pass_at_k, wilson_interval
 
 COLUMNS = [
     "index", "question", "gold_answer", "completion", "extracted_answer", "correct",
@@ -43,13 +48,19 @@ COLUMNS = [
 _BOOL_COLUMNS = ("correct", "has_thinking", "has_answer", "truncated", "strict_match", "flexible_match")
 
 
-def score(problem: Problem, completion: Completion) -> dict:
-    """One per-example record."""
+def columns(samples: int = 1) -> list[str]:
+    """The CSV columns: the seed's for one completion per problem, with ``sample`` for several."""
+    return COLUMNS if samples == 1 else [COLUMNS[0], "sample", *COLUMNS[1:]]
+
+
+def score(problem: Problem, completion: Completion, sample: int | None = None) -> dict:
+    """One per-example (per-sample) record."""
     text = assistant_text(completion.text)
     parsed = parse_completion(text)
     gold = gold_text(problem.answer)
     return {
         "index": problem.index,
+        **({"sample": sample} if sample is not None else {}),
         "question": problem.question,
         "gold_answer": _fmt_number(problem.gold),
         "completion": completion.text,
@@ -66,7 +77,7 @@ def score(problem: Problem, completion: Completion) -> dict:
 
 def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[str],
              gen: GenerationSettings, csv_path: str | Path, resume: bool = False,
-             extra: dict | None = None, fingerprint: dict | None = None) -> dict:
+             extra: dict | None = None, fingerprint: dict | None = None, samples: int = 1) -> dict:
     """Generate, score and write ``csv_path`` plus ``<stem>_metrics.txt``/``.json`` beside it.
 
     Rows are appended and fsynced per batch; ``resume`` keeps the complete rows already written
@@ -80,32 +91,34 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
     try:
         if fingerprint is not None:
             atomic_write_json(settings_path(csv_path), fingerprint)
-        done = _continue_csv(csv_path, problems) if resume else {}
+        done = _continue_csv(csv_path, problems, samples) if resume else {}
         if not resume or not csv_path.exists():
-            _rewrite(csv_path, [])
+            _rewrite(csv_path, [], samples)
         todo = [i for i, p in enumerate(problems) if p.index not in done]
         gen_seconds, gen_tokens = 0.0, 0
         if todo:
             t0 = time.perf_counter()
             with csv_path.open("a", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-                for idx, completions in backend.generate_iter([prompts[i] for i in todo], gen, desc="evaluating"):
+                writer = csv.DictWriter(fh, fieldnames=columns(samples))
+                for idx, completions in backend.generate_iter([prompts[i] for i in todo], gen, n=samples,
+                                                              desc="evaluating"):
                     for j, comps in zip(idx, completions):
-                        row = score(problems[todo[j]], comps[0])
-                        writer.writerow(row)
-                        done[row["index"]] = row
-                        gen_tokens += row["completion_tokens"]
+                        problem = problems[todo[j]]
+                        rows = [score(problem, c, k if samples > 1 else None) for k, c in enumerate(comps)]
+                        writer.writerows(rows)
+                        done[problem.index] = rows
+                        gen_tokens += sum(r["completion_tokens"] for r in rows)
                     fh.flush()
                     os.fsync(fh.fileno())
             gen_seconds = time.perf_counter() - t0
-        rows = sorted(done.values(), key=lambda r: r["index"])
-        _rewrite(csv_path, rows)  # in problem order
+        rows = [r for i in sorted(done) for r in done[i]]
+        _rewrite(csv_path, rows, samples)  # in problem order
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
         raise SettingError("output_file", str(csv_path), f"no space left on the device writing {csv_path}; the rows "
                            "written so far are kept: free space and continue with {resume}") from None
-    metrics = compute_metrics(rows)
+    metrics = compute_metrics(rows, samples)
     metrics.update({
         "generated_problems": len(todo),
         "generation_seconds": round(gen_seconds, 2),
@@ -121,36 +134,64 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
     return metrics
 
 
-def compute_metrics(rows: list[dict]) -> dict:
-    n = len(rows)
-    if n == 0:
+def compute_metrics(rows: list[dict], samples: int = 1, seed: int = 0) -> dict:
+    """Metrics over the rows (one per completion; ``samples`` completions per problem)."""
+    if not rows:
         raise ValueError("no evaluated rows")
-    mean = lambda key: sum(bool(r[key]) for r in rows) / n  # noqa: E731
-    correct = sum(bool(r["correct"]) for r in rows)
-    lo, hi = wilson_interval(correct, n)
-    return {
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(int(r["index"]), []).append(r)
+    problems = list(groups.values())
+    n = len(problems)
+
+    def share(key: str) -> list[float]:  # per problem: the share of its completions with the property
+        return [sum(bool(r[key]) for r in g) / len(g) for g in problems]
+
+    def interval(per_problem: list[float]) -> tuple[float, float]:
+        if samples == 1:  # one binary value per problem: Wilson, as the seed's accuracy always had
+            return wilson_interval(round(sum(per_problem)), n)
+        return bootstrap_interval(per_problem, seed=seed)
+
+    correct, thinking, answer = share("correct"), share("has_thinking"), share("has_answer")
+    lo, hi = interval(correct)
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    metrics = {
         "n": n,
-        "accuracy": correct / n,
+        "samples_per_problem": samples,
+        "accuracy": mean(correct),
         "accuracy_ci95_low": lo,
         "accuracy_ci95_high": hi,
-        "thinking_proportion": mean("has_thinking"),
-        "answer_proportion": mean("has_answer"),
-        "strict_match": mean("strict_match"),
-        "flexible_match": mean("flexible_match"),
-        "mean_completion_tokens": sum(int(r["completion_tokens"]) for r in rows) / n,
-        "truncated_proportion": mean("truncated"),
+        "thinking_proportion": mean(thinking),
+        "answer_proportion": mean(answer),
+        "answer_proportion_ci95": list(interval(answer)),
+        "thinking_proportion_ci95": list(interval(thinking)),
+        "strict_match": mean(share("strict_match")),
+        "flexible_match": mean(share("flexible_match")),
+        "mean_completion_tokens": sum(int(r["completion_tokens"]) for r in rows) / len(rows),
+        "truncated_proportion": mean(share("truncated")),
     }
+    if samples > 1:
+        counts = [sum(bool(r["correct"]) for r in g) for g in problems]
+        metrics["pass_at_k"] = {}
+        for k in ks_for(samples):
+            per = [pass_at_k(len(g), c, k) for g, c in zip(problems, counts)]
+            metrics["pass_at_k"][str(k)] = {"value": mean(per), "ci95": list(bootstrap_interval(per, seed=seed))}
+        votes = [float(numbers_match(majority_vote([_number(r["extracted_answer"]) for r in g]),
+                                     float(g[0]["gold_answer"]))) for g in problems]
+        metrics["majority_accuracy"] = mean(votes)
+        metrics["majority_accuracy_ci95"] = list(bootstrap_interval(votes, seed=seed))
+    return metrics
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (sound near 0 and 1, unlike the normal one)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def per_problem_scores(csv_path: str | Path) -> dict[int, dict[str, float]]:
+    """For each problem of an evaluation CSV: the share of its completions that are correct,
+    have an answer, have a reasoning block (what paired comparisons compare)."""
+    groups: dict[int, list[dict]] = {}
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            groups.setdefault(int(r["index"]), []).append(r)
+    return {i: {key: sum(r[key] == "True" for r in g) / len(g) for key in ("correct", "has_answer", "has_thinking")}
+            for i, g in groups.items()}
 
 
 def metrics_path(csv_path: str | Path) -> Path:
@@ -170,19 +211,27 @@ def format_table(metrics: dict) -> str:
             ("mean_completion_tokens", "mean tokens"), ("truncated_proportion", "truncated"),
             ("n", "n"), ("tokens_per_second", "tokens/s")]
     lines = []
+    k = metrics.get("samples_per_problem", 1)
     for key, label in keys:
         v = metrics.get(key)
         if key == "accuracy":
+            label = "accuracy" if k == 1 else f"mean@{k} accuracy"
             v = f"{v:.1%}  (95% CI {metrics['accuracy_ci95_low']:.1%}–{metrics['accuracy_ci95_high']:.1%})"
         elif isinstance(v, float) and key.endswith(("proportion", "match")):
-            v = f"{v:.1%}"
+            ci = metrics.get(f"{key}_ci95")
+            v = f"{v:.1%}" + (f"  (95% CI {ci[0]:.1%}–{ci[1]:.1%})" if ci else "")
         lines.append(f"  {label:<20} {_fmt(v)}")
+        if key == "accuracy" and k > 1:
+            for kk, r in metrics["pass_at_k"].items():
+                lines.append(f"  {'pass@' + kk:<20} {r['value']:.1%}  (95% CI {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%})")
+            ci = metrics["majority_accuracy_ci95"]
+            lines.append(f"  {'majority vote':<20} {metrics['majority_accuracy']:.1%}  (95% CI {ci[0]:.1%}–{ci[1]:.1%})")
     return "\n".join(lines)
 
 
-def read_rows(csv_path: Path, problems: list[Problem]) -> dict[int, dict]:
-    """Rows already written for these problems; a torn last row from a kill is dropped."""
-    return {r["index"]: r for r in _complete_rows(csv_path, problems)[0]}
+def read_rows(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict[int, list[dict]]:
+    """Rows already written for these problems, by problem; a torn last row from a kill is dropped."""
+    return _by_problem(_complete_rows(csv_path, problems, samples)[0])
 
 
 def settings_path(csv_path: str | Path) -> Path:
@@ -192,19 +241,21 @@ def settings_path(csv_path: str | Path) -> Path:
 
 def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
     """What determines an evaluation's rows: the model, the problems and the decoding."""
-    fp = {"model": model_ref.describe(), "data.source": settings.data.source, "eval.samples": n}
+    fp = {"model": model_ref.describe(), "data.source": settings.data.source, "eval.samples": n,
+          "eval.samples_per_problem": settings.eval.samples_per_problem}
     fp.update({f"eval.generation.{k}": v for k, v in decoding(settings.eval.generation).items()
                if k not in ("greedy", "stop")})
     return fp
 
 
-def _complete_rows(csv_path: Path, problems: list[Problem]) -> tuple[list[dict], int, int]:
+def _complete_rows(csv_path: Path, problems: list[Problem], samples: int = 1) -> tuple[list[dict], int, int]:
     """The rows of an append-only CSV that are whole and belong to these problems, in file order;
     the byte length they fill (with the header); the file's length.
 
     A row counts only when it parses with every column, its values type-check, it is one of
     these problems, and its bytes are exactly what the writer would have written: a row cut by
-    a kill (even inside a multi-byte character) is never taken, and nothing after it is.
+    a kill (even inside a multi-byte character) is never taken, and nothing after it is. A
+    problem whose samples are not all there (they are written together) is dropped too.
     """
     if not csv_path.is_file():
         return [], 0, 0
@@ -214,40 +265,63 @@ def _complete_rows(csv_path: Path, problems: list[Problem]) -> tuple[list[dict],
     except UnicodeDecodeError as exc:  # cut inside a character: only what precedes it is text
         text = raw[: exc.start].decode("utf-8", errors="ignore")
     wanted = {p.index: p for p in problems}
+    cols = columns(samples)
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[dict] = []
+    ends: list[int] = []
     good = 0
     try:
-        header = next(reader, None)
-        if header != COLUMNS:
+        if next(reader, None) != cols:
             return [], 0, len(raw)
-        good = len(_csv_bytes([COLUMNS]))
+        good = len(_csv_bytes([cols]))
         for fields in reader:
-            if len(fields) != len(COLUMNS):
+            if len(fields) != len(cols):
                 break
             try:
-                row = _typed(dict(zip(COLUMNS, fields)))
+                row = _typed(dict(zip(cols, fields)))
             except ValueError:
                 break
             p = wanted.get(row["index"])
             line = _csv_bytes([fields])
-            if p is None or p.question != row["question"] or raw[good:good + len(line)] != line:
+            if p is None or p.question != row["question"] or raw[good:good + len(line)] != line \
+                    or not 0 <= row.get("sample", 0) < samples:
                 break
             rows.append(row)
             good += len(line)
+            ends.append(good)
     except csv.Error:  # an unterminated quote at the torn end
         pass
+    while rows and sum(r["index"] == rows[-1]["index"] for r in rows) < samples:  # a part of a problem
+        last = rows[-1]["index"]
+        while rows and rows[-1]["index"] == last:
+            rows.pop()
+            ends.pop()
+        good = ends[-1] if ends else len(_csv_bytes([cols]))
     return rows, good, len(raw)
 
 
-def _continue_csv(csv_path: Path, problems: list[Problem]) -> dict[int, dict]:
+def _continue_csv(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict[int, list[dict]]:
     """Keep the complete rows for resuming; cut a torn tail off in place (no second copy needed)."""
-    rows, good, size = _complete_rows(csv_path, problems)
+    rows, good, size = _complete_rows(csv_path, problems, samples)
     if size and good == 0:
-        _rewrite(csv_path, [])
+        _rewrite(csv_path, [], samples)
     elif good < size:
         drop_torn_tail(csv_path, good, f"{len(rows)} complete rows are kept")
-    return {r["index"]: r for r in rows}
+    return _by_problem(rows)
+
+
+def _by_problem(rows: list[dict]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["index"], []).append(r)
+    return out
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text) if text != "" else None
+    except ValueError:
+        return None
 
 
 def _csv_bytes(rows: list[list]) -> bytes:
@@ -260,6 +334,8 @@ def _csv_bytes(rows: list[list]) -> bytes:
 def _typed(raw: dict) -> dict:
     row = dict(raw)
     row["index"] = int(raw["index"])
+    if "sample" in raw:
+        row["sample"] = int(raw["sample"])
     row["completion_tokens"] = int(raw["completion_tokens"])
     for key in _BOOL_COLUMNS:
         if raw[key] not in ("True", "False"):
@@ -268,9 +344,9 @@ def _typed(raw: dict) -> dict:
     return row
 
 
-def _rewrite(csv_path: Path, rows: list[dict]) -> None:
+def _rewrite(csv_path: Path, rows: list[dict], samples: int = 1) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=columns(samples))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(csv_path, buf.getvalue())
@@ -337,6 +413,7 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
         return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
                         extra={"model": model_name, "data_source": settings.data.source,
                                "load_seconds": round(time.perf_counter() - t0, 1)},
-                        fingerprint=eval_fingerprint(settings, model_ref, len(problems)))
+                        fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
+                        samples=settings.eval.samples_per_problem)
     finally:
         backend.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 import sys
 from collections import defaultdict
@@ -27,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import UsageError
-from .evaluate import wilson_interval
 from .runs import RunStatus, atomic_write_text
+from .stats import mcnemar_exact, wilson_interval
 
 ALPHA = 0.05
 METHOD_ORDER = ["prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
@@ -101,16 +100,6 @@ def collect_runs(roots: list[str | Path]) -> list[RunResult]:
 
 def _warn(run_dir: Path, why: str) -> None:
     print(f"warning: skipping {run_dir}: {why}", file=sys.stderr)
-
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test on the discordant pairs."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def pair_runs(label: str, a: RunResult, b: RunResult) -> Pair:

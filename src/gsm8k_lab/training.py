@@ -126,13 +126,17 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     csv_path = run.debug_dir / f"{job.stage}_{run_id}.csv"
     metrics = evaluate_in_fresh_process(run, csv_path)
     info["timings"]["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    info["eval"] = {k: metrics.get(k) for k in ("n", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
-                                                "thinking_proportion", "answer_proportion", "csv", "backend",
-                                                "decoding")}
+    info["eval"] = {k: metrics[k] for k in EVAL_SUMMARY if k in metrics}
     info["status"] = RunStatus.COMPLETE.value
     run.write(info)
     return info
 
+
+#: What run.json keeps of the evaluation's metrics (the rest is in debug/).
+EVAL_SUMMARY = ("n", "samples_per_problem", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
+                "thinking_proportion", "answer_proportion", "answer_proportion_ci95", "thinking_proportion_ci95",
+                "pass_at_k", "majority_accuracy", "majority_accuracy_ci95", "mean_completion_tokens",
+                "truncated_proportion", "csv", "backend", "decoding")
 
 #: Settings that change nothing a run produces: left out of its fingerprint.
 _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vllm", "vllm_mode",
