@@ -10,31 +10,45 @@ import pytest
 
 from gsm8k_lab.config import UsageError
 from gsm8k_lab.evaluate import COLUMNS, wilson_interval
-from gsm8k_lab.report import collect_runs, mcnemar_exact, write_report
+from gsm8k_lab.report import collect_runs, write_report
+from gsm8k_lab.stats import mcnemar_exact
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete"):
+def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete", answers=None,
+             samples=1, log=None, symbolic=None):
+    """A finished run; ``correct`` (and ``answers``) per problem: a bool, or a list of K bools with samples=K."""
     d = root / rel
     (d / "debug").mkdir(parents=True)
     (d / "model").mkdir()
     (d / "model" / "adapter_config.json").write_text("{}")
-    rows = [{c: "" for c in COLUMNS} | {"index": i, "correct": ok, "has_thinking": True, "has_answer": True,
-                                        "completion_tokens": 5, "truncated": False, "strict_match": False,
-                                        "flexible_match": ok} for i, ok in enumerate(correct)]
+    answers = answers or [True] * len(correct)
+    cols = COLUMNS if samples == 1 else ["index", "sample", *COLUMNS[1:]]
+    rows = []
+    for i, (ok, ans) in enumerate(zip(correct, answers)):
+        oks, anss = (ok, ans) if samples > 1 else ([ok], [ans])
+        for k, (o, a) in enumerate(zip(oks, anss)):
+            rows.append({c: "" for c in cols} | {"index": i, "correct": o, "has_thinking": True, "has_answer": a,
+                                                 "completion_tokens": 5, "truncated": False, "strict_match": False,
+                                                 "flexible_match": o} | ({"sample": k} if samples > 1 else {}))
     with open(d / "debug" / "e.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
+    if log:
+        (d / "train_log.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in log))
+    correct = [sum(c) / len(c) if samples > 1 else c for c in correct]
     k = sum(correct)
     info = {"status": status, "stage": stage, "run_id": "x", "settings": {"seed": seed},
         "data": {"n": n, "source": source},
         "train": {"examples_seen": n, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0},
         "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
-        "eval": {"n": len(correct), "accuracy": k / len(correct),
-                 "accuracy_ci95_low": wilson_interval(k, len(correct))[0],
-                 "accuracy_ci95_high": wilson_interval(k, len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
+        "eval": {"n": len(correct), "accuracy": k / len(correct), "samples_per_problem": samples,
+                 "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
+                 "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
+    if symbolic is not None:
+        info["eval_extra"] = {"gsm-symbolic": {"accuracy": symbolic, "n": 10}}
     (d / "run.json").write_text(json.dumps(info))
     return d
 
@@ -63,7 +77,7 @@ def test_report_table_pairs_and_plots(tmp_path):
 
     out = tmp_path / "report"
     summary = write_report([tmp_path / "sweep", tmp_path / "traces"], out)
-    assert summary["runs"] == 6 and summary["pairs"] == 3
+    assert summary["runs"] == 6 and summary["pairs"] == 3 and summary["comparisons"] == 6
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["method"], r["budget"]) for r in rows] == [
@@ -73,10 +87,14 @@ def test_report_table_pairs_and_plots(tmp_path):
     assert int(grpo_row["train_tokens_generated"]) == 160  # what training recorded
     md = (out / "report.md").read_text()
     p32 = 2 * sum(math.comb(10, i) for i in range(3)) / 1024
-    assert f"| SFT vs GRPO, 32 problems, seed 42 | 20 | 2 | 8 | +30.0% | {p32:.3g} | within noise |" in md
-    assert "| SFT vs GRPO, 64 problems, seed 42 | 20 | 0 | 0 | +0.0% | 1 | within noise |" in md
+    row32 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
+    assert "| 20 | 20.0% | 50.0% | +30.0% (" in row32
+    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | within noise |" in row32
+    row64 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 64 problems, seed 42 | accuracy"))
+    assert "+0.0% (+0.0% to +0.0%) | exact McNemar (0 vs 0 discordant) | 1 | within noise |" in row64
+    assert "| SFT vs GRPO, 32 problems, seed 42 | answer format | 20 |" in md
     assert "SFT original vs SFT on GRPO traces, 64 problems" in md
-    for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png"):
+    for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png", "compute.png"):
         data = (out / png).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000
 
@@ -126,3 +144,49 @@ def test_broken_runs_are_skipped_with_a_warning(tmp_path, capsys):
     assert f"skipping {gone}: its evaluation CSV" in err
     assert f"skipping {lacking}: run.json lacks 'accuracy'" in err
     assert "torn: run.json is not readable JSON" in err
+
+
+def test_sampled_runs_are_compared_on_every_sample(tmp_path):
+    # K = 4: SFT gets 1 of 4 right on each of 30 problems, GRPO 3 of 4; answers: SFT half, GRPO all
+    sft = [[True, False, False, False]] * 30
+    grpo = [[True, True, True, False]] * 30
+    make_run(tmp_path, "k/32/full_sft", "full_sft", 32, sft, samples=4, answers=[[True, False] * 2] * 30)
+    make_run(tmp_path, "k/32/grpo", "grpo", 32, grpo, samples=4, answers=[[True] * 4] * 30)
+    summary = write_report([tmp_path / "k"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    acc = next(line for line in md.splitlines() if "| accuracy |" in line and "SFT vs GRPO" in line)
+    assert "| 30 | 25.0% | 75.0% | +50.0% (+50.0% to +50.0%) | sign-flip" in acc and "GRPO better" in acc
+    fmt = next(line for line in md.splitlines() if "| answer format |" in line)
+    assert "| 50.0% | 100.0% | +50.0%" in fmt and "GRPO better" in fmt
+    assert summary["resolved"] == 2
+
+
+def test_generalisation_column(tmp_path):
+    make_run(tmp_path, "g/32/full_sft", "full_sft", 32, [True] * 5 + [False] * 5, symbolic=0.3)
+    make_run(tmp_path, "g/32/grpo", "grpo", 32, [True] * 4 + [False] * 6)
+    write_report([tmp_path / "g"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| GSM-Symbolic | drop |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| SFT | 32 |"))
+    assert "| 50.0% |" in row and "| 30.0% | +20.0% |" in row
+    assert "| – | – |" in md  # the GRPO run was not evaluated there
+
+
+def test_curves_and_reward_trends(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    grpo_log = [{"step": s, "reward": 0.1 * s + rng.random(), "reward_std": 0.5, "kl": 0.001 * s,
+                 "rewards/format_exact/mean": min(1.0, 0.05 * s), "rewards/answer_correct/mean": 0.0,
+                 "completions/mean_length": 100.0, "completions/clipped_ratio": 0.2} for s in range(1, 33)]
+    sft_log = [{"step": s, "loss": 2.0 - 0.05 * s} for s in range(1, 17)]
+    make_run(tmp_path, "c/32/full_sft", "full_sft", 32, [False] * 10, log=sft_log)
+    make_run(tmp_path, "c/32/grpo", "grpo", 32, [False] * 10, log=[*grpo_log, {"step": 33, "reward": 9}][:-1])
+    (tmp_path / "c" / "32" / "grpo" / "train_log.jsonl").open("a").write('{"step": 33, "rew')  # torn: ignored
+    summary = write_report([tmp_path / "c"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    trend = next(line for line in md.splitlines() if "| format_exact |" in line)
+    assert "| 32 | 0.225 | 1.000 | +0.775 |" in trend and trend.endswith("| rose |")  # steps 1-8: mean of 0.05 s
+    assert next(line for line in md.splitlines() if "| answer_correct |" in line).endswith("| within noise |")
+    assert "curves_experiment_1.png" in summary["files"]
+    assert (tmp_path / "r" / "curves_experiment_1.png").read_bytes().startswith(PNG_MAGIC)

@@ -13,6 +13,7 @@ from gsm8k_lab.stats import (
     paired_comparison,
     pass_at_k,
     sign_flip_p,
+    two_sample_p,
     wilson_interval,
 )
 
@@ -113,3 +114,14 @@ def test_calibration_two_samplings_of_one_model():
         rejections += paired_comparison(a, b, seed=split).p_value < 0.05
     rate = rejections / splits
     assert 0.01 <= rate <= 0.10, rate
+
+
+def test_two_sample_permutation_by_hand():
+    # x = [0, 1], y = [2, 3]: observed |2.5 - 0.5| = 2; of the C(4,2) = 6 splits only {0,1}|{2,3}
+    # and {2,3}|{0,1} reach it: p = 2/6
+    assert two_sample_p([0, 1], [2, 3]) == pytest.approx(2 / 6)
+    assert two_sample_p([1, 1], [1, 1]) == 1.0
+    rng = random.Random(0)
+    early = [rng.gauss(0, 1) for _ in range(40)]
+    late = [rng.gauss(1.5, 1) for _ in range(40)]
+    assert two_sample_p(early, late) < 0.01

@@ -225,7 +225,8 @@ def format_table(metrics: dict) -> str:
             for kk, r in metrics["pass_at_k"].items():
                 lines.append(f"  {'pass@' + kk:<20} {r['value']:.1%}  (95% CI {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%})")
             ci = metrics["majority_accuracy_ci95"]
-            lines.append(f"  {'majority vote':<20} {metrics['majority_accuracy']:.1%}  (95% CI {ci[0]:.1%}–{ci[1]:.1%})")
+            vote = metrics["majority_accuracy"]
+            lines.append(f"  {'majority vote':<20} {vote:.1%}  (95% CI {ci[0]:.1%}–{ci[1]:.1%})")
     return "\n".join(lines)
 
 

@@ -7,6 +7,8 @@
 - :func:`bootstrap_interval`: a seeded percentile bootstrap over problems for any
   per-problem statistic;
 - :func:`mcnemar_exact`: the exact McNemar test on discordant pairs (one sample per problem);
+- :func:`two_sample_p`: a permutation test of two independent samples' means
+  (a training curve early vs late);
 - :func:`paired_comparison`: a difference of per-problem scores between two runs
   evaluated on the same problems, with a paired bootstrap 95% interval and a
   sign-flip permutation p-value (exact when the problems with a non-zero
@@ -136,6 +138,33 @@ def sign_flip_p(diffs: Sequence[float], seed: int = 0, permutations: int = PERMU
     hits = sum(abs(sum(d if rng.random() < 0.5 else -d for d in nonzero)) >= observed - eps
                for _ in range(permutations))
     return (hits + 1) / (permutations + 1), "sign-flip (10,000 permutations)"
+
+
+def two_sample_p(x: Sequence[float], y: Sequence[float], seed: int = 0,
+                 permutations: int = PERMUTATIONS) -> float:
+    """Two-sided permutation p of the difference of means of two independent samples (e.g. a
+    reward early vs late in training): exact for small samples, Monte Carlo otherwise."""
+    pooled, nx = [*x, *y], len(x)
+    if not x or not y:
+        return 1.0
+    observed = abs(_mean(y) - _mean(x))
+    eps = 1e-12 * max(1.0, observed)
+    total = math.comb(len(pooled), nx)
+    if total <= 20000:
+        hits = 0
+        for chosen in itertools.combinations(range(len(pooled)), nx):
+            picked = set(chosen)
+            a = [pooled[i] for i in picked]
+            b = [pooled[i] for i in range(len(pooled)) if i not in picked]
+            hits += abs(_mean(b) - _mean(a)) >= observed - eps
+        return hits / total
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(permutations):
+        shuffled = pooled[:]
+        rng.shuffle(shuffled)
+        hits += abs(_mean(shuffled[nx:]) - _mean(shuffled[:nx])) >= observed - eps
+    return (hits + 1) / (permutations + 1)
 
 
 def _mean(values: Sequence[float]) -> float:
