@@ -80,7 +80,7 @@ def chain(tmp_path_factory, tiny_model_dir):
         return r
 
     run("train_sft.py", "--stage", "prep", "--output-dir", str(root / "prep"),
-        "--base-model", str(tiny_model_dir), *EVAL)
+        "--base-model", str(tiny_model_dir), "--eval-extra-sources", "gsm-symbolic:3", *EVAL)
     run("train_sft.py", "--stage", "full", "--output-dir", str(root / "full"),
         "--base-model", str(root / "prep"), *EVAL)
     run("train_grpo.py", "--output-dir", str(root / "grpo"), "--base-model", str(root / "prep"),

@@ -53,7 +53,7 @@ CASES = [
     ("evaluate", ["--model-path", "{config_only}"], {}, "holds config.json but no weights"),
     ("evaluate", ["--model-path", "{unfinished}"], {}, "is an unfinished run directory"),
     ("evaluate", [], {"MODEL_NAME": "{dir}/gone"}, "MODEL_NAME '{dir}/gone' does not exist"),
-    ("evaluate", ["--data", "{dir}/none.jsonl"], {}, "--data '{dir}/none.jsonl' is neither 'bundled', 'hub' nor a JSONL file"),
+    ("evaluate", ["--data", "{dir}/none.jsonl"], {}, "--data '{dir}/none.jsonl' is neither 'bundled', 'hub', 'gsm-symbolic' nor a JSONL file"),
     ("evaluate", ["--data", "{binary}"], {}, "is not UTF-8 text"),
     ("evaluate", ["--data", "{badjson}"], {}, "line 2 is not valid JSON"),
     ("evaluate", ["--output-file", "sub/x.csv"], {}, "--output-file must be a file name without a directory part"),

@@ -1,5 +1,7 @@
 """Data loading, budgets and formatting."""
 
+import json
+
 import pytest
 
 from gsm8k_lab.config import SettingError, UsageError
@@ -48,7 +50,7 @@ def test_jsonl_source(tmp_path):
 def test_unknown_split_and_source():
     with pytest.raises(SettingError, match="split must be one of train, test, got 'dev'"):
         load_split("dev")
-    with pytest.raises(SettingError, match="data.source 'nope.jsonl' is neither 'bundled', 'hub' nor a JSONL file"):
+    with pytest.raises(SettingError, match="data.source 'nope.jsonl' is neither 'bundled', 'hub', 'gsm-symbolic' nor a JSONL file"):
         load_split("test", "nope.jsonl")
     with pytest.raises(SettingError, match="data.train_source 'nope.jsonl'"):
         load_split("train", "nope.jsonl", "data.train_source")
@@ -121,3 +123,25 @@ def test_grpo_prompts_tokenize_like_evaluation(llama3_like_tokenizer, qwen2_like
     llama_prompt = build_prompt(llama3_like_tokenizer, "What is 2+2?")
     bos = llama3_like_tokenizer.bos_token_id
     assert llama3_like_tokenizer(llama_prompt)["input_ids"][:2] == [bos, bos]  # the doubled BOS it avoids
+
+
+def test_gsm_symbolic_is_built_once_with_provenance_and_never_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("GSM8K_LAB_CACHE", str(tmp_path))
+    problems = load_split("test", "gsm-symbolic:12")
+    assert len(problems) == 12 and all("####" in p.answer for p in problems)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["gsm-symbolic-12-seed1234.jsonl", "gsm-symbolic-12-seed1234.provenance.json"]
+    prov = json.loads((tmp_path / files[1]).read_text())
+    import hashlib
+
+    assert prov["package"] == "reasoning-gym" and prov["seed"] == 1234 and prov["size"] == 12
+    assert prov["sha256"] == hashlib.sha256((tmp_path / files[0]).read_bytes()).hexdigest()
+    assert prov["templates"] and all(isinstance(t, int) for t in prov["templates"])
+    assert [p.question for p in load_split("test", "gsm-symbolic:12")] == [p.question for p in problems]  # cached
+    with pytest.raises(SettingError, match="is an evaluation set .* never training data"):
+        load_split("train", "gsm-symbolic", "data.train_source")
+    (tmp_path / files[0]).write_text((tmp_path / files[0]).read_text().replace("a", "b", 1))
+    with pytest.raises(UsageError, match="does not match its provenance sha256"):
+        load_split("test", "gsm-symbolic:12")
+    with pytest.raises(SettingError, match="expected gsm-symbolic or gsm-symbolic:N"):
+        load_split("test", "gsm-symbolic:lots")

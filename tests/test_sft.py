@@ -86,6 +86,14 @@ def test_trl_keeps_the_pretokenized_examples(tiny_model_dir):
     assert all(x == -100 for x in row["labels"][:n_prompt]) and row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
 
 
+def test_a_run_is_also_evaluated_on_the_generalisation_set(chain):
+    info = _run_json(chain / "prep")
+    extra = info["eval_extra"]["gsm-symbolic:3"]
+    assert extra["n"] == 3 and 0 <= extra["accuracy"] <= 1
+    assert (chain / "prep" / "debug" / extra["csv"]).is_file() and extra["csv"].endswith("_gsm-symbolic-3.csv")
+    assert info["eval"]["n"] == 3 and info["status"] == "complete"
+
+
 def test_evaluation_data_is_never_the_training_file(tmp_path, run_cli, tiny_model_dir):
     f = tmp_path / "mine.jsonl"
     f.write_text("".join(json.dumps({"question": f"{i}+{i}?", "answer": f"#### {2 * i}"}) + "\n" for i in range(8)))

@@ -379,10 +379,13 @@ def _report(folders: list[Path], out: Path) -> int:
     return 0
 
 
-def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str) -> list[str]:
-    """The command line that evaluates a finished run with its recorded settings (see training.py)."""
+def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
+                    samples: int | None = None) -> list[str]:
+    """The command line that evaluates a finished run with its recorded settings (see training.py),
+    optionally on another evaluation set."""
+    other = ["--data", source, "--eval-samples", str(samples)] if source else []
     return ["evaluate", "--config", str(settings_file), "--model-path", str(run_dir), "--output-dir", str(run_dir),
-            "--output-file", csv_name, "--resume"]
+            "--output-file", csv_name, "--resume", *other]
 
 
 def _print_run(info: dict, output_dir: str) -> None:

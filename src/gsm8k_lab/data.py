@@ -57,14 +57,22 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
     """All problems of a split, in file order; ``path`` names the setting that chose ``source``."""
     if split not in SPLITS:
         raise SettingError("traces.split", split, "{name} must be one of " + ", ".join(SPLITS) + ", got {value}")
-    if source == "bundled":
+    from . import symbolic
+
+    if symbolic.is_symbolic(source):
+        if split == "train":
+            raise SettingError(path, source, "{name} {value} is an evaluation set (variants of GSM8K test "
+                               "problems): never training data")
+        records = symbolic.load(source, path)
+    elif source == "bundled":
         records = _read_jsonl(_bundled_path(split), path, verify_sha256=BUNDLED_SHA256[split])
     elif source == "hub":
         records = _load_hub(split)
     else:
         file = Path(source)
         if not file.is_file():
-            raise SettingError(path, source, "{name} {value} is neither 'bundled', 'hub' nor a JSONL file")
+            raise SettingError(path, source, "{name} {value} is neither 'bundled', 'hub', 'gsm-symbolic' nor a JSONL "
+                               "file")
         records = _read_jsonl(file, path)
     problems = []
     for i, rec in enumerate(records):

@@ -18,7 +18,7 @@ from .generation import decoding
 from .models import resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
-from .sft import check_eval_data_apart, check_tracker
+from .sft import check_eval_data_apart, check_tracker, extra_evaluations
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -40,6 +40,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     g = settings.grpo
     problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
     parent = resolve_model(settings.model.name)
+    extra_eval = extra_evaluations(settings)
     geometry = batch_geometry(settings, world_size())
     print("[gsm8k-lab] GRPO batch: " + ", ".join(f"{k} {v}" for k, v in geometry.items()), flush=True)
     from .training import TrainingJob  # heavy imports after validation
@@ -48,7 +49,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        build_trainer=_trainer_builder(settings, problems),
                        data={"source": settings.data.train_source, "split": "train", "n": len(problems),
                              "budget_seed": settings.data.budget_seed},
-                       train=g, geometry=geometry,
+                       train=g, geometry=geometry, extra_eval=extra_eval,
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
                                    "continuous_batching": g.continuous_batching})
 

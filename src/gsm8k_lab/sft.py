@@ -67,6 +67,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         data = {"source": settings.data.train_source, "split": "train", "n": len(problems),
                 "budget_seed": settings.data.budget_seed}
     parent = resolve_model(settings.model.name)
+    extra_eval = extra_evaluations(settings)
     from .training import TrainingJob  # heavy imports after validation
 
     s = settings.sft
@@ -76,7 +77,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 "epochs": s.stage_epochs(stage)}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, stage, problems), data=data,
-                       train=s, geometry=geometry)
+                       train=s, geometry=geometry, extra_eval=extra_eval)
 
 
 def tokenize_example(tokenizer, problem: Problem) -> dict:
@@ -86,6 +87,16 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     completion = tokenizer(format_target(problem.answer), add_special_tokens=False)["input_ids"]
     completion = [*completion, tokenizer.eos_token_id]
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+
+
+def extra_evaluations(settings: Settings) -> dict[str, int]:
+    """Each further evaluation set (loaded, so a bad one is refused now) and its problem count:
+    the first eval.samples problems, or all of a smaller set."""
+    out = {}
+    for source in settings.eval.extra_sources:
+        size = len(load_split("test", source, "eval.extra_sources"))
+        out[source] = min(size, settings.eval.samples or size)
+    return out
 
 
 def check_tracker(settings: Settings) -> None:

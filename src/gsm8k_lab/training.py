@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ class TrainingJob:
     train: TrainSettings  # the stage's own section (optimizer, schedule, checkpoints, logging)
     geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
     generation: dict | None = None  # rollout settings (GRPO), for run.json
+    extra_eval: dict = field(default_factory=dict)  # further evaluation sets: source -> problems
 
 
 def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
@@ -127,6 +129,14 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     metrics = evaluate_in_fresh_process(run, csv_path)
     info["timings"]["eval_seconds"] = round(time.perf_counter() - t0, 1)
     info["eval"] = {k: metrics[k] for k in EVAL_SUMMARY if k in metrics}
+    t0 = time.perf_counter()
+    for source, n in job.extra_eval.items():
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(source).stem).strip("-")
+        extra = evaluate_in_fresh_process(run, run.debug_dir / f"{job.stage}_{run_id}_{slug}.csv",
+                                          source=source, samples=n)
+        info.setdefault("eval_extra", {})[source] = {k: extra[k] for k in EVAL_SUMMARY if k in extra}
+    if job.extra_eval:
+        info["timings"]["extra_eval_seconds"] = round(time.perf_counter() - t0, 1)
     info["status"] = RunStatus.COMPLETE.value
     run.write(info)
     return info
@@ -194,7 +204,8 @@ def mean_logged_loss(log_file: Path) -> float | None:
     return total / weight if weight else None
 
 
-def evaluate_in_fresh_process(run: RunDir, csv_path: Path) -> dict:
+def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = None,
+                              samples: int | None = None) -> dict:
     """The run's evaluation as ``evaluate_model.py`` would do it, in a process of its own.
 
     The child reads the run's recorded settings (its ``run.json`` as the settings
@@ -206,7 +217,7 @@ def evaluate_in_fresh_process(run: RunDir, csv_path: Path) -> dict:
     from .evaluate import metrics_path
 
     env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
-    cmd = [sys.executable, "-m", "gsm8k_lab", *evaluation_argv(run.run_file, run.root, csv_path.name)]
+    cmd = [sys.executable, "-m", "gsm8k_lab", *evaluation_argv(run.run_file, run.root, csv_path.name, source, samples)]
     code = subprocess.run(cmd, env=env).returncode
     if code == 130:
         raise KeyboardInterrupt
