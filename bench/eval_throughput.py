@@ -1,10 +1,18 @@
-"""Evaluation throughput: the batched engine vs a naive one-problem-at-a-time `generate` loop.
+"""Evaluation throughput: the previous engine, the new default and the quantized path, side by side.
 
-Same model (the embedded default unless --model-path), same dtype, same 32 test
-problems, same greedy decoding, stop rule and max new tokens, in one run.
-Prints problems/s and tokens/s of each and the ratio.
+Same model (the embedded default unless --model-path), same dtype, same test problems,
+greedy decoding with the same stop rule and budget, in one run:
 
-    uv run python bench/eval_throughput.py [--problems 32] [--max-new-tokens 256] [--batch-size 16]
+- ``static 16``: the previous engine, ``model.generate`` on static length-sorted batches of 16;
+- ``refill 64``: the default engine, continuous batching of 64 rows with the shared prompt
+  prefix computed once (``generation/refill.py``);
+- ``int8 refill 64``: the same with int8 weight-only linear layers (``--quantize int8``).
+
+Prints seconds, problems/s, useful tokens/s (completion tokens, EOS included), the ratio
+to the previous engine, the share of problems whose greedy text is identical to it, and
+accuracy / answer / thinking proportions with their 95% intervals.
+
+    uv run python bench/eval_throughput.py [--problems 64] [--max-new-tokens 512] [--dtype fp32]
 """
 
 from __future__ import annotations
@@ -12,68 +20,74 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 
-from gsm8k_lab import runtime
-from gsm8k_lab.config import GenerationSettings, Settings
-from gsm8k_lab.data import build_prompt, load_split
-from gsm8k_lab.generation import STOP, generate
-from gsm8k_lab.generation.hf import TransformersBackend
-from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
+def run(label, model, tokenizer, prompts, problems, gen, engine, batch):
+    from gsm8k_lab.evaluate import compute_metrics, score
+    from gsm8k_lab.generation import generate
+    from gsm8k_lab.generation.hf import TransformersBackend
 
-
-def naive(model, tokenizer, prompts, params):
-    """What a first script would do: one `generate` call per problem."""
-    total = 0
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=params.max_new_tokens, do_sample=False,
-                                 temperature=None, top_p=None, top_k=None,
-                                 pad_token_id=tokenizer.pad_token_id, stop_strings=list(STOP),
-                                 tokenizer=tokenizer)
-        total += out.shape[1] - ids["input_ids"].shape[1]
-    return total
+    backend = TransformersBackend(model, tokenizer, batch_size=batch, engine=engine)
+    t0 = time.perf_counter()
+    out = generate(backend, prompts, gen, desc=label)
+    seconds = time.perf_counter() - t0
+    rows = [score(p, c[0]) for p, c in zip(problems, out)]
+    return {"label": label, "seconds": seconds, "tokens": sum(c[0].n_tokens for c in out),
+            "texts": [c[0].text for c in out], "metrics": compute_metrics(rows)}
 
 
 def main() -> None:
+    import torch
+
+    from gsm8k_lab import runtime
+    from gsm8k_lab.config import GenerationSettings, Settings
+    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.models import load_model, load_tokenizer, quantize, resolve_model
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-path")
-    ap.add_argument("--problems", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--dtype", default="fp32")
+    ap.add_argument("--skip-static", action="store_true", help="only the new engines")
     args = ap.parse_args()
 
-    ref = resolve_model(args.model_path)
     settings = Settings()
     settings.model.dtype = args.dtype
     rt = runtime.current(settings)
-    dtype, device = rt.dtype, rt.device
+    ref = resolve_model(args.model_path)
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, settings)
     problems = load_split("test")[: args.problems]
     prompts = [build_prompt(tokenizer, p.question) for p in problems]
-    params = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    gen = GenerationSettings(max_new_tokens=args.max_new_tokens)
 
-    engine = TransformersBackend(model, tokenizer, batch_size=args.batch_size)
-    t0 = time.perf_counter()
-    results = generate(engine, prompts, params, desc="engine")
-    t_engine = time.perf_counter() - t0
-    tok_engine = sum(c[0].n_tokens for c in results)
+    results = []
+    if not args.skip_static:
+        results.append(run("static 16", model, tokenizer, prompts, problems, gen, "static", 16))
+    results.append(run("refill 64", model, tokenizer, prompts, problems, gen, "refill", 64))
+    qmodel = load_model(ref, settings)
+    quantize(qmodel, "int8")
+    results.append(run("int8 refill 64", qmodel, tokenizer, prompts, problems, gen, "refill", 64))
 
-    tokenizer.padding_side = "left"
-    t0 = time.perf_counter()
-    tok_naive = naive(model, tokenizer, prompts, params)
-    t_naive = time.perf_counter() - t0
+    import re
 
-    n = len(prompts)
-    print(f"\nmodel {ref.base}, {str(dtype).replace('torch.', '')} on {device}, {n} problems, "
-          f"max_new_tokens={args.max_new_tokens}, engine batch {args.batch_size}")
-    print(f"{'':<8}{'seconds':>10}{'problems/s':>12}{'tokens':>9}{'tokens/s':>10}")
-    print(f"{'naive':<8}{t_naive:>10.1f}{n / t_naive:>12.3f}{tok_naive:>9}{tok_naive / t_naive:>10.1f}")
-    print(f"{'engine':<8}{t_engine:>10.1f}{n / t_engine:>12.3f}{tok_engine:>9}{tok_engine / t_engine:>10.1f}")
-    print(f"speed-up (problems/s, engine / naive): {t_naive / t_engine:.2f}x")
+    flags = sorted(set(re.findall(r"avx512_bf16|avx512f|avx2|amx_bf16", open("/proc/cpuinfo").read())))
+    base = results[0]
+    n = len(problems)
+    print(f"\nmodel {ref.base}, {rt.dtype_name} on {rt.device} ({rt.threads} threads; CPU flags: {' '.join(flags)}), "
+          f"{n} test problems, greedy, max_new_tokens={args.max_new_tokens}, torch {torch.__version__}")
+    print(f"{'':<16}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}{'same text':>11}"
+          f"   accuracy (95% CI)        answer (95% CI)          thinking (95% CI)")
+    for r in results:
+        m = r["metrics"]
+        same = sum(a == b for a, b in zip(r["texts"], base["texts"])) / n
+        cells = []
+        for key in ("accuracy", "answer_proportion", "thinking_proportion"):
+            lo, hi = ((m["accuracy_ci95_low"], m["accuracy_ci95_high"]) if key == "accuracy" else m[f"{key}_ci95"])
+            cells.append(f"{m[key]:6.1%} ({lo:.1%}–{hi:.1%})")
+        print(f"{r['label']:<16}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
+              f"{r['tokens'] / r['seconds']:>10.1f}{base['seconds'] / r['seconds']:>6.2f}x{same:>10.0%}   "
+              + "   ".join(f"{c:<22}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -120,3 +120,67 @@ def test_stop_on_text_criteria(backend):
     width = max(map(len, ids))
     batch = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids])
     assert crit(batch, None).tolist() == [True, False, False, True]
+
+
+# --------------------------------------------------------------------------
+# the continuous-batching engine (refill.py) against model.generate
+# --------------------------------------------------------------------------
+def _long_prompts():
+    from gsm8k_lab.data import build_prompt, load_split
+
+    return [p.question for p in load_split("test")[:11]]
+
+
+def test_refill_matches_static_batches_greedily(backend):
+    """Same greedy tokens as model.generate on static batches (fp32), with a shared prompt prefix,
+    refills (11 prompts through 3 rows) and rows of very different lengths."""
+    from gsm8k_lab.data import build_prompt
+
+    tok = backend.tokenizer
+    prompts = [build_prompt(tok, q) for q in _long_prompts()]
+    params = SamplingParams(max_new_tokens=12)
+    static = generate(TransformersBackend(backend.model, tok, batch_size=4, engine="static"), prompts, params)
+    refill = TransformersBackend(backend.model, tok, batch_size=3, engine="refill")
+    assert refill.engine == "refill"
+    got = generate(refill, prompts, params)
+    assert [c[0].text for c in got] == [c[0].text for c in static]
+    assert [c[0].n_tokens for c in got] == [c[0].n_tokens for c in static]
+
+
+def test_refill_without_a_shared_prefix_and_with_buffer_compaction(backend):
+    """Prompts with nothing in common, and a budget that makes the KV buffer wrap (compaction)."""
+    prompts = [f"{w} " * (3 + 5 * i) for i, w in enumerate(["alpha", "beta", "gamma", "delta", "eps", "zeta"])]
+    params = SamplingParams(max_new_tokens=70)
+    static = generate(TransformersBackend(backend.model, backend.tokenizer, batch_size=6, engine="static"),
+                      prompts, params)
+    got = generate(TransformersBackend(backend.model, backend.tokenizer, batch_size=2, engine="refill"),
+                   prompts, params)
+    assert [c[0].text for c in got] == [c[0].text for c in static]
+
+
+def test_refill_samples_reproducibly_with_n_per_prompt(backend):
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, top_p=0.9, top_k=50, min_p=0.01,
+                            repetition_penalty=1.2, seed=7)
+    b = TransformersBackend(backend.model, backend.tokenizer, batch_size=4, engine="refill")
+    first = generate(b, PROMPTS, params, n=3)
+    again = generate(b, PROMPTS, params, n=3)
+    assert [[c.text for c in cs] for cs in first] == [[c.text for c in cs] for cs in again]
+    assert all(len(cs) == 3 for cs in first)
+    assert len({c.text for cs in first for c in cs}) > len(PROMPTS)  # samples differ
+
+
+def test_refill_stop_check_ends_a_row_at_the_closing_tag(tiny_model_dir):
+    """The per-row stop check fires on the token that completes the closing tag, not before."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    target = tok("<SOLUTION>4</SOLUTION> and more", add_special_tokens=False)["input_ids"]
+    b = TransformersBackend(model, tok, batch_size=2, engine="refill")
+    stop = b._stop_criteria or __import__("gsm8k_lab.generation.hf", fromlist=["StopOnText"]).StopOnText(
+        tok, ("</SOLUTION>",))
+    upto = next(i for i in range(1, len(target) + 1) if stop.matches(target[:i]))
+    assert tok.decode(target[:upto]).endswith("</SOLUTION>") and not stop.matches(target[:upto - 1])
+    c = b._decode(target[:upto])
+    assert c.text.endswith("</SOLUTION>") and not c.truncated

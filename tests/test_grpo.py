@@ -43,6 +43,27 @@ def test_grpo_two_processes(tmp_path, tiny_model_dir):
     assert info["train"]["completions_per_step"] == 4 and info["train"]["processes"] == 2
 
 
+@pytest.mark.parametrize("engine", ["trl", "refill-merged"])
+def test_grpo_rollout_engines(run_cli, tmp_path, tiny_model_dir, engine):
+    """TRL's own generate and the refill engine on merged LoRA both train (the chain uses refill, unmerged)."""
+    out = tmp_path / engine
+    r = run_cli("train_grpo.py", "--output-dir", str(out), "--base-model", str(tiny_model_dir), "--rollout-engine",
+                engine, "--batch-size", "4", "--gradient-accumulation-steps", "1", "--max-completion-length", "6",
+                "--eval-max-new-tokens", "6", "--dtype", "fp32",
+                env={"TRAIN_SAMPLES": "4", "NUM_GENERATIONS": "2", "EVAL_SAMPLES": "2"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["generation"]["rollout_engine"] == engine and info["train"]["global_steps"] == 2
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    lengths = [rec["completions/mean_length"] for rec in log if "completions/mean_length" in rec]
+    assert lengths and all(0 < x <= 6 for x in lengths)
+
+
+def test_the_chain_rolls_out_with_the_refill_engine_on_cpu(chain):
+    info = json.loads((chain / "grpo" / "run.json").read_text())
+    assert info["generation"]["rollout_engine"] == "refill"
+
+
 def test_grpo_with_transformers_continuous_batching(run_cli, tmp_path, tiny_model_dir):
     out = tmp_path / "cb"
     r = run_cli("train_grpo.py", "--output-dir", str(out), "--base-model", str(tiny_model_dir), "--continuous-batching",

@@ -120,6 +120,9 @@ class ModelSettings:
                          "on CPU and fp16 on old GPUs), bf16, fp16 or fp32.", choices=DTYPES)
     attn_implementation: str | None = setting(
         None, "Attention kernel (sdpa, flash_attention_2, eager); unset lets transformers choose.")
+    quantize: str | None = setting(None, "Generation only (evaluation, traces): int8 quantizes the linear layers' "
+                                   "weights (torchao, int8 weight-only; uv sync --extra quantize); unset keeps them.",
+                                   choices=(None, "int8"))
 
 
 @dataclass
@@ -153,7 +156,7 @@ class GenerationSettings:
     min_p: float = setting(0.0, "Min-p sampling (0 disables; sampling only).", min=0.0, max=1.0)
     repetition_penalty: float = setting(1.0, "Repetition penalty (1 disables).", above=0.0)
     seed: int = setting(0, "Sampling seed.")
-    batch_size: int = setting(16, "Prompts generated together.", min=1)
+    batch_size: int = setting(64, "Completions decoded together (rows of the continuous batch).", min=1)
     backend: str = setting("auto", "auto (vLLM on a CUDA GPU when installed, else transformers), "
                            "transformers or vllm.", choices=BACKENDS)
 
@@ -233,6 +236,13 @@ class GRPOSettings(TrainSettings):
                                                  above=0.0, max=1.0)
     continuous_batching: bool = setting(False, "Roll out with transformers' continuous batching "
                                         "(TRL use_transformers_continuous_batching): a GPU without vLLM.")
+    rollout_engine: str = setting("auto", "How rollouts are generated without vLLM: trl (TRL's model.generate), "
+                                  "refill (this project's continuous-batching loop, through TRL's rollout_func; "
+                                  "LoRA unmerged), refill-merged (the same on LoRA merged for the rollout), or auto "
+                                  "(refill on a CPU, trl on a GPU).",
+                                  choices=("auto", "trl", "refill", "refill-merged"))
+    cache_implementation: str | None = setting(None, "KV cache of TRL's own rollouts (static or dynamic); unset: "
+                                               "transformers' default.", choices=(None, "static", "dynamic"))
     rollout: GenerationSettings = section(generation("rollout"), "How GRPO samples its groups.")
 
     def batch(self) -> int:
@@ -581,7 +591,8 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
         if isinstance(value, float) and not math.isfinite(value):
             raise SettingError(path, value, "{name} must be a finite number, got {value}")
         if meta["choices"] is not None and value not in meta["choices"]:
-            raise SettingError(path, value, "{name} must be one of " + ", ".join(meta["choices"]) + ", got {value}")
+            names = ", ".join(str(c) for c in meta["choices"] if c is not None)
+            raise SettingError(path, value, "{name} must be one of " + names + ", got {value}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             _check_range(path, value, meta)
         split = meta.get("split")

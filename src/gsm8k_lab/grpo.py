@@ -51,7 +51,8 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                              "budget_seed": settings.data.budget_seed},
                        train=g, geometry=geometry, extra_eval=extra_eval,
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
-                                   "continuous_batching": g.continuous_batching})
+                                   "continuous_batching": g.continuous_batching,
+                                   "rollout_engine": rollout_engine(settings)})
 
 
 def batch_geometry(settings: Settings, processes: int) -> dict:
@@ -95,10 +96,69 @@ def _trainer_builder(settings: Settings, problems):
             vllm_mode=g.vllm_mode,
             vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,
             use_transformers_continuous_batching=g.continuous_batching,
+            cache_implementation=g.cache_implementation,
             log_completions=False,
         )
+        engine = rollout_engine(settings)
+        extra = {"rollout_func": refill_rollout(settings, merged=engine == "refill-merged")} \
+            if engine.startswith("refill") else {}
         return GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
                            train_dataset=dataset, processing_class=tokenizer,
-                           peft_config=lora_config(settings), callbacks=callbacks)
+                           peft_config=lora_config(settings), callbacks=callbacks, **extra)
 
     return build_trainer
+
+
+def rollout_engine(settings: Settings) -> str:
+    """What generates the rollouts: vLLM and continuous batching are TRL's; else ``grpo.rollout_engine``."""
+    g = settings.grpo
+    if g.use_vllm or g.continuous_batching:
+        return "trl"
+    if g.rollout_engine != "auto":
+        return g.rollout_engine
+    from . import runtime
+
+    return "trl" if runtime.current(settings).on_gpu else "refill"
+
+
+def refill_rollout(settings: Settings, merged: bool = False):
+    """A TRL ``rollout_func``: the group completions from the refill engine (``generation/refill.py``).
+
+    The prompts are tokenized as TRL tokenizes them, each one (already repeated once per
+    completion of its group by TRL's sampler) gets one completion, sampled with the
+    ``grpo.rollout`` settings under a seed that moves with the step and the process; no stop
+    string, so completions end at EOS or the length budget exactly as TRL's own generation.
+    The policy samples in eval mode (no LoRA dropout); with ``merged`` the adapter is merged
+    into the weights for the rollout and unmerged after.
+    """
+    from dataclasses import replace
+
+    def rollout(prompts: list[str], trainer) -> dict:
+        import torch
+
+        from .generation.refill import decode
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        tok = trainer.processing_class
+        ids = tok(text=prompts)["input_ids"]
+        g = settings.grpo.rollout
+        seed = g.seed + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
+        gen = replace(g, seed=seed, max_new_tokens=trainer.max_completion_length)
+        eos = set(getattr(trainer, "eos_token_ids", None) or [tok.eos_token_id])
+        training = model.training
+        model.eval()
+        if merged:
+            model.merge_adapter()
+        out: list[list[int]] = [[] for _ in prompts]
+        try:
+            with torch.no_grad():
+                jobs = [(i, 0) for i in range(len(prompts))]
+                for i, _, tokens, _ in decode(model, ids, jobs, gen, len(prompts), eos, lambda t: False):
+                    out[i] = tokens
+        finally:
+            if merged:
+                model.unmerge_adapter()
+            model.train(training)
+        return {"prompt_ids": ids, "completion_ids": out, "logprobs": None}
+
+    return rollout

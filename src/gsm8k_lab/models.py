@@ -124,11 +124,13 @@ def load_tokenizer(ref: ModelRef):
     return tokenizer
 
 
-def load_model(ref: ModelRef, settings: Settings, device: str | None = None, merge_all: bool = True):
+def load_model(ref: ModelRef, settings: Settings, device: str | None = None, merge_all: bool = True,
+               for_generation: bool = True):
     """Load base weights (the runtime's dtype) and merge the reference's adapters into them.
 
     With ``merge_all=False`` the last adapter stays a trainable PEFT adapter
-    (used to continue training); otherwise the result is a plain model.
+    (used to continue training); otherwise the result is a plain model. A model
+    for generation is quantized when ``model.quantize`` asks for it.
     """
     from transformers import AutoModelForCausalLM
 
@@ -153,7 +155,25 @@ def load_model(ref: ModelRef, settings: Settings, device: str | None = None, mer
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=last and not merge_all)
             if not last or merge_all:
                 model = model.merge_and_unload()
-    return model.to(device or rt.device)
+    model = model.to(device or rt.device)
+    if for_generation and settings.model.quantize:
+        quantize(model, settings.model.quantize)
+    return model
+
+
+def quantize(model, scheme: str) -> None:
+    """int8 weight-only linear layers (torchao) for faster generation; the output layer stays as it is."""
+    import torch
+
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    except ImportError:
+        raise SettingError("model.quantize", scheme,
+                           "{name} {value} needs torchao (uv sync --extra quantize)") from None
+    head = model.get_output_embeddings()
+    quantize_(model, Int8WeightOnlyConfig(),
+              filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and m is not head)
+    model._gsm8k_quantized = scheme
 
 
 def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:

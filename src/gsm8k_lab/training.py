@@ -92,7 +92,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     if status is RunStatus.TRAINING:
         print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
         tokenizer = load_tokenizer(job.parent)
-        model = load_model(job.parent, settings, device="cpu", merge_all=True)
+        model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
         checkpoint = run.latest_checkpoint() if resume else None
         if checkpoint is not None:
             print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)

@@ -21,10 +21,14 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model, tokenizer, batch_size: int | None = None):
+    def __init__(self, model, tokenizer, batch_size: int | None = None, engine: str = "auto"):
         from transformers import GenerationConfig
 
+        from .refill import supports
+
         self.model = model.eval()
+        # "refill": the continuous-batching loop of refill.py; "static": model.generate per batch
+        self.engine = ("refill" if supports(model) else "static") if engine == "auto" else engine
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # None: the settings' batch size at each call
         tokenizer.padding_side = "left"
@@ -43,12 +47,51 @@ class TransformersBackend:
 
     def describe(self) -> str:
         p = next(self.model.parameters())
-        return f"transformers on {p.device} ({str(p.dtype).replace('torch.', '')})"
+        quant = getattr(self.model, "_gsm8k_quantized", None)
+        dtype = str(p.dtype).replace("torch.", "") + (f", {quant} weights" if quant else "")
+        return f"transformers on {p.device} ({dtype}, {self.engine} batches)"
 
     def close(self) -> None:
         self.model = None
 
     def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating"):
+        if self.engine == "refill":
+            yield from self._refill_iter(prompts, gen, n, desc)
+        else:
+            yield from self._static_iter(prompts, gen, n, desc)
+
+    def _refill_iter(self, prompts, gen: GenerationSettings, n: int, desc: str):
+        from tqdm.auto import tqdm
+
+        from .refill import decode
+
+        batch_size = self.batch_size or gen.batch_size
+        encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
+        # longest prompts first: a long prompt admitted late would shift every row to make room
+        jobs = sorted(((i, k) for i in range(len(prompts)) for k in range(n)), key=lambda j: (-len(encoded[j[0]]), j))
+        if self._stop_criteria is None:
+            self._stop_criteria = StopOnText(self.tokenizer, STOP)
+        stop = self._stop_criteria
+        results: dict[int, list[Completion | None]] = {}
+        t0, n_tokens, n_done = time.perf_counter(), 0, 0
+        bar = tqdm(total=len(prompts), desc=desc, unit="problem", dynamic_ncols=True)
+        try:
+            for i, k, toks, _ in decode(self.model, encoded, jobs, gen, batch_size, set(self.eos_ids),
+                                        stop.matches):
+                comp = self._decode(toks)
+                n_tokens += comp.n_tokens
+                slot = results.setdefault(i, [None] * n)
+                slot[k] = comp
+                if all(c is not None for c in slot):
+                    n_done += 1
+                    bar.update(1)
+                    elapsed = time.perf_counter() - t0
+                    bar.set_postfix(problems_s=f"{n_done / elapsed:.2f}", tok_s=f"{n_tokens / elapsed:.0f}")
+                    yield [i], [results.pop(i)]
+        finally:
+            bar.close()
+
+    def _static_iter(self, prompts, gen: GenerationSettings, n: int, desc: str):
         import torch
         from tqdm.auto import tqdm
 
@@ -149,8 +192,16 @@ class StopOnText:
         finals = {s[-1] for s in stops}
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         self.final_ids = torch.tensor([i for i, p in enumerate(pieces) if p and any(c in p for c in finals)])
+        self._final_set = set(self.final_ids.tolist())
         lengths = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops]
         self.window = max(lengths) + 2
+
+    def matches(self, tokens: list[int]) -> bool:
+        """One row's tokens end in a stop string (cheap unless the last token can end one)."""
+        if not tokens or tokens[-1] not in self._final_set:
+            return False
+        tail = self.tokenizer.decode(tokens[-self.window:], skip_special_tokens=True)
+        return any(s in tail for s in self.stops)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch

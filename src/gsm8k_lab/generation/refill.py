@@ -1,0 +1,368 @@
+"""A continuous-batching decode loop for the transformers backend (CPU and GPU).
+
+Today's static batches (``model.generate`` per batch) run every batch until its
+longest completion ends, recompute the shared system prompt for every problem
+and, with transformers' dynamic cache, copy the whole KV cache at every step.
+This loop instead keeps ``batch_size`` rows decoding at once and:
+
+- **refills** a finished row with a waiting problem (several at a time, so each
+  prefill is one batched call), so no row idles until the batch's longest
+  completion ends;
+- computes the prompts' **shared prefix** (the chat template and system prompt,
+  ~100 tokens) once and copies its KV into each new row, prefilling only the
+  question;
+- writes the KV into **preallocated buffers** in place, every row aligned on the
+  right so all rows write column ``t`` at each step (its own positions and a
+  padding mask keep rows apart); when the buffer fills, columns no row uses are
+  dropped from the left.
+
+Decoding is exactly the settings': greedy is argmax, sampling applies the
+repetition penalty, temperature, top-k, top-p and min-p in transformers' order.
+It needs a decoder whose attention calls ``cache.update(k, v, layer_idx)`` and
+accepts a 4D mask (Llama, Qwen2/3, Mistral, SmolLM...); :func:`supports` says.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from ..config import GenerationSettings
+
+SUPPORTED = ("llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo2", "granite")
+MIN_SHARED_PREFIX = 8  # tokens; below this the prefix is not worth a separate pass
+
+
+ATTENTION = "gsm8k_lab_gqa"
+
+
+def gqa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for grouped-query models without expanding K and V to every query head.
+
+    transformers' SDPA path repeats the KV heads (a copy of the whole cache, every layer, every
+    step) whenever a mask is given; here the query heads of a group share their KV head through
+    a broadcast matmul instead. Returns ``[batch, q, heads, dim]`` like the built-in kernels.
+    """
+    import torch
+
+    b, h, q, d = query.shape
+    hkv = key.shape[1]
+    g = h // hkv
+    qg = query.reshape(b, hkv, g * q, d)
+    scores = torch.matmul(qg, key.transpose(-1, -2)) * (scaling if scaling is not None else d ** -0.5)
+    if attention_mask is not None:
+        mask = attention_mask[:, :, :, : key.shape[-2]]
+        if q > 1 and g > 1:
+            mask = mask[:, :, None].expand(-1, -1, g, -1, -1).reshape(mask.shape[0], 1, g * q, -1)
+        scores = scores + mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(probs, value).reshape(b, hkv, g, q, -1).reshape(b, h, q, -1)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _use_gqa_attention(model):
+    """Switch the model's attention to :func:`gqa_attention`; returns a function that switches back."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, gqa_attention)
+    configs = {id(c): c for c in (model.config, getattr(model.get_decoder(), "config", model.config))}.values()
+    before = [(c, c._attn_implementation) for c in configs]
+    for c in configs:
+        c._attn_implementation = ATTENTION
+
+    def restore() -> None:
+        for c, impl in before:
+            c._attn_implementation = impl
+
+    return restore
+
+
+def supports(model) -> bool:
+    """A plain decoder of a family whose attention this loop drives (full attention, no soft-capping)."""
+    config = getattr(model, "config", None)
+    return (getattr(config, "model_type", None) in SUPPORTED and not getattr(config, "use_sliding_window", False)
+            and hasattr(model, "get_decoder") and model.get_output_embeddings() is not None)
+
+
+class RowCache:
+    """Per-layer KV buffers ``[rows, heads, length, dim]``; every row writes its next token at column ``t``."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.keys: dict[int, object] = {}
+        self.values: dict[int, object] = {}
+        self.t = 0
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        import torch
+
+        if layer_idx not in self.keys:
+            b, h, _, d = key_states.shape
+            self.keys[layer_idx] = torch.zeros(b, h, self.length, d, dtype=key_states.dtype, device=key_states.device)
+            self.values[layer_idx] = torch.zeros(b, h, self.length, value_states.shape[-1],
+                                                 dtype=value_states.dtype, device=value_states.device)
+        n = key_states.shape[2]
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        k[:, :, self.t:self.t + n] = key_states
+        v[:, :, self.t:self.t + n] = value_states
+        return k[:, :, :self.t + n], v[:, :, :self.t + n]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.t
+
+
+class PrefixCache:
+    """The shared prefix's KV in front of a batch of suffixes (during their prefill); keeps the suffix KV."""
+
+    def __init__(self, prefix: dict[int, tuple], rows: int):
+        self.prefix, self.rows = prefix, rows
+        self.suffix: dict[int, tuple] = {}
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        import torch
+
+        self.suffix[layer_idx] = (key_states, value_states)
+        if layer_idx not in self.prefix:
+            return key_states, value_states
+        pk, pv = self.prefix[layer_idx]
+        return (torch.cat([pk.expand(self.rows, -1, -1, -1), key_states], dim=2),
+                torch.cat([pv.expand(self.rows, -1, -1, -1), value_states], dim=2))
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+class KeepAll:
+    """A cache that only records what it is given (the prefix's own pass)."""
+
+    def __init__(self):
+        self.kv: dict[int, tuple] = {}
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        self.kv[layer_idx] = (key_states, value_states)
+        return key_states, value_states
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+def decode(model, encoded: list[list[int]], jobs: list[tuple[int, int]], gen: GenerationSettings,
+           batch_size: int, eos_ids: set[int], stop_check) -> Iterator[tuple[int, int, list[int], bool]]:
+    """Generate for each job ``(prompt index, sample)``; yields ``(prompt index, sample, new tokens,
+    finished)`` as rows end (``finished``: EOS or a stop string, not the token budget)."""
+
+    restore = _use_gqa_attention(model)
+    try:
+        yield from _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check)
+    finally:
+        restore()
+
+
+def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
+    import torch
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    prefix_len = _shared_prefix(encoded, [i for i, _ in jobs])
+    prefix_ids = encoded[jobs[0][0]][:prefix_len] if jobs else []
+    prefix_kv: dict[int, tuple] = {}
+    neg = torch.finfo(dtype).min
+    if prefix_len:
+        keep = KeepAll()
+        causal = torch.ones(prefix_len, prefix_len, dtype=torch.bool).tril()
+        mask = torch.zeros(1, 1, prefix_len, prefix_len, dtype=dtype).masked_fill(~causal, neg)
+        with torch.inference_mode():
+            decoder(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=keep, use_cache=True,
+                    position_ids=torch.arange(prefix_len, device=device)[None], attention_mask=mask.to(device))
+        prefix_kv = keep.kv
+    longest = max(len(encoded[i]) for i, _ in jobs)
+    length = longest + gen.max_new_tokens + max(64, gen.max_new_tokens // 2)
+    cache = RowCache(length)
+    sampler = _Sampler(gen)
+    queue = deque(jobs)
+    rows: list[dict] = []  # per row: job, start column, generated tokens
+    refill_at = max(1, batch_size // 8)
+    next_tokens = None
+
+    def admit(count: int) -> None:
+        nonlocal next_tokens
+        new = [queue.popleft() for _ in range(min(count, len(queue)))]
+        if not new:
+            return
+        suffixes = [encoded[i][prefix_len:] for i, _ in new]
+        width = max(len(s) for s in suffixes)
+        m = len(new)
+        ids = torch.full((m, width), 0, dtype=torch.long)
+        for r, s in enumerate(suffixes):
+            ids[r, :len(s)] = torch.tensor(s)
+        pos = torch.arange(prefix_len, prefix_len + width)[None].expand(m, -1)
+        # suffix token j sees the whole prefix and suffix tokens <= j (right padding is never seen)
+        allowed = torch.ones(m, 1, width, prefix_len + width, dtype=torch.bool)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        allowed[:, 0, :, prefix_len:] = causal
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, neg)
+        pcache = PrefixCache(prefix_kv, m)
+        with torch.inference_mode():
+            hidden = decoder(input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
+                             past_key_values=pcache, use_cache=True).last_hidden_state
+            last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+            logits = head(hidden[torch.arange(m, device=device), last]).float()
+        first = sampler(logits, lambda: [encoded[i] for i, _ in new])
+        # make room: each new row ends at column t, so t must be at least its prompt length
+        need = max(prefix_len + len(s) for s in suffixes)
+        if cache.t < need:
+            _shift_right(cache, rows, need - cache.t)
+        base = len(rows)
+        if not cache.keys:  # the first rows: allocate the buffers
+            for layer, (k, v) in pcache.suffix.items():
+                cache.keys[layer] = torch.zeros(m, k.shape[1], cache.length, k.shape[3], dtype=k.dtype, device=device)
+                cache.values[layer] = torch.zeros(m, v.shape[1], cache.length, v.shape[3], dtype=v.dtype,
+                                                  device=device)
+        else:
+            _grow(cache, m)
+        for r, (job, s) in enumerate(zip(new, suffixes)):
+            total = prefix_len + len(s)
+            start = cache.t - total
+            slot = base + r
+            for layer, (k, v) in pcache.suffix.items():
+                if prefix_len:
+                    pk, pv = prefix_kv[layer]
+                    cache.keys[layer][slot, :, start:start + prefix_len] = pk[0]
+                    cache.values[layer][slot, :, start:start + prefix_len] = pv[0]
+                cache.keys[layer][slot, :, start + prefix_len:cache.t] = k[r, :, :len(s)]
+                cache.values[layer][slot, :, start + prefix_len:cache.t] = v[r, :, :len(s)]
+            rows.append({"job": job, "start": start, "tokens": [int(first[r])], "prompt": encoded[job[0]]})
+        tail = first.to(device)[:, None]
+        next_tokens = tail if next_tokens is None else torch.cat([next_tokens, tail])
+
+    admit(batch_size)
+    while rows:
+        # rows whose last token ended them leave; their slots are refilled
+        done = []
+        for r, row in enumerate(rows):
+            tok = row["tokens"][-1]
+            if tok in eos_ids or stop_check(row["tokens"]):
+                done.append((r, True))
+            elif len(row["tokens"]) >= gen.max_new_tokens:
+                done.append((r, False))
+        if done:
+            for r, finished in done:
+                i, k = rows[r]["job"]
+                yield i, k, rows[r]["tokens"], finished
+            keep = [r for r in range(len(rows)) if r not in {d for d, _ in done}]
+            rows = [rows[r] for r in keep]
+            next_tokens = next_tokens[keep] if keep else None
+            _select(cache, keep)
+        if queue and batch_size - len(rows) >= (refill_at if rows else 1):
+            admit(batch_size - len(rows))
+        if not rows:
+            break
+        if cache.t + 1 > cache.length:
+            _compact(cache, rows)
+        starts = torch.tensor([row["start"] for row in rows])
+        pos = torch.tensor([[cache.t - row["start"]] for row in rows])
+        cols = torch.arange(cache.t + 1)
+        mask = torch.zeros(len(rows), 1, 1, cache.t + 1, dtype=dtype).masked_fill(
+            (cols[None, :] < starts[:, None])[:, None, None, :], neg)
+        with torch.inference_mode():
+            hidden = decoder(input_ids=next_tokens, position_ids=pos.to(device), attention_mask=mask.to(device),
+                             past_key_values=cache, use_cache=True).last_hidden_state
+            logits = head(hidden[:, -1]).float()
+        cache.t += 1
+        chosen = sampler(logits, lambda rows=rows: [row["prompt"] + row["tokens"] for row in rows])
+        for row, tok in zip(rows, chosen.tolist()):
+            row["tokens"].append(tok)
+        next_tokens = chosen.to(device)[:, None]
+
+
+class _Sampler:
+    """Greedy argmax, or transformers' processors in their order: repetition penalty, temperature,
+    top-k, top-p, min-p; then a seeded multinomial draw."""
+
+    def __init__(self, gen: GenerationSettings):
+        import torch
+
+        self.gen = gen
+        self.generator = None if gen.greedy else torch.Generator(device="cpu").manual_seed(gen.seed)
+
+    def __call__(self, logits, histories):
+        """``histories``: a callable giving each row's prompt + generated tokens (only the penalty needs them)."""
+        import torch
+
+        g = self.gen
+        if g.repetition_penalty != 1.0:
+            for r, history in enumerate(histories()):
+                idx = torch.tensor(sorted(set(history)), device=logits.device)
+                picked = logits[r, idx]
+                logits[r, idx] = torch.where(picked < 0, picked * g.repetition_penalty, picked / g.repetition_penalty)
+        if g.greedy:
+            return logits.argmax(-1).cpu()
+        logits = logits / g.temperature
+        if g.top_k:
+            kth = torch.topk(logits, min(g.top_k, logits.shape[-1])).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if g.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=False)
+            cumulative = sorted_logits.softmax(-1).cumsum(-1)
+            remove = cumulative <= (1 - g.top_p)
+            remove[:, -1] = False
+            logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
+        if g.min_p:
+            probs = logits.softmax(-1)
+            floor = probs.max(-1, keepdim=True).values * g.min_p
+            logits = logits.masked_fill(probs < floor, float("-inf"))
+        probs = logits.softmax(-1).cpu()
+        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+
+
+def _shared_prefix(encoded: list[list[int]], used: list[int]) -> int:
+    """Tokens every used prompt starts with, minus one (each row keeps at least one token to prefill)."""
+    if not used:
+        return 0
+    seqs = [encoded[i] for i in dict.fromkeys(used)]
+    first, n = seqs[0], min(len(s) for s in seqs) - 1
+    p = 0
+    while p < n and all(s[p] == first[p] for s in seqs):
+        p += 1
+    return p if p >= MIN_SHARED_PREFIX else 0
+
+
+def _grow(cache: RowCache, extra: int) -> None:
+    import torch
+
+    for store in (cache.keys, cache.values):
+        for layer, buf in store.items():
+            pad = torch.zeros((extra, *buf.shape[1:]), dtype=buf.dtype, device=buf.device)
+            store[layer] = torch.cat([buf, pad])
+
+
+def _select(cache: RowCache, keep: list[int]) -> None:
+    import torch
+
+    for store in (cache.keys, cache.values):
+        for layer, buf in store.items():
+            store[layer] = buf[torch.tensor(keep, dtype=torch.long, device=buf.device)] if keep else buf[:0]
+
+
+def _shift_right(cache: RowCache, rows: list[dict], by: int) -> None:
+    """Move every row's columns right (so a longer prompt fits before column t)."""
+    for store in (cache.keys, cache.values):
+        for buf in store.values():
+            buf[:, :, by:cache.t + by] = buf[:, :, :cache.t].clone()
+    for row in rows:
+        row["start"] += by
+    cache.t += by
+
+
+def _compact(cache: RowCache, rows: list[dict]) -> None:
+    """Drop the columns on the left that no row uses any more."""
+    drop = min(row["start"] for row in rows)
+    if drop <= 0:
+        raise RuntimeError("KV buffer full: a row is longer than the buffer")  # cannot happen: sized for it
+    for store in (cache.keys, cache.values):
+        for buf in store.values():
+            buf[:, :, :cache.t - drop] = buf[:, :, drop:cache.t].clone()
+    for row in rows:
+        row["start"] -= drop
+    cache.t -= drop
