@@ -8,7 +8,9 @@ the ratio to TRL's default, and the rewards each variant logged:
 - ``trl``: TRL's ``model.generate`` on the LoRA-wrapped policy (dynamic KV cache);
 - ``trl static cache``: the same with ``cache_implementation="static"``;
 - ``refill``: the refill engine through TRL's ``rollout_func`` (LoRA unmerged);
-- ``refill merged``: the same with the adapter merged into the weights for each rollout.
+- ``refill merged``: the same with the adapter merged into the weights for each rollout;
+- ``refill, beta 0``: refill without the KL term, so without the reference model's forward
+  pass (an algorithm change, shown for what it costs, not a default).
 
     uv run python bench/grpo_step.py [--model-path RUN_OR_MODEL] [--steps 4] [--dtype fp32]
 """
@@ -26,6 +28,7 @@ VARIANTS = {
     "trl static cache": {"grpo.rollout_engine": "trl", "grpo.cache_implementation": "static"},
     "refill": {"grpo.rollout_engine": "refill"},
     "refill merged": {"grpo.rollout_engine": "refill-merged"},
+    "refill, beta 0": {"grpo.rollout_engine": "refill", "grpo.beta": 0.0},  # no reference forward (DAPO's choice)
 }
 
 

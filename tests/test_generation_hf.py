@@ -126,7 +126,7 @@ def test_stop_on_text_criteria(backend):
 # the continuous-batching engine (refill.py) against model.generate
 # --------------------------------------------------------------------------
 def _long_prompts():
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
 
     return [p.question for p in load_split("test")[:11]]
 
