@@ -290,6 +290,12 @@ class _Sampler:
         """``histories``: a callable giving each row's prompt + generated tokens (only the penalty needs them)."""
         import torch
 
+        with torch.inference_mode():
+            return self._choose(logits, histories)
+
+    def _choose(self, logits, histories):
+        import torch
+
         g = self.gen
         if g.repetition_penalty != 1.0:
             for r, history in enumerate(histories()):
