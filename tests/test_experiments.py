@@ -33,11 +33,11 @@ def test_experiment1_layout():
     s = Settings()
     s.experiment.budgets = [64, 32]
     steps = experiment1_steps(s, "root")
-    assert [str(x.run_dir) for x in steps] == ["root/prep_sft", "root/32/full_sft", "root/32/grpo",
-                                              "root/64/full_sft", "root/64/grpo"]
+    assert [str(x.run_dir) for x in steps] == ["root/base_model", "root/prep_sft", "root/32/full_sft",
+                                              "root/32/grpo", "root/64/full_sft", "root/64/grpo"]
     s.experiment.budgets, s.experiment.seeds = [32], 2
     two = experiment1_steps(s, "root")
-    assert [x.run_dir.name for x in two[1:]] == ["full_sft-seed0", "grpo-seed0", "full_sft-seed1", "grpo-seed1"]
+    assert [x.run_dir.name for x in two[2:]] == ["full_sft-seed0", "grpo-seed0", "full_sft-seed1", "grpo-seed1"]
 
 
 def test_experiment2_layout_and_trace_settings(tmp_path):

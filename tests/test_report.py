@@ -48,7 +48,7 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
                  "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
                  "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
     if symbolic is not None:
-        info["eval_extra"] = {"gsm-symbolic": {"accuracy": symbolic, "n": 10}}
+        info["eval_extra"] = {"gsm-symbolic:10": {"accuracy": symbolic, "n": 10}}  # keyed as eval.extra_sources
     (d / "run.json").write_text(json.dumps(info))
     return d
 
@@ -77,7 +77,8 @@ def test_report_table_pairs_and_plots(tmp_path):
 
     out = tmp_path / "report"
     summary = write_report([tmp_path / "sweep", tmp_path / "traces"], out)
-    assert summary["runs"] == 6 and summary["pairs"] == 3 and summary["comparisons"] == 6
+    # SFT vs GRPO twice, traces vs original once, prep SFT vs each of the four runs trained from it
+    assert summary["runs"] == 6 and summary["pairs"] == 7 and summary["comparisons"] == 14
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["method"], r["budget"]) for r in rows] == [
@@ -97,6 +98,25 @@ def test_report_table_pairs_and_plots(tmp_path):
     for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png", "compute.png"):
         data = (out / png).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000
+
+
+def test_each_stage_is_compared_with_the_model_it_started_from(tmp_path):
+    # base: an answer on problems 0-1 only; prep SFT: on 0-13 (12 gained, none lost); SFT from prep: on 0-15
+    make_run(tmp_path, "s/base_model", "base", 0, [False] * 20, answers=[i < 2 for i in range(20)])
+    make_run(tmp_path, "s/prep_sft", "prep_sft", 8, [False] * 20, answers=[i < 14 for i in range(20)])
+    make_run(tmp_path, "s/32/full_sft", "full_sft", 32, [False] * 20, answers=[i < 16 for i in range(20)])
+    summary = write_report([tmp_path / "s"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| base model vs prep SFT (8 problems) |")]
+    fmt = next(line for line in rows if "| answer format |" in line)
+    assert "| 20 | 10.0% | 70.0% | +60.0% (" in fmt
+    assert f"exact McNemar (0 vs 12 discordant) | {2 / 4096:.3g} | prep SFT better |" in fmt
+    start = next(line for line in md.splitlines()
+                 if line.startswith("| prep SFT vs SFT from it, 32 problems, seed 42 | answer format |"))
+    assert f"(0 vs 2 discordant) | {mcnemar_exact(0, 2):.3g} | within noise |" in start
+    assert summary["resolved"] == 1
+    table = next(line for line in md.splitlines() if line.startswith("| base model | 0 |"))
+    assert "| 0.0% |" in table
 
 
 def test_clear_difference_is_called(tmp_path):

@@ -286,3 +286,28 @@ def mean_loss(run):
     from gsm8k_lab.training import mean_logged_loss
 
     return mean_logged_loss(run / "train_log.jsonl")
+
+
+def test_the_base_model_is_evaluated_as_a_run_the_report_reads(tmp_path, tiny_model_dir, capsys):
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.report import collect_runs
+    from gsm8k_lab.training import evaluate_base
+
+    s = Settings()
+    s.model.name, s.model.dtype, s.eval.samples, s.eval.generation.max_new_tokens = str(tiny_model_dir), "fp32", 3, 8
+    out = tmp_path / "sweep" / "base_model"
+    info = evaluate_base(s, out)
+    assert info["stage"] == "base" and info["status"] == "complete" and info["eval"]["n"] == 3
+    assert not (out / "model").exists() and not (out / "train_log.jsonl").exists()  # nothing was trained
+    assert len(_completions(out / "debug" / info["eval"]["csv"])) == 3
+    assert info["model_chain"]["base"] == str(tiny_model_dir.resolve()) and not info["model_chain"]["adapters"]
+    fp = info["fingerprint"]
+    assert fp["stage"] == "base" and fp["eval.samples"] == 3 and not any(k.startswith(("sft.", "lora.")) for k in fp)
+    capsys.readouterr()
+    assert evaluate_base(s, out, resume=True)["run_id"] == info["run_id"]  # complete: nothing to do
+    assert "already complete" in capsys.readouterr().out
+    from gsm8k_lab.experiments import experiment1_steps
+
+    assert experiment1_steps(s, tmp_path / "sweep")[0].is_done()  # a rerun of the sweep skips it
+    (run,) = collect_runs([tmp_path / "sweep"])
+    assert (run.method, run.budget, run.n_eval) == ("base model", 0, 3)

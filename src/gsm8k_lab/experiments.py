@@ -1,9 +1,10 @@
 """Experiment 1 and 2 as resumable sweeps.
 
-Experiment 1 (the seed's Appendix A): prep SFT once, then for each budget a full
-SFT and a GRPO run from the prep model, each evaluated::
+Experiment 1 (the seed's Appendix A): the base model evaluated as it is, prep SFT
+once, then for each budget a full SFT and a GRPO run from the prep model, each
+evaluated::
 
-    <root>/prep_sft
+    <root>/base_model        <root>/prep_sft
     <root>/<n>/full_sft      <root>/<n>/grpo          (seed suffix "-seed<k>" with several seeds)
 
 Experiment 2 (Appendix B): traces from a chosen GRPO run, SFT on them at a
@@ -67,10 +68,12 @@ def check_experiment(settings: Settings, which: int) -> None:
 def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
     from .grpo import train_grpo
     from .sft import train_sft
+    from .training import evaluate_base
 
     root = Path(root)
-    prep = root / "prep_sft"
-    steps = [Step("prep SFT", prep, lambda r: train_sft(settings, "prep", prep, resume=r))]
+    prep, base = root / "prep_sft", root / "base_model"
+    steps = [Step("base model", base, lambda r: evaluate_base(settings, base, resume=r)),
+             Step("prep SFT", prep, lambda r: train_sft(settings, "prep", prep, resume=r))]
     seeds = settings.experiment.seeds
     for k in range(seeds):
         suffix = "" if seeds == 1 else f"-seed{k}"

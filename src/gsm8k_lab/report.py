@@ -41,7 +41,7 @@ from .runs import RunStatus, atomic_write_text, read_jsonl
 from .stats import Paired, bootstrap_interval, mcnemar_exact, paired_comparison, two_sample_p
 
 ALPHA = 0.05
-METHOD_ORDER = ["prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
+METHOD_ORDER = ["base model", "prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
 SYMBOLIC = "gsm-symbolic"
 #: GRPO curves: train_log.jsonl key -> panel title
 GRPO_CURVES = {"reward": "total reward", "reward_std": "reward std (within groups)", "kl": "KL to the reference",
@@ -151,6 +151,8 @@ def compare(label: str, a: RunResult, b: RunResult) -> list[Comparison]:
 
 
 def find_comparisons(runs: list[RunResult]) -> list[Comparison]:
+    """SFT vs GRPO at each budget and seed, SFT on traces vs on the original solutions; then what each
+    stage changed from the model it started from (base -> prep SFT -> SFT / GRPO)."""
     by_key = {(r.method, r.budget, r.seed): r for r in runs}
     out = []
     for (method, budget, seed), r in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][2])):
@@ -161,6 +163,14 @@ def find_comparisons(runs: list[RunResult]) -> list[Comparison]:
         if ("SFT on GRPO traces", budget, seed) in by_key:
             out += compare(f"SFT original vs SFT on GRPO traces, {budget} problems, seed {seed}",
                            r, by_key["SFT on GRPO traces", budget, seed])
+    base = [r for r in runs if r.method == "base model"]
+    prep = [r for r in runs if r.method == "prep SFT"]
+    if base and prep:
+        out += compare(f"base model vs prep SFT ({prep[0].budget} problems)", base[0], prep[0])
+    if prep:
+        for (method, budget, seed), r in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+            if method in ("SFT", "GRPO"):
+                out += compare(f"prep SFT vs {method} from it, {budget} problems, seed {seed}", prep[0], r)
     return out
 
 
@@ -235,7 +245,9 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
     if comparisons:
         lines += ["", "## Paired comparisons on the same problems", "",
                   "Second minus first, per problem (the share of its samples that are correct, or that have "
-                  "an answer), averaged; 95% interval by a paired bootstrap over problems.", "",
+                  "an answer), averaged; 95% interval by a paired bootstrap over problems. The first rows "
+                  "answer the research questions; the last ones say what each stage changed from the model it "
+                  "started from. Each p is for its own row, uncorrected for the number of rows.", "",
                   "| comparison | measure | problems | first | second | difference (95% CI) | test | p | verdict |",
                   "|---|---|---:|---:|---:|---|---|---:|---|"]
         for c in comparisons:
@@ -266,10 +278,11 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
 def _result(run_dir: Path, info: dict) -> RunResult:
     ev, data, train = info["eval"], info.get("data", {}), info.get("train", {})
     stage = info.get("stage", "")
-    method = {"prep_sft": "prep SFT", "grpo": "GRPO"}.get(
+    method = {"base": "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
         stage, "SFT on GRPO traces" if data.get("source") == "traces" else "SFT")
     timings = info.get("timings", {})
-    extra = info.get("eval_extra", {}).get(SYMBOLIC)
+    # keyed by the source as given: gsm-symbolic or gsm-symbolic:N
+    extra = next((v for k, v in info.get("eval_extra", {}).items() if k.split(":")[0] == SYMBOLIC), None)
     sym = float(extra["accuracy"]) if extra else None
     return RunResult(
         path=str(run_dir), method=method,
@@ -354,9 +367,10 @@ def _plots(runs: list[RunResult], out: Path) -> list[str]:
             xs, ys, lo, hi = _series(runs, method)
             dodge = 1 + 0.04 * (k - (len(methods) - 1) / 2)  # keep equal points apart
             ax.errorbar([x * dodge for x in xs], ys, yerr=[lo, hi], marker="o", capsize=4, label=method)
-        prep = [r for r in runs if r.method == "prep SFT"]
-        if prep:
-            ax.axhline(statistics.mean(r.accuracy for r in prep), ls="--", color="grey", label="prep SFT")
+        for start, style in (("base model", ":"), ("prep SFT", "--")):
+            rs = [r for r in runs if r.method == start]
+            if rs:
+                ax.axhline(statistics.mean(r.accuracy for r in rs), ls=style, color="grey", label=start)
         _style(ax, budgets=budgets, xlabel="training problems")
         ax.set_ylabel("GSM8K test accuracy")
         ax.set_title("Accuracy vs training problems (95% CI, or mean ± std over seeds)", fontsize=9)

@@ -124,7 +124,11 @@ class RunDir:
             return None
 
     def is_complete(self) -> bool:
-        return self.status() is RunStatus.COMPLETE and (self.model_dir / "adapter_config.json").is_file()
+        """Evaluated, with its adapter saved (an evaluation-only run, stage ``base``, has none)."""
+        info = self.read()
+        if info.get("status") != RunStatus.COMPLETE.value:
+            return False
+        return info.get("stage") == "base" or (self.model_dir / "adapter_config.json").is_file()
 
     def has_partial(self) -> bool:
         return self.root.exists() and any(

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runtime
-from .config import SettingError, Settings, TrainSettings, UsageError, env_vars
-from .models import ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
+from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, validate
+from .models import EMBEDDED, ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
 from .runs import (
     RunDir,
     RunStatus,
@@ -45,7 +45,7 @@ class TrainingJob:
     stage: str  # prep_sft, full_sft, grpo: names the debug files
     output_dir: Path
     parent: ModelRef  # the model training starts from
-    build_trainer: Callable  # (model, tokenizer, common_args: dict, callbacks: list) -> trainer
+    build_trainer: Callable | None  # (model, tokenizer, common_args, callbacks) -> trainer; None: evaluate only
     data: dict  # what the stage trains on, for run.json
     train: TrainSettings  # the stage's own section (optimizer, schedule, checkpoints, logging)
     geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
@@ -78,7 +78,8 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     if is_main and overwrite:
         run.clear()
     run_id = previous.get("run_id") or new_run_id()
-    status = RunStatus(previous.get("status", RunStatus.TRAINING))
+    untrained = RunStatus.TRAINING if job.build_trainer else RunStatus.TRAINED  # no trainer: the model as it is
+    status = RunStatus(previous.get("status", untrained))
     info = {
         **previous,
         "stage": job.stage, "run_id": run_id, "status": status.value, "fingerprint": fingerprint,
@@ -126,14 +127,16 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
         return info
     t0 = time.perf_counter()
     csv_path = run.debug_dir / f"{job.stage}_{run_id}.csv"
-    metrics = evaluate_in_fresh_process(run, csv_path)
+    # a trained run is evaluated from its folder, an evaluation-only run's model as it was given
+    model = None if job.build_trainer else (settings.model.name or EMBEDDED)
+    metrics = evaluate_in_fresh_process(run, csv_path, model=model)
     info["timings"]["eval_seconds"] = round(time.perf_counter() - t0, 1)
     info["eval"] = {k: metrics[k] for k in EVAL_SUMMARY if k in metrics}
     t0 = time.perf_counter()
     for source, n in job.extra_eval.items():
         slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(source).stem).strip("-")
         extra = evaluate_in_fresh_process(run, run.debug_dir / f"{job.stage}_{run_id}_{slug}.csv",
-                                          source=source, samples=n)
+                                          source=source, samples=n, model=model)
         info.setdefault("eval_extra", {})[source] = {k: extra[k] for k in EVAL_SUMMARY if k in extra}
     if job.extra_eval:
         info["timings"]["extra_eval_seconds"] = round(time.perf_counter() - t0, 1)
@@ -158,7 +161,7 @@ _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vl
 def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
     """What determines a training run's content: the model chain, the data, the batch geometry and
     the stage's settings (training, LoRA, seed, rollouts) and its evaluation's. ``--resume`` must match."""
-    section = "grpo" if job.stage == "grpo" else "sft"
+    section = ("grpo" if job.stage == "grpo" else "sft") if job.build_trainer else None
     fp: dict = {"stage": job.stage, "model": job.parent.describe()}
     fp.update({f"train_data.{k}": v for k, v in job.data.items()})
     fp.update({f"train.{k}": v for k, v in job.geometry.items()})
@@ -167,8 +170,8 @@ def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
         head, name = parts[0], parts[-1]
         if name in _NOT_CONTENT:
             continue
-        if head in (section, "lora") or path in ("seed", "data.budget_seed", "data.source", "eval.samples") \
-                or path.startswith("eval.generation."):
+        trained = section is not None and (head in (section, "lora") or path in ("seed", "data.budget_seed"))
+        if trained or path in ("data.source", "eval.samples") or path.startswith("eval.generation."):
             fp[path] = value
     return fp
 
@@ -205,19 +208,20 @@ def mean_logged_loss(log_file: Path) -> float | None:
 
 
 def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = None,
-                              samples: int | None = None) -> dict:
+                              samples: int | None = None, model: str | None = None) -> dict:
     """The run's evaluation as ``evaluate_model.py`` would do it, in a process of its own.
 
     The child reads the run's recorded settings (its ``run.json`` as the settings
     file) and no settings from the environment, so it evaluates exactly what the
     run was configured with; it resumes a partial CSV from an interrupted
-    evaluation.
+    evaluation. ``model`` evaluates that model instead of the run's own.
     """
     from .cli import evaluation_argv
     from .evaluate import metrics_path
 
     env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
-    cmd = [sys.executable, "-m", "gsm8k_lab", *evaluation_argv(run.run_file, run.root, csv_path.name, source, samples)]
+    argv = evaluation_argv(run.run_file, run.root, csv_path.name, source, samples, model)
+    cmd = [sys.executable, "-m", "gsm8k_lab", *argv]
     code = subprocess.run(cmd, env=env).returncode
     if code == 130:
         raise KeyboardInterrupt
@@ -312,4 +316,16 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-__all__ = ["TrainingJob", "run_training", "lora_config", "resolve_model"]
+__all__ = ["TrainingJob", "run_training", "evaluate_base", "lora_config", "resolve_model"]
+
+
+def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
+    """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
+    decoding and further evaluation sets as the trained runs, so the report compares them."""
+    from .data import load_split
+    from .sft import extra_evaluations
+
+    validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
+    job = TrainingJob(stage="base", output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
+                      build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
+    return run_training(settings, job, resume=resume, overwrite=False)
