@@ -6,7 +6,9 @@ greedy decoding with the same stop rule and budget, in one run:
 - ``static 16``: the previous engine, ``model.generate`` on static length-sorted batches of 16;
 - ``refill 64``: the default engine, continuous batching of 64 rows with the shared prompt
   prefix computed once (``generation/refill.py``);
-- ``int8 refill 64``: the same with int8 weight-only linear layers (``--quantize int8``).
+- ``int8 refill 64``: the same with int8 dynamic linear layers (``--quantize int8``: int8
+  weights, activations quantized per call); ``--int8-head`` adds a row that quantizes the
+  output layer too.
 
 Prints seconds, problems/s, useful tokens/s (completion tokens, EOS included), the ratio
 to the previous engine, the share of problems whose greedy text is identical to it, and
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--skip-static", action="store_true", help="only the new engines")
+    ap.add_argument("--int8-head", action="store_true", help="also time int8 with the output layer quantized")
     args = ap.parse_args()
 
     settings = Settings()
@@ -68,6 +71,11 @@ def main() -> None:
     qmodel = load_model(ref, settings)
     quantize(qmodel, "int8")
     results.append(run("int8 refill 64", qmodel, tokenizer, prompts, problems, gen, "refill", 64))
+    if args.int8_head:
+        del qmodel
+        hmodel = load_model(ref, settings)
+        quantize(hmodel, "int8", head=True)
+        results.append(run("int8+head 64", hmodel, tokenizer, prompts, problems, gen, "refill", 64))
 
     import re
 

@@ -139,6 +139,15 @@ RANGES = [
 ]
 
 
+def test_int8_is_refused_with_vllm():
+    s = Settings()
+    s.model.quantize, s.traces.generation.backend = "int8", "vllm"
+    with pytest.raises(SettingError) as err:
+        validate(s, SPLITS)
+    assert err.value.path == "model.quantize"
+    assert "applies to the transformers backend on the CPU, not to vLLM (traces.generation.backend)" in str(err.value)
+
+
 @pytest.mark.parametrize("path,value,needle", RANGES)
 def test_every_range_is_checked(path, value, needle):
     s = Settings()

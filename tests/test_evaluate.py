@@ -401,3 +401,13 @@ def test_sampled_csv_torn_at_any_byte_resumes_whole_problems(tmp_path):
         path.write_bytes(midway[:cut])
         evaluate(_EchoN(), problems, prompts, gen, path, resume=True, samples=3)
         assert path.read_bytes() == want, cut
+
+
+def test_an_int8_evaluation_says_so_in_its_metrics(run_cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "q"
+    r = run_cli("evaluate_model.py", "--model-path", str(tiny_model_dir), "--output-dir", str(out),
+                "--output-file", "q.csv", "--quantize", "int8", *FAST, env={"EVAL_SAMPLES": "3"})
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "debug" / "q_metrics.json").read_text())
+    assert metrics["n"] == 3
+    assert "float32, int8 dynamic linear layers" in metrics["backend"]

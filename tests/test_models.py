@@ -92,3 +92,40 @@ def test_a_run_directory_says_what_it_loads(tmp_path, tiny_model_dir, capsys):
     resolve_model(str(tmp_path / "a"))
     out = capsys.readouterr().out
     assert f"loads {tiny_model_dir} + model" in out
+
+
+def test_int8_generation_runs_on_dynamic_int8_linear_layers(tiny_model_dir):
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    from gsm8k_lab.config import GenerationSettings, Settings
+    from gsm8k_lab.generation import generate
+    from gsm8k_lab.generation.hf import TransformersBackend
+    from gsm8k_lab.models import load_model, load_tokenizer
+
+    settings = Settings()
+    settings.model.dtype, settings.model.quantize = "bf16", "int8"
+    ref = resolve_model(str(tiny_model_dir))
+    model = load_model(ref, settings)
+    linears = [m for m in model.model.modules() if isinstance(m, (torch.nn.Linear, DynamicLinear))]
+    assert linears and all(isinstance(m, DynamicLinear) for m in linears)  # every projection is int8
+    assert type(model.get_output_embeddings()) is torch.nn.Linear  # the tied output layer is not
+    assert next(model.parameters()).dtype == torch.float32  # int8 kernels take fp32 activations
+    backend = TransformersBackend(model, load_tokenizer(ref), batch_size=2)
+    assert "int8 dynamic linear layers" in backend.describe()
+    out = generate(backend, ["What is 3 + 4?", "Name a prime"], GenerationSettings(max_new_tokens=5))
+    assert [len(c) for c in out] == [1, 1] and all(1 <= c[0].n_tokens <= 5 for c in out)
+
+
+def test_quantize_refuses_what_it_cannot_do(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gsm8k_lab.models import quantize
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with pytest.raises(SettingError, match="model.quantize must be int8, got 'int4'"):
+        quantize(model, "int4")
+    model.to("meta")
+    with pytest.raises(SettingError, match="runs on the CPU only"):
+        quantize(model, "int8")

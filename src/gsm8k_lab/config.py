@@ -120,9 +120,9 @@ class ModelSettings:
                          "on CPU and fp16 on old GPUs), bf16, fp16 or fp32.", choices=DTYPES)
     attn_implementation: str | None = setting(
         None, "Attention kernel (sdpa, flash_attention_2, eager); unset lets transformers choose.")
-    quantize: str | None = setting(None, "Generation only (evaluation, traces): int8 quantizes the linear layers' "
-                                   "weights (torchao, int8 weight-only; uv sync --extra quantize); unset keeps them.",
-                                   choices=(None, "int8"))
+    quantize: str | None = setting(None, "Generation on the CPU only (evaluation, traces): int8 runs the linear "
+                                   "layers on int8 weights and per-call int8 activations (torch dynamic "
+                                   "quantization); unset keeps the dtype.", choices=(None, "int8"))
 
 
 @dataclass
@@ -606,6 +606,10 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
             word = "the split" if split != "traces" else f"the {settings.traces.split} split"
             raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
                                f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
+    for purpose in ("eval", "traces"):
+        if settings.model.quantize and settings.get(f"{purpose}.generation.backend") == "vllm":
+            raise SettingError("model.quantize", settings.model.quantize, "{name} {value} applies to the "
+                               f"transformers backend on the CPU, not to vLLM ({purpose}.generation.backend)")
     g = settings.grpo
     global_batch = g.batch() * processes * g.gradient_accumulation_steps
     if global_batch % g.num_generations:

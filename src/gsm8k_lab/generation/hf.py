@@ -48,7 +48,7 @@ class TransformersBackend:
     def describe(self) -> str:
         p = next(self.model.parameters())
         quant = getattr(self.model, "_gsm8k_quantized", None)
-        dtype = str(p.dtype).replace("torch.", "") + (f", {quant} weights" if quant else "")
+        dtype = str(p.dtype).replace("torch.", "") + (f", {quant} dynamic linear layers" if quant else "")
         return f"transformers on {p.device} ({dtype}, {self.engine} batches)"
 
     def close(self) -> None:
