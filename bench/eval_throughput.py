@@ -7,8 +7,9 @@ greedy decoding with the same stop rule and budget, in one run:
 - ``refill 64``: the default engine, continuous batching of 64 rows with the shared prompt
   prefix computed once (``generation/refill.py``);
 - ``int8 refill 64``: the same with int8 dynamic linear layers (``--quantize int8``: int8
-  weights, activations quantized per call); ``--int8-head`` adds a row that quantizes the
-  output layer too.
+  weights with a scale per output channel, activations quantized per call); ``--int8-head``
+  adds a row that quantizes the output layer too, ``--int8-per-tensor`` one with a single
+  weight scale per tensor.
 
 Prints seconds, problems/s, useful tokens/s (completion tokens, EOS included), the ratio
 to the previous engine, the share of problems whose greedy text is identical to it, and
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--skip-static", action="store_true", help="only the new engines")
     ap.add_argument("--int8-head", action="store_true", help="also time int8 with the output layer quantized")
+    ap.add_argument("--int8-per-tensor", action="store_true",
+                    help="also time int8 with one weight scale per tensor instead of per output channel")
     args = ap.parse_args()
 
     settings = Settings()
@@ -71,6 +74,11 @@ def main() -> None:
     qmodel = load_model(ref, settings)
     quantize(qmodel, "int8")
     results.append(run("int8 refill 64", qmodel, tokenizer, prompts, problems, gen, "refill", 64))
+    if args.int8_per_tensor:
+        del qmodel
+        qmodel = load_model(ref, settings)
+        quantize(qmodel, "int8", per_channel=False)
+        results.append(run("int8 per-tensor", qmodel, tokenizer, prompts, problems, gen, "refill", 64))
     if args.int8_head:
         del qmodel
         hmodel = load_model(ref, settings)

@@ -161,14 +161,16 @@ def load_model(ref: ModelRef, settings: Settings, device: str | None = None, mer
     return model
 
 
-def quantize(model, scheme: str, head: bool = False) -> None:
+def quantize(model, scheme: str, head: bool = False, per_channel: bool = True) -> None:
     """Int8 linear layers for faster generation on the CPU (dynamic: int8 weights, activations quantized per call).
 
     torch's dynamic quantization (fbgemm/oneDNN int8 GEMMs) measured faster than fp32
     and than torchao's int8 configurations without ``torch.compile`` (docs/benchmarks.md),
     so it is the implementation; torch marks the API deprecated, which is why its
     warnings are silenced here and torch is pinned by the lock. The output layer stays
-    in floating point unless ``head`` (it shares its weights with the embeddings).
+    in floating point unless ``head`` (it shares its weights with the embeddings). Weights get
+    a scale per output channel (``per_channel``; one per tensor changed the 135M model's
+    output format, docs/benchmarks.md).
     """
     import warnings
 
@@ -181,7 +183,7 @@ def quantize(model, scheme: str, head: bool = False) -> None:
         raise SettingError("model.quantize", scheme,
                            "{name} {value} runs on the CPU only (this run generates on " + f"{device.type})")
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
     model.float()  # the int8 kernels take fp32 activations
     out_head = model.get_output_embeddings()
@@ -189,7 +191,8 @@ def quantize(model, scheme: str, head: bool = False) -> None:
              if isinstance(m, torch.nn.Linear) and (head or m is not out_head)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(model, {name: default_dynamic_qconfig for name in names}, dtype=torch.qint8, inplace=True)
+        qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+        quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=True)
     if not any(isinstance(m, DynamicLinear) for m in model.modules()):
         raise SettingError("model.quantize", scheme, "{name} {value}: the model has no linear layers to quantize")
     model._gsm8k_quantized = scheme
