@@ -76,6 +76,13 @@ def test_help_text_comes_from_the_fields():
     assert "[grpo.beta; default 0.04]" in beta.help
 
 
+def test_an_unset_choice_is_not_offered_as_a_value():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["evaluate"]
+    quantize = next(a for a in sub._actions if "--quantize" in a.option_strings)
+    assert quantize.metavar == "{int8}"  # unset is the flag's absence, not a value to type
+
+
 def test_every_tunable_setting_reaches_some_command():
     reachable = set()
     for cmd in cli.COMMANDS.values():

@@ -213,7 +213,8 @@ def _add_setting(group, path: str, flag: str) -> None:
         group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
     else:
         choices = meta.get("choices")
-        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else _METAVAR.get(_base(hint), "TEXT")
+        shown = [str(c) for c in choices or () if c is not None]  # None (unset) is the absence of the flag
+        metavar = "{" + ",".join(shown) + "}" if shown else _METAVAR.get(_base(hint), "TEXT")
         group.add_argument(flag, metavar=metavar, **kw)
 
 
