@@ -182,19 +182,18 @@ def quantize(model, scheme: str, head: bool = False, per_channel: bool = True) -
     if device.type != "cpu":
         raise SettingError("model.quantize", scheme,
                            "{name} {value} runs on the CPU only (this run generates on " + f"{device.type})")
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-    model.float()  # the int8 kernels take fp32 activations
     out_head = model.get_output_embeddings()
     names = {name for name, m in model.named_modules()
              if isinstance(m, torch.nn.Linear) and (head or m is not out_head)}
+    if not names:
+        raise SettingError("model.quantize", scheme, "{name} {value}: the model has no linear layers to quantize")
+    model.float()  # the int8 kernels take fp32 activations
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
         quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=True)
-    if not any(isinstance(m, DynamicLinear) for m in model.modules()):
-        raise SettingError("model.quantize", scheme, "{name} {value}: the model has no linear layers to quantize")
     model._gsm8k_quantized = scheme
 
 

@@ -37,12 +37,12 @@ from pathlib import Path
 
 from .config import UsageError
 from .evaluate import per_problem_scores
-from .runs import RunStatus, atomic_write_text, read_jsonl
+from .runs import BASE_STAGE, RunStatus, atomic_write_text, read_jsonl
 from .stats import Paired, bootstrap_interval, mcnemar_exact, paired_comparison, two_sample_p
+from .symbolic import is_symbolic
 
 ALPHA = 0.05
 METHOD_ORDER = ["base model", "prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
-SYMBOLIC = "gsm-symbolic"
 #: GRPO curves: train_log.jsonl key -> panel title
 GRPO_CURVES = {"reward": "total reward", "reward_std": "reward std (within groups)", "kl": "KL to the reference",
                "completions/mean_length": "completion length (tokens)",
@@ -278,11 +278,11 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
 def _result(run_dir: Path, info: dict) -> RunResult:
     ev, data, train = info["eval"], info.get("data", {}), info.get("train", {})
     stage = info.get("stage", "")
-    method = {"base": "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
+    method = {BASE_STAGE: "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
         stage, "SFT on GRPO traces" if data.get("source") == "traces" else "SFT")
     timings = info.get("timings", {})
     # keyed by the source as given: gsm-symbolic or gsm-symbolic:N
-    extra = next((v for k, v in info.get("eval_extra", {}).items() if k.split(":")[0] == SYMBOLIC), None)
+    extra = next((v for k, v in info.get("eval_extra", {}).items() if is_symbolic(k)), None)
     sym = float(extra["accuracy"]) if extra else None
     return RunResult(
         path=str(run_dir), method=method,

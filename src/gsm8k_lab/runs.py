@@ -97,6 +97,10 @@ def check_file_name(name: str, value: str, suffix: str) -> None:
         raise SettingError(name, value, "{name} must end in " + suffix + ", got {value}")
 
 
+#: The stage of an evaluation-only run (the starting model, untrained): it saves no adapter.
+BASE_STAGE = "base"
+
+
 class RunDir:
     """One training run's directory."""
 
@@ -124,11 +128,11 @@ class RunDir:
             return None
 
     def is_complete(self) -> bool:
-        """Evaluated, with its adapter saved (an evaluation-only run, stage ``base``, has none)."""
+        """Evaluated, with its adapter saved (an evaluation-only run, :data:`BASE_STAGE`, has none)."""
         info = self.read()
         if info.get("status") != RunStatus.COMPLETE.value:
             return False
-        return info.get("stage") == "base" or (self.model_dir / "adapter_config.json").is_file()
+        return info.get("stage") == BASE_STAGE or (self.model_dir / "adapter_config.json").is_file()
 
     def has_partial(self) -> bool:
         return self.root.exists() and any(

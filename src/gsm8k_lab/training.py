@@ -28,6 +28,7 @@ from . import runtime
 from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, validate
 from .models import EMBEDDED, ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
 from .runs import (
+    BASE_STAGE,
     RunDir,
     RunStatus,
     atomic_write_text,
@@ -326,6 +327,6 @@ def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = Fal
     from .sft import extra_evaluations
 
     validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
-    job = TrainingJob(stage="base", output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
+    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
                       build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
     return run_training(settings, job, resume=resume, overwrite=False)
