@@ -1,4 +1,4 @@
-"""Trainer callbacks of a run: its curves and its training clock."""
+"""Trainer callbacks of a run: its curves, its training clock, and step times for calibration."""
 
 from __future__ import annotations
 
@@ -59,3 +59,17 @@ class TrainClock(TrainerCallback):
         if self.is_main:
             self.info["timings"]["train_seconds_at_checkpoint"][str(state.global_step)] = self.seconds()
             self.run.write(self.info)
+
+
+class StepTimer(TrainerCallback):
+    """Seconds of each optimizer step (forward, backward and, for GRPO, the rollouts it starts)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self._t0)

@@ -132,13 +132,17 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+#: Commands ``plan`` can plan: it takes each one's own flags.
+PLANNABLE = ("evaluate", "train-sft", "train-grpo", "generate-traces", "experiment1", "experiment2", "preset")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args)
     try:
         ctx.load()
-        return int(globals()[COMMANDS[args.command].func](ctx) or 0)
+        return int(globals()["cmd_plan" if args.command == "plan" else ctx.cmd.func](ctx) or 0)
     except SettingError as exc:
         print(f"error: {ctx.word(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,19 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gsm8k-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        for names, kw in cmd.args:
-            p.add_argument(*names, **kw)
-        if cmd.settings:
-            p.add_argument("--config", help="settings file (YAML, or a run's run.json to repeat it)")
-        if cmd.run_flags:
-            g = p.add_mutually_exclusive_group()
-            g.add_argument("--resume", action="store_true", help="continue an interrupted run")
-            g.add_argument("--overwrite", action="store_true", help="replace existing results")
-        group = p.add_argument_group("settings (flags override environment variables and --config)")
-        for path, flag in setting_flags(cmd).items():
-            _add_setting(group, path, flag)
+        _add_command(sub, name, cmd)
+    plan_help = ("what a command would do and cost on this machine (runs, steps, time, memory), without doing it: "
+                 "gsm8k-lab plan <command> [that command's flags]")
+    plan = sub.add_parser("plan", help=plan_help, description=plan_help)
+    planned = plan.add_subparsers(dest="planned", required=True, metavar="{" + ",".join(PLANNABLE) + "}")
+    for name in PLANNABLE:
+        p = _add_command(planned, name, COMMANDS[name])
+        p.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser
+
+
+def _add_command(sub, name: str, cmd: Command) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+    for names, kw in cmd.args:
+        p.add_argument(*names, **kw)
+    if cmd.settings:
+        p.add_argument("--config", help="settings file (YAML, or a run's run.json to repeat it)")
+    if cmd.run_flags:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--resume", action="store_true", help="continue an interrupted run")
+        g.add_argument("--overwrite", action="store_true", help="replace existing results")
+    group = p.add_argument_group("settings (flags override environment variables and --config)")
+    for path, flag in setting_flags(cmd).items():
+        _add_setting(group, path, flag)
+    return p
 
 
 def setting_flags(cmd: Command) -> dict[str, str]:
@@ -236,7 +252,8 @@ class Context:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.cmd = COMMANDS[args.command]
+        self.name = args.planned if args.command == "plan" else args.command  # plan takes its command's flags
+        self.cmd = COMMANDS[self.name]
         self.flags = setting_flags(self.cmd)
         self.settings = Settings()
         self.sources = Sources()
@@ -248,7 +265,7 @@ class Context:
                      for path, flag in self.flags.items() if path in a}
         for dest, flag in self.arg_flags.items():  # plain arguments are named by their flags in errors
             self.sources[dest] = Source("flag", flag, a.get(dest) if isinstance(a.get(dest), str) else None)
-        preset = a.get("name") if self.args.command == "preset" else None
+        preset = a.get("name") if self.name == "preset" else None
         settings, sources = load_settings(config_file=a.get("config"), overrides=overrides, preset=preset)
         self.settings = settings
         self.sources.update(sources)
@@ -258,6 +275,10 @@ class Context:
         if src.kind == "default" and err.path in self.flags:  # name the flag that would change it
             self.sources[err.path] = Source("flag", self.flags[err.path])
         return self.sources.word(err, resume="--resume", overwrite="--overwrite")
+
+    def flag_of(self, path: str) -> str:
+        """How the user sets a setting: its flag, or its path in a settings file."""
+        return self.flags.get(path) or f"{path} (settings file)"
 
     @property
     def resume(self) -> bool:
@@ -286,8 +307,7 @@ def cmd_evaluate(ctx: Context) -> int:
     from .evaluate import evaluate_model, prepare_evaluation
 
     s, a = ctx.settings, ctx.args
-    output_dir = a.output_dir or os.path.join(s.output_root, "base_eval")
-    ref, csv_path = prepare_evaluation(s, output_dir, a.output_file, resume=ctx.resume, overwrite=ctx.overwrite)
+    ref, csv_path = prepare_evaluation(s, _eval_dir(ctx), a.output_file, resume=ctx.resume, overwrite=ctx.overwrite)
     metrics = evaluate_model(s, ref, csv_path, resume=ctx.resume)
     print_metrics(metrics, csv_path)
     return 0
@@ -324,46 +344,97 @@ def cmd_generate_traces(ctx: Context) -> int:
 
 
 def cmd_experiment1(ctx: Context) -> int:
-    from .experiments import check_experiment, experiment1_steps, run_steps
-
-    s = ctx.settings
-    check_experiment(s, 1)
-    root = Path(ctx.args.root or os.path.join(s.output_root, "compare-train-samples"))
-    run_steps(experiment1_steps(s, root))
-    return _report([root], root / "report")
+    return _run_experiment(ctx)
 
 
 def cmd_experiment2(ctx: Context) -> int:
-    from .experiments import check_experiment, experiment2_steps, run_steps
-
-    s, a = ctx.settings, ctx.args
-    check_experiment(s, 2)
-    budget = s.experiment.traces_budget
-    if s.traces.num_samples is not None and s.traces.num_samples < budget:
-        raise SettingError("traces.num_samples", s.traces.num_samples,
-                           "{name} ({value}) must cover the budget " + f"({budget} problems)")
-    root = Path(a.root or os.path.join(s.output_root, "compare-train-samples"))
-    traces_root = Path(a.traces_root or os.path.join(s.output_root, "traces"))
-    grpo = a.grpo_model or str(root / str(budget) / "grpo")
-    run_steps(experiment2_steps(s, grpo, root, traces_root))
-    return _report([root, traces_root], traces_root / "report")
+    return _run_experiment(ctx)
 
 
 def cmd_preset(ctx: Context) -> int:
-    from .experiments import check_experiment, experiment1_steps, experiment2_steps, run_steps
+    return _run_experiment(ctx)
 
-    s = ctx.settings
-    check_experiment(s, 1)
-    check_experiment(s, 2)
-    root = Path(ctx.args.root or os.path.join(s.output_root, "preset"))
+
+def cmd_plan(ctx: Context) -> int:
+    """What the planned command would do and cost; measures this machine once (cached)."""
+    import contextlib
+    import json
+
+    from .plan import estimate, render
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress to stderr: stdout holds the plan (or its JSON)
+        plan = _plan(ctx)
+        estimate(plan, ctx.settings, measure=True)
+    print(json.dumps(plan.to_dict(), indent=1) if ctx.args.json else render(plan, ctx.flag_of))
+    return 0
+
+
+def experiment_steps(ctx: Context) -> tuple[list, list[Path], Path]:
+    """An experiment command's runs in order (after its whole-experiment checks), the folders its
+    report reads and where the report goes."""
+    from .experiments import check_experiment, experiment1_steps, experiment2_steps
+
+    s, a, name = ctx.settings, ctx.args, ctx.name
+    for which in (1, 2):
+        if name in (f"experiment{which}", "preset"):
+            check_experiment(s, which)
+    budget = s.experiment.traces_budget
+    if name == "experiment1":
+        root = Path(a.root or os.path.join(s.output_root, "compare-train-samples"))
+        return experiment1_steps(s, root), [root], root / "report"
+    if name == "experiment2":
+        if s.traces.num_samples is not None and s.traces.num_samples < budget:
+            raise SettingError("traces.num_samples", s.traces.num_samples,
+                               "{name} ({value}) must cover the budget " + f"({budget} problems)")
+        root = Path(a.root or os.path.join(s.output_root, "compare-train-samples"))
+        traces_root = Path(a.traces_root or os.path.join(s.output_root, "traces"))
+        grpo = a.grpo_model or str(root / str(budget) / "grpo")
+        return experiment2_steps(s, grpo, root, traces_root), [root, traces_root], traces_root / "report"
+    root = Path(a.root or os.path.join(s.output_root, "preset"))
     sweep, traces_root = root / "compare-train-samples", root / "traces"
+    steps = experiment1_steps(s, sweep) + experiment2_steps(s, sweep / str(budget) / "grpo", sweep, traces_root)
+    return steps, [sweep, traces_root], root / "report"
+
+
+def _run_experiment(ctx: Context) -> int:
+    from .experiments import run_steps
+    from .plan import Plan, estimate, steps_runs
+
+    steps, folders, out = experiment_steps(ctx)
+    plan = estimate(Plan(ctx.name, steps_runs(steps, ctx.settings.model.name)), ctx.settings, measure=False)
+    print(f"[gsm8k-lab] {plan.summary()}", flush=True)
     t0 = time.perf_counter()
-    run_steps(experiment1_steps(s, sweep))
-    b = s.experiment.traces_budget
-    run_steps(experiment2_steps(s, sweep / str(b) / "grpo", sweep, traces_root))
-    code = _report([sweep, traces_root], root / "report")
-    print(f"preset finished in {(time.perf_counter() - t0) / 60:.1f} min")
+    run_steps(steps)
+    code = _report(folders, out)
+    print(f"{ctx.name} finished in {(time.perf_counter() - t0) / 60:.1f} min")
     return code
+
+
+def _plan(ctx: Context):
+    """The plan of ``ctx``'s command: its runs, checked as the command checks them."""
+    from .plan import Plan, evaluation_run, steps_runs, traces_run, training_run
+
+    s, a, name = ctx.settings, ctx.args, ctx.name
+    if name == "evaluate":
+        runs = [evaluation_run(s, _eval_dir(ctx), a.output_file, ctx.resume, ctx.overwrite)]
+    elif name == "train-sft":
+        from .sft import prepare_sft
+
+        job = prepare_sft(s, a.stage, a.output_dir, a.traces_file)
+        runs = [training_run(s, job, ctx.resume, ctx.overwrite)]
+    elif name == "train-grpo":
+        from .grpo import prepare_grpo
+
+        runs = [training_run(s, prepare_grpo(s, a.output_dir), ctx.resume, ctx.overwrite)]
+    elif name == "generate-traces":
+        runs = [traces_run(s, a.output_dir, a.output_file, ctx.resume, ctx.overwrite)]
+    else:
+        runs = steps_runs(experiment_steps(ctx)[0], s.model.name)
+    return Plan(name, runs)
+
+
+def _eval_dir(ctx: Context) -> str:
+    return ctx.args.output_dir or os.path.join(ctx.settings.output_root, "base_eval")
 
 
 def cmd_report(ctx: Context) -> int:

@@ -31,10 +31,16 @@ from .runs import RunDir
 
 @dataclass
 class Step:
+    """One run of a sweep: what it is (for ``plan``), where it goes, and how to run it."""
+
     name: str
     run_dir: Path
     action: Callable[[bool], object]  # called with resume=True/False
     done: Callable[[], bool] | None = None  # default: the run directory is complete
+    kind: str = ""  # base (evaluation only), sft, grpo or traces
+    settings: Settings | None = None  # the run's own settings (budget, seed, model)
+    stage: str = ""  # SFT: prep or full
+    traces_file: Path | None = None  # SFT on traces
 
     def is_done(self) -> bool:
         return self.done() if self.done else RunDir(self.run_dir).is_complete()
@@ -72,8 +78,10 @@ def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
 
     root = Path(root)
     prep, base = root / "prep_sft", root / "base_model"
-    steps = [Step("base model", base, lambda r: evaluate_base(settings, base, resume=r)),
-             Step("prep SFT", prep, lambda r: train_sft(settings, "prep", prep, resume=r))]
+    steps = [Step("base model", base, lambda r: evaluate_base(settings, base, resume=r), kind="base",
+                  settings=settings),
+             Step("prep SFT", prep, lambda r: train_sft(settings, "prep", prep, resume=r), kind="sft",
+                  settings=settings, stage="prep")]
     seeds = settings.experiment.seeds
     for k in range(seeds):
         suffix = "" if seeds == 1 else f"-seed{k}"
@@ -81,9 +89,10 @@ def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
             c = step_settings(settings, n, seed=settings.seed + k, model=prep)
             sft_dir, grpo_dir = root / str(n) / f"full_sft{suffix}", root / str(n) / f"grpo{suffix}"
             steps.append(Step(f"SFT {n}{suffix}", sft_dir,
-                              lambda r, c=c, d=sft_dir: train_sft(c, "full", d, resume=r)))
+                              lambda r, c=c, d=sft_dir: train_sft(c, "full", d, resume=r),
+                              kind="sft", settings=c, stage="full"))
             steps.append(Step(f"GRPO {n}{suffix}", grpo_dir,
-                              lambda r, c=c, d=grpo_dir: train_grpo(c, d, resume=r)))
+                              lambda r, c=c, d=grpo_dir: train_grpo(c, d, resume=r), kind="grpo", settings=c))
     return steps
 
 
@@ -102,9 +111,11 @@ def experiment2_steps(settings: Settings, grpo_run: str | Path, root: str | Path
         c = step_settings(settings, budget, seed=settings.seed + k, model=prep)
         orig, on_traces = root / str(budget) / f"full_sft{suffix}", traces_root / f"{budget}{suffix}"
         steps.append(Step(f"SFT {budget}{suffix} (original)", orig,
-                          lambda r, c=c, d=orig: train_sft(c, "full", d, resume=r)))
+                          lambda r, c=c, d=orig: train_sft(c, "full", d, resume=r),
+                          kind="sft", settings=c, stage="full"))
         steps.append(Step(f"SFT {budget}{suffix} (GRPO traces)", on_traces,
-                          lambda r, c=c, d=on_traces: train_sft(c, "full", d, traces_file=str(traces), resume=r)))
+                          lambda r, c=c, d=on_traces: train_sft(c, "full", d, traces_file=str(traces), resume=r),
+                          kind="sft", settings=c, stage="full", traces_file=traces))
     return steps
 
 
@@ -121,7 +132,8 @@ def trace_step(settings: Settings, grpo_run: Path, traces: Path, budget: int) ->
         generate_traces(c, traces.parent, traces.name, resume=progress_path(traces).exists() or traces.exists())
 
     return Step("traces", traces.parent, action,
-                done=lambda: traces.is_file() and stats_path(traces).is_file() and not progress_path(traces).exists())
+                done=lambda: traces.is_file() and stats_path(traces).is_file() and not progress_path(traces).exists(),
+                kind="traces", settings=c, traces_file=traces)
 
 
 def step_settings(settings: Settings, n: int, seed: int, model: Path) -> Settings:

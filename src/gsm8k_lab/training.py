@@ -56,12 +56,10 @@ class TrainingJob:
 
 def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
     run = RunDir(job.output_dir)
-    _refuse_to_write_into_the_parent(job, run)
     # Every process checks before any process writes, so all agree and a refusal writes nothing.
-    previous = run.check(resume=resume, overwrite=overwrite)
+    previous = check_run(settings, job, resume=resume, overwrite=overwrite)
     fingerprint = run_fingerprint(settings, job)
     if resume and previous:
-        check_same_settings("output_dir", str(run.root), previous.get("fingerprint"), fingerprint)
         if run.is_complete():
             print(f"[gsm8k-lab] {run.root} is already complete with these settings: nothing to do", flush=True)
             return previous
@@ -157,6 +155,34 @@ _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vl
                 "colocate_gpu_memory_utilization", "continuous_batching", "batch_size", "backend",
                 "epochs", "train_samples", "prep_train_samples", "per_device_batch_size",
                 "gradient_accumulation_steps"}  # the last five: recorded resolved, in data and geometry
+
+
+def check_run(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
+    """Every check of the run directory that comes before any write (also what ``plan`` checks):
+    not the run it starts from, nothing clobbered, a resume only with the run's own settings.
+    Returns the recorded ``run.json`` to continue, or {}."""
+    run = RunDir(job.output_dir)
+    _refuse_to_write_into_the_parent(job, run)
+    previous = run.check(resume=resume, overwrite=overwrite)
+    if resume and previous:
+        check_same_settings("output_dir", str(run.root), previous.get("fingerprint"), run_fingerprint(settings, job))
+    return previous
+
+
+def time_steps(settings: Settings, job: TrainingJob) -> list[float]:
+    """Train ``job`` in its (scratch) output folder as a run would, and return the seconds of each
+    optimizer step: the calibration of ``plan``. Nothing is saved or evaluated."""
+    from .callbacks import StepTimer
+
+    rt = runtime.current(settings)
+    run = RunDir(job.output_dir)
+    tokenizer = load_tokenizer(job.parent)
+    model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
+    common = {**_common_args(settings, rt, run, job.train), "save_strategy": "no", "disable_tqdm": True}
+    timer = StepTimer()
+    trainer = job.build_trainer(model, tokenizer, common, [timer])
+    trainer.train()
+    return timer.seconds
 
 
 def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:

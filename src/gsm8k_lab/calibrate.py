@@ -1,0 +1,188 @@
+"""What this machine measures for one model and dtype: the rates a plan's times come from.
+
+A plan's time is counts (tokens to generate, optimizer steps) times rates, and
+the rates are measured here, on this machine, with the run's own model and the
+pipeline's own code paths:
+
+- ``generate bB``: tokens per second of the evaluation engine with B rows
+  decoding together (the project's backend, greedy, :data:`PROBE_TOKENS` tokens
+  per row on the first B test prompts), and the seconds to load it;
+- ``sft bB lenL``: seconds of one SFT micro-batch of B examples (real GSM8K
+  targets, cut at L tokens): two optimizer steps of TRL's trainer, the second timed;
+- ``grpo bB gG tT``: seconds of one GRPO micro-batch of B completions (groups of
+  G, rollouts of at most T tokens): one optimizer step of TRL's trainer with the
+  project's rewards and rollout engine;
+- ``start``: seconds to start a Python process that imports torch and
+  transformers (every automatic evaluation runs in a fresh process).
+
+Results are cached in ``<GSM8K_LAB_CACHE>/calibration/`` under a key of the
+machine (CPU model and flags, threads, or the GPU's name), the model and the
+dtype, so a second plan on the same machine measures nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import runtime
+from .config import Settings
+from .runs import atomic_write_json
+
+PROBE_TOKENS = 32  # new tokens per row in a generation probe
+GRPO_PROBE_TOKENS = 128  # longest rollout a GRPO probe samples; longer runs are scaled from it
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+class Calibration:
+    """The measured rates of one machine, model and dtype (loaded from the cache when there)."""
+
+    def __init__(self, settings: Settings, model: str):
+        self.settings = settings
+        self.model = model
+        self.machine = machine_info(settings)
+        key = json.dumps({"machine": self.machine, "model": model}, sort_keys=True)
+        self.path = cache_dir() / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        self.data = _read(self.path) or {"machine": self.machine, "model": model, "probes": {}}
+
+    def get(self, key: str) -> dict | None:
+        return self.data["probes"].get(key)
+
+    def measure(self, key: str, probe) -> dict:
+        """Run ``probe()`` (returns a dict of measurements) unless cached; cache it."""
+        if key not in self.data["probes"]:
+            print(f"[gsm8k-lab] calibrating {key} on this machine ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            result = probe()
+            result["probe_seconds"] = round(time.perf_counter() - t0, 1)
+            result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            self.data["probes"][key] = result
+            atomic_write_json(self.path, self.data)
+        return self.data["probes"][key]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GSM8K_LAB_CACHE", Path.home() / ".cache" / "gsm8k-lab"))
+
+
+def machine_info(settings: Settings) -> dict:
+    """What decides the speed: the device (GPU name, or CPU model, flags and threads) and the dtype."""
+    import torch
+
+    rt = runtime.current(settings)
+    if rt.on_gpu:
+        return {"device": "cuda", "name": torch.cuda.get_device_name(), "count": torch.cuda.device_count(),
+                "dtype": rt.dtype_name}
+    name, flags = "cpu", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "cpu":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"device": "cpu", "name": name, "flags": [f for f in _CPU_FLAGS if f in flags],
+            "threads": rt.threads, "dtype": rt.dtype_name}
+
+
+def generation_key(batch: int) -> str:
+    return f"generate b{batch}"
+
+
+def sft_key(batch: int, max_length: int) -> str:
+    return f"sft b{batch} len{max_length}"
+
+
+def grpo_key(batch: int, group: int, tokens: int) -> str:
+    return f"grpo b{batch} g{group} t{min(tokens, GRPO_PROBE_TOKENS)}"
+
+
+# --------------------------------------------------------------------------
+# Probes: each returns a dict of measurements
+# --------------------------------------------------------------------------
+def probe_generation(settings: Settings, batch: int) -> dict:
+    """Tokens/s of the evaluation backend with ``batch`` rows decoding together."""
+    from dataclasses import replace
+
+    from .data import build_prompt, load_split
+    from .generation import generate, make_backend
+    from .models import resolve_model
+
+    t0 = time.perf_counter()
+    backend = make_backend(settings, resolve_model(settings.model.name), "eval.generation")
+    load = time.perf_counter() - t0
+    try:
+        test = load_split("test", "bundled")
+        prompts = [build_prompt(backend.tokenizer, test[i % len(test)].question) for i in range(batch)]
+        gen = replace(settings.eval.generation, max_new_tokens=PROBE_TOKENS, temperature=0.0, batch_size=batch)
+        t0 = time.perf_counter()
+        out = generate(backend, prompts, gen)
+        seconds = time.perf_counter() - t0
+    finally:
+        backend.close()
+    tokens = sum(c[0].n_tokens for c in out)
+    return {"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 2),
+            "load_seconds": round(load, 2)}
+
+
+def probe_sft(settings: Settings) -> dict:
+    """Seconds of one SFT micro-batch at the settings' batch and length (two steps, the second timed)."""
+    from .sft import prepare_sft
+    from .training import time_steps
+
+    c = _probe_settings(settings)
+    s = c.sft
+    s.gradient_accumulation_steps, s.epochs, s.train_samples = 1, 1.0, 2 * s.per_device_batch_size
+    with tempfile.TemporaryDirectory(prefix="gsm8k-lab-calibrate-") as tmp:
+        seconds = time_steps(c, prepare_sft(c, "full", Path(tmp) / "run"))
+    return {"micro_batch_seconds": round(seconds[-1], 3), "steps": [round(x, 3) for x in seconds]}
+
+
+def probe_grpo(settings: Settings) -> dict:
+    """Seconds of one GRPO micro-batch (rollouts, rewards, backward) at the settings' geometry."""
+    from .grpo import prepare_grpo
+    from .training import time_steps
+
+    c = _probe_settings(settings)
+    g = c.grpo
+    g.per_device_batch_size = g.batch()
+    g.gradient_accumulation_steps, g.epochs = 1, 1.0
+    g.train_samples = g.per_device_batch_size // g.num_generations
+    g.rollout.max_new_tokens = min(g.rollout.max_new_tokens, GRPO_PROBE_TOKENS)
+    with tempfile.TemporaryDirectory(prefix="gsm8k-lab-calibrate-") as tmp:
+        seconds = time_steps(c, prepare_grpo(c, Path(tmp) / "run"))
+    return {"micro_batch_seconds": round(seconds[-1], 3), "rollout_tokens": g.rollout.max_new_tokens}
+
+
+def probe_start() -> dict:
+    """Seconds to start a process that imports what an evaluation imports."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, transformers, peft"], check=True,
+                   capture_output=True)
+    return {"seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _probe_settings(settings: Settings) -> Settings:
+    """The run's settings for a probe: the same model and geometry, nothing reported or saved."""
+    c = copy.deepcopy(settings)
+    c.report_to = "none"
+    c.eval.extra_sources = []
+    for t in (c.sft, c.grpo):
+        t.save_steps, t.logging_steps, t.warmup_ratio = 10_000, 10_000, 0.0
+    return c
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data.get("probes"), dict) else None

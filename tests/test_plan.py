@@ -1,0 +1,215 @@
+"""``gsm8k-lab plan``: the plan against the runs it plans, its checks against the command's, its cache.
+
+The tiny chain of conftest (prep SFT -> GRPO, finished) is planned again with the
+same flags into a new folder, and the plan's counts must equal what the runs
+recorded exactly; its times must be within :data:`FACTOR` of the recorded ones
+(the calibration runs on the same tiny model, on a machine the suite shares).
+An evaluation is planned and then run. The plan's errors are the command's:
+the bad-input matrix of ``test_bad_input.py`` runs through ``plan`` in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EVAL, TINY_ENV
+from test_bad_input import CASES, DEFAULTS, SCRIPT, _snapshot, _world, evaluated_template  # noqa: F401
+
+from gsm8k_lab import cli
+from gsm8k_lab.plan import Plan, Run, grpo_steps, sft_steps
+
+REPO = Path(__file__).resolve().parents[1]
+FACTOR = 3.0  # estimated time vs the recorded one, either way
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("calibration-cache")
+
+
+def plan_json(cache: Path, *argv: str) -> dict:
+    env = {**os.environ, **TINY_ENV, "GSM8K_LAB_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run([sys.executable, "-m", "gsm8k_lab", "plan", *argv, "--json"], env=env, capture_output=True,
+                       text=True, cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def planned_chain(chain, tiny_model_dir, cache, tmp_path_factory):
+    """The chain's prep SFT and GRPO runs planned again, with their flags, into a new folder."""
+    out = tmp_path_factory.mktemp("planned")
+    prep = plan_json(cache, "train-sft", "--stage", "prep", "--output-dir", str(out / "prep"), "--base-model",
+                     str(tiny_model_dir), "--eval-extra-sources", "gsm-symbolic:3", *EVAL)
+    grpo = plan_json(cache, "train-grpo", "--output-dir", str(out / "grpo"), "--base-model", str(chain / "prep"),
+                     "--max-completion-length", "8", "--gradient-accumulation-steps", "1", *EVAL)
+    assert not any(out.iterdir()), "plan wrote into the output folder"
+    return {"prep": prep, "grpo": grpo}
+
+
+@pytest.mark.parametrize("name", ["prep", "grpo"])
+def test_the_plan_counts_exactly_what_the_run_did(planned_chain, chain, name):
+    (run,) = planned_chain[name]["runs"]
+    info = json.loads((chain / name / "run.json").read_text())
+    assert run["done"] is False
+    assert run["problems"] == info["data"]["n"]
+    assert run["steps"] == info["train"]["global_steps"]
+    assert run["steps"] * run["examples_per_step"] == info["train"]["examples_seen"]
+    assert run["epochs"] == info["train"]["epochs"]
+    evals = {e["source"]: e for e in run["evaluations"]}
+    assert evals["bundled"]["problems"] == info["eval"]["n"]
+    assert evals["bundled"]["samples"] == info["eval"]["samples_per_problem"]
+    assert evals["bundled"]["max_new_tokens"] == info["eval"]["decoding"]["max_new_tokens"]
+    assert {s: e["n"] for s, e in info.get("eval_extra", {}).items()} == \
+        {s: e["problems"] for s, e in evals.items() if s != "bundled"}
+    if name == "grpo":
+        assert run["completions"] == info["train"]["examples_seen"] == info["train"]["global_steps"] * 8
+        assert run["rollout_tokens"] == 8
+
+
+@pytest.mark.parametrize("name", ["prep", "grpo"])
+def test_the_plan_times_the_run_within_a_factor(planned_chain, chain, name):
+    plan = planned_chain[name]
+    (run,) = plan["runs"]
+    t = json.loads((chain / name / "run.json").read_text())["timings"]
+    actual = t["train_seconds"] + t["eval_seconds"] + t.get("extra_eval_seconds", 0)
+    assert plan["calibrated"] and plan["seconds"] == run["seconds"]
+    assert actual / FACTOR <= run["seconds"] <= actual * FACTOR, (run["time_parts"], t)
+    assert run["peak_bytes"] > 0 and run["fits"] is True
+
+
+def test_a_planned_evaluation_then_run(cache, tiny_model_dir, tmp_path):
+    args = ["--model-path", str(tiny_model_dir), "--output-dir", str(tmp_path / "e"), "--output-file", "e.csv",
+            "--max-new-tokens", "8", "--dtype", "fp32"]
+    plan = plan_json(cache, "evaluate", *args)
+    assert not (tmp_path / "e").exists()
+    (run,) = plan["runs"]
+    r = subprocess.run([sys.executable, str(REPO / "src" / "evaluate_model.py"), *args],
+                       env={**os.environ, **TINY_ENV}, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "e" / "debug" / "e_metrics.json").read_text())
+    (ev,) = run["evaluations"]
+    assert (ev["problems"], ev["samples"], ev["max_new_tokens"]) == (metrics["n"], 1, 8)
+    actual = metrics["load_seconds"] + metrics["generation_seconds"]
+    assert actual / FACTOR <= run["seconds"] <= actual * FACTOR, (run["time_parts"], actual)
+
+
+def test_a_second_plan_measures_nothing(planned_chain, cache, chain):
+    """The first plans cached every rate they needed: planning the same again is instant and equal."""
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
+    again = plan_json(cache, "train-grpo", "--output-dir", str(chain.parent / "elsewhere"), "--base-model",
+                      str(chain / "prep"), "--max-completion-length", "8", "--gradient-accumulation-steps", "1", *EVAL)
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")} == before
+    assert again["rates"] == planned_chain["grpo"]["rates"]
+    assert again["runs"][0]["seconds"] == planned_chain["grpo"]["runs"][0]["seconds"]
+
+
+@pytest.mark.parametrize("n,batch,accumulation,processes,epochs,steps", [
+    (4, 4, 1, 1, 2.0, 2),     # the tiny prep stage
+    (64, 4, 1, 1, 2.0, 32),   # the preset's prep stage (docs/preset: 32 steps)
+    (8, 4, 1, 2, 1.0, 1),     # two processes share the batches
+    (10, 4, 2, 1, 1.0, 2),    # 3 batches, accumulated in twos: the last step has one
+    (3, 4, 1, 1, 0.5, 1),     # part of an epoch still takes a step
+])
+def test_sft_steps(n, batch, accumulation, processes, epochs, steps):
+    assert sft_steps(n, batch, accumulation, processes, epochs) == steps
+
+
+@pytest.mark.parametrize("n,prompts,epochs,steps", [
+    (32, 2, 1.0, 16), (64, 2, 1.0, 32),  # the preset's GRPO runs (docs/preset: 16 and 32 steps)
+    (5, 2, 1.0, 2),  # the sampler drops the incomplete last generation batch
+    (1024, 8, 1.0, 128), (4, 2, 2.0, 4),
+])
+def test_grpo_steps(n, prompts, epochs, steps):
+    assert grpo_steps(n, prompts, epochs) == steps
+
+
+def test_a_grpo_budget_smaller_than_one_step_is_refused(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """TRL would build no batch and fail after the run directory was written: refused before."""
+    monkeypatch.setenv("TRAIN_SAMPLES", "4")
+    code = cli.main(["train-grpo", "--output-dir", str(tmp_path / "g"), "--base-model", str(tiny_model_dir),
+                     "--num-generations", "2"])
+    assert code == 2 and not (tmp_path / "g").exists()
+    assert "TRAIN_SAMPLES (4 problems) is fewer than one GRPO step takes (8 prompts" in capsys.readouterr().err
+
+
+def test_the_summary_line():
+    runs = [Run("a", "sft", "x", done=True), Run("b", "grpo", "y", seconds=90.0), Run("c", "sft", "z", seconds=200.0)]
+    assert Plan("e", runs).summary() == ("plan: 3 runs (1 finished, 2 to run), time not calibrated on this machine "
+                                         "(gsm8k-lab plan <command> measures it)")
+    assert Plan("e", runs, calibrated=True).summary() == \
+        "plan: 3 runs (1 finished, 2 to run), estimated at most 4.8 min on this machine"
+    assert Plan("e", runs[:1], calibrated=True).summary() == "plan: 1 runs (1 finished, 0 to run), nothing to run"
+
+
+def test_an_experiment_prints_its_plan_before_it_starts(planned_chain, cache, tiny_model_dir, tmp_path, monkeypatch,
+                                                        capsys):
+    """From the cache only: calibrated where the plans above measured, 'not calibrated' in an empty cache."""
+    from gsm8k_lab import experiments
+
+    started = []
+    monkeypatch.setattr(experiments, "run_steps", lambda steps: started.append([s.name for s in steps]))
+    monkeypatch.setattr(cli, "_report", lambda folders, out: 0)
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    argv = ["experiment1", "--budgets", "4", "--base-model", str(tiny_model_dir), "--root", str(tmp_path / "x"),
+            "--eval-max-new-tokens", "8", "--dtype", "fp32", "--rollout-max-new-tokens", "8",
+            "--grpo-gradient-accumulation-steps", "1"]
+    monkeypatch.setenv("GSM8K_LAB_CACHE", str(tmp_path / "empty-cache"))
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[gsm8k-lab] plan: 4 runs, time not calibrated on this machine" in out
+    assert out.index("plan: 4 runs") < out.index("experiment1 finished")
+    assert started == [["base model", "prep SFT", "SFT 4", "GRPO 4"]]
+    assert not (tmp_path / "empty-cache" / "calibration").exists()
+    monkeypatch.setenv("GSM8K_LAB_CACHE", str(cache))
+    assert cli.main(argv) == 0
+    assert "[gsm8k-lab] plan: 4 runs, estimated at most" in capsys.readouterr().out
+
+
+BAD = [c for c in CASES if c[0] in cli.PLANNABLE]
+
+
+@pytest.mark.parametrize("command,args,env,needle", BAD)
+def test_plan_refuses_what_the_command_refuses(tmp_path, chain, tiny_model_dir, request, monkeypatch, capsys,
+                                               command, args, env, needle):
+    """The same one-line error as the command (test_bad_input.py), in-process, nothing measured or written."""
+    from gsm8k_lab import plan
+
+    evaluated = request.getfixturevalue("evaluated_template")  # shared with test_bad_input.py
+    names = {**_world(tmp_path, chain, evaluated), "model": str(tiny_model_dir)}
+
+    def fill(text):
+        for k, v in names.items():
+            text = text.replace("{" + k + "}", v)
+        return text
+
+    args = [fill(a) for a in args]
+    for k, v in {**TINY_ENV, "HF_HUB_OFFLINE": "1", "OUTPUT_DIR": str(tmp_path / "outputs"),
+                 **{k: fill(v) for k, v in env.items()}}.items():
+        monkeypatch.setenv(k, v)
+    if command in SCRIPT:
+        flag = {"evaluate": "--model-path", "generate-traces": "--grpo-model"}.get(command, "--base-model")
+        if flag not in args and "MODEL_NAME" not in env:
+            args += [flag, names["finished"] if command == "generate-traces" else names["model"]]
+        if "--output-dir" not in args:
+            args += ["--output-dir", str(tmp_path / "out")]
+        extra = DEFAULTS.get(command, EVAL)
+        for i in range(0, len(extra), 2):
+            if extra[i] not in args:
+                args += extra[i:i + 2]
+    monkeypatch.setattr(plan, "estimate", lambda *a, **k: pytest.fail("plan accepted what the command refuses"))
+    before = _snapshot(tmp_path, tiny_model_dir)
+    try:
+        code = cli.main(["plan", command, *args])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert fill(needle) in err[-1], err
+    assert _snapshot(tmp_path, tiny_model_dir) == before
