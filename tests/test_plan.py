@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,9 @@ def test_the_plan_times_the_run_within_a_factor(planned_chain, chain, name):
     (run,) = plan["runs"]
     t = json.loads((chain / name / "run.json").read_text())["timings"]
     actual = t["train_seconds"] + t["eval_seconds"] + t.get("extra_eval_seconds", 0)
+    estimate = run["seconds"] - run["time_parts"]["process start"]  # run.json's clocks start after it
     assert plan["calibrated"] and plan["seconds"] == run["seconds"]
-    assert actual / FACTOR <= run["seconds"] <= actual * FACTOR, (run["time_parts"], t)
+    assert actual / FACTOR <= estimate <= actual * FACTOR, (run["time_parts"], t)
     assert run["peak_bytes"] > 0 and run["fits"] is True
 
 
@@ -89,13 +91,14 @@ def test_a_planned_evaluation_then_run(cache, tiny_model_dir, tmp_path):
     plan = plan_json(cache, "evaluate", *args)
     assert not (tmp_path / "e").exists()
     (run,) = plan["runs"]
+    t0 = time.perf_counter()
     r = subprocess.run([sys.executable, str(REPO / "src" / "evaluate_model.py"), *args],
                        env={**os.environ, **TINY_ENV}, capture_output=True, text=True, cwd=REPO, timeout=600)
+    actual = time.perf_counter() - t0  # the whole command, as a user waits for it
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((tmp_path / "e" / "debug" / "e_metrics.json").read_text())
     (ev,) = run["evaluations"]
     assert (ev["problems"], ev["samples"], ev["max_new_tokens"]) == (metrics["n"], 1, 8)
-    actual = metrics["load_seconds"] + metrics["generation_seconds"]
     assert actual / FACTOR <= run["seconds"] <= actual * FACTOR, (run["time_parts"], actual)
 
 

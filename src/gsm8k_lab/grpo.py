@@ -39,13 +39,13 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
              processes=world_size())
     g = settings.grpo
     problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
+    parent = resolve_model(settings.model.name)
+    extra_eval = extra_evaluations(settings)
     geometry = batch_geometry(settings, world_size())
     if len(problems) < geometry["prompts_per_step"]:  # TRL's sampler would yield no batch and training fail
         raise SettingError("grpo.train_samples", len(problems), "{name} ({value} problems) is fewer than one GRPO "
                            f"step takes ({geometry['prompts_per_step']} prompts of {g.num_generations} completions);"
                            " lower the batch size or the gradient accumulation steps")
-    parent = resolve_model(settings.model.name)
-    extra_eval = extra_evaluations(settings)
     print("[gsm8k-lab] GRPO batch: " + ", ".join(f"{k} {v}" for k, v in geometry.items()), flush=True)
     from .training import TrainingJob  # heavy imports after validation
 

@@ -62,6 +62,7 @@ class Run:
     per_device_batch: int | None = None
     gradient_accumulation_steps: int | None = None
     processes: int = 1
+    own_process: bool = False  # a command of its own (its process start counts), not a step of a sweep
     examples_per_step: int | None = None  # SFT examples, GRPO completions
     completions: int | None = None  # generated in training (GRPO)
     rollout_tokens: int | None = None  # GRPO: longest completion
@@ -131,7 +132,8 @@ def evaluation_run(settings: Settings, output_dir: str | Path, output_file: str,
 
     ref, csv_path = prepare_evaluation(settings, output_dir, output_file, resume=resume, overwrite=overwrite)
     done = resume and metrics_path(csv_path).with_suffix(".json").is_file()
-    run = Run("evaluate", "evaluate", str(csv_path), done=done, model=_model_name(ref), settings=settings)
+    run = Run("evaluate", "evaluate", str(csv_path), done=done, model=_model_name(ref), own_process=True,
+              settings=settings)
     run.evaluations = [_eval_set(settings, settings.data.source, _test_size(settings))]
     return run
 
@@ -142,7 +144,9 @@ def training_run(settings: Settings, job, resume: bool, overwrite: bool, name: s
 
     check_run(settings, job, resume=resume, overwrite=overwrite)
     done = resume and RunDir(job.output_dir).is_complete()
-    return _from_job(name or job.stage.replace("_", " "), settings, job, done)
+    run = _from_job(name or job.stage.replace("_", " "), settings, job, done)
+    run.own_process = True
+    return run
 
 
 def traces_run(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
@@ -152,7 +156,9 @@ def traces_run(settings: Settings, output_dir: str | Path, output_file: str, res
     from .traces import prepare_traces
 
     problems, out, _ = prepare_traces(settings, output_dir, output_file, resume, overwrite)
-    return _traces(settings, "traces", out, len(problems), False, _model_name(resolve_model(settings.model.name)))
+    run = _traces(settings, "traces", out, len(problems), False, _model_name(resolve_model(settings.model.name)))
+    run.own_process = True
+    return run
 
 
 def steps_runs(steps, base_model: str | None) -> list[Run]:
@@ -350,8 +356,8 @@ def _probes(run: Run) -> dict:
 
 
 def _time(run: Run, rates: dict) -> None:
-    parts = {}
     start = rates["start"]["seconds"]
+    parts = {"process start": start} if run.own_process else {}
     fresh = run.kind in ("base", "sft", "grpo")  # evaluations after training run in a fresh process
     for ev in run.evaluations:
         gen = rates[calibrate.generation_key(ev.batch)]
