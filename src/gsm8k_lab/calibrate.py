@@ -6,7 +6,8 @@ pipeline's own code paths:
 
 - ``generate bB``: tokens per second of the evaluation engine with B rows
   decoding together (the project's backend, greedy, :data:`PROBE_TOKENS` tokens
-  per row on the first B test prompts), and the seconds to load it;
+  per row on the first B test prompts), less the time of the prompts alone
+  (measured with one new token, and counted per row), and the seconds to load it;
 - ``sft bB lenL``: seconds of one SFT micro-batch of B examples (real GSM8K
   targets, cut at L tokens): two optimizer steps of TRL's trainer, the second timed;
 - ``grpo bB gG tT``: seconds of one GRPO micro-batch of B completions (groups of
@@ -36,6 +37,7 @@ from . import runtime
 from .config import Settings
 from .runs import atomic_write_json
 
+CACHE_VERSION = 2  # a new probe layout measures again
 PROBE_TOKENS = 32  # new tokens per row in a generation probe
 GRPO_PROBE_TOKENS = 128  # longest rollout a GRPO probe samples; longer runs are scaled from it
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -48,7 +50,7 @@ class Calibration:
         self.settings = settings
         self.model = model
         self.machine = machine_info(settings)
-        key = json.dumps({"machine": self.machine, "model": model}, sort_keys=True)
+        key = json.dumps({"machine": self.machine, "model": model, "version": CACHE_VERSION}, sort_keys=True)
         self.path = cache_dir() / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         self.data = _read(self.path) or {"machine": self.machine, "model": model, "probes": {}}
 
@@ -109,7 +111,8 @@ def grpo_key(batch: int, group: int, tokens: int) -> str:
 # Probes: each returns a dict of measurements
 # --------------------------------------------------------------------------
 def probe_generation(settings: Settings, batch: int) -> dict:
-    """Tokens/s of the evaluation backend with ``batch`` rows decoding together."""
+    """Decoding tokens/s of the evaluation backend with ``batch`` rows together, and its prompt
+    seconds per row: one run of 1 new token (the prompts alone) and one of :data:`PROBE_TOKENS`."""
     from dataclasses import replace
 
     from .data import build_prompt, load_split
@@ -122,15 +125,19 @@ def probe_generation(settings: Settings, batch: int) -> dict:
     try:
         test = load_split("test", "bundled")
         prompts = [build_prompt(backend.tokenizer, test[i % len(test)].question) for i in range(batch)]
-        gen = replace(settings.eval.generation, max_new_tokens=PROBE_TOKENS, temperature=0.0, batch_size=batch)
-        t0 = time.perf_counter()
-        out = generate(backend, prompts, gen)
-        seconds = time.perf_counter() - t0
+        runs = []
+        for new in (1, PROBE_TOKENS):
+            gen = replace(settings.eval.generation, max_new_tokens=new, temperature=0.0, batch_size=batch)
+            t0 = time.perf_counter()
+            out = generate(backend, prompts, gen)
+            runs.append((time.perf_counter() - t0, sum(c[0].n_tokens for c in out)))
     finally:
         backend.close()
-    tokens = sum(c[0].n_tokens for c in out)
-    return {"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 2),
-            "load_seconds": round(load, 2)}
+    (first, first_tokens), (seconds, tokens) = runs
+    decode = max(seconds - first, 1e-3)
+    return {"tokens": tokens - first_tokens, "seconds": round(decode, 3),
+            "tokens_per_s": round((tokens - first_tokens) / decode, 2),
+            "prompt_seconds_per_row": round(first / batch, 4), "load_seconds": round(load, 2)}
 
 
 def probe_sft(settings: Settings) -> dict:

@@ -361,11 +361,13 @@ def _time(run: Run, rates: dict) -> None:
     fresh = run.kind in ("base", "sft", "grpo")  # evaluations after training run in a fresh process
     for ev in run.evaluations:
         gen = rates[calibrate.generation_key(ev.batch)]
-        seconds = ev.rows * ev.max_new_tokens / gen["tokens_per_s"] + gen["load_seconds"] + (start if fresh else 0)
+        seconds = ev.rows * (gen["prompt_seconds_per_row"] + ev.max_new_tokens / gen["tokens_per_s"]) \
+            + gen["load_seconds"] + (start if fresh else 0)
         parts[f"evaluation {ev.source}"] = seconds
     if run.kind == "traces":
         gen = rates[calibrate.generation_key(run.trace_batch)]
-        parts["traces"] = run.trace_attempts * run.trace_tokens / gen["tokens_per_s"] + gen["load_seconds"]
+        per_attempt = gen["prompt_seconds_per_row"] + run.trace_tokens / gen["tokens_per_s"]
+        parts["traces"] = run.trace_attempts * per_attempt + gen["load_seconds"]
     if run.kind in ("sft", "grpo"):
         load = max((r["load_seconds"] for k, r in rates.items() if k.startswith("generate")), default=0.0)
         if run.kind == "sft":
@@ -526,7 +528,8 @@ def _machine_text(m: dict) -> str:
 
 def _rate_text(key: str, r: dict) -> str:
     if key.startswith("generate"):
-        return f"{key}: {r['tokens_per_s']:.0f} tokens/s, model load {r['load_seconds']:.1f} s"
+        return (f"{key}: {r['tokens_per_s']:.0f} tokens/s decoding, {r['prompt_seconds_per_row']:.2f} s per prompt, "
+                f"model load {r['load_seconds']:.1f} s")
     if key.startswith("sft"):
         return f"{key}: {r['micro_batch_seconds']:.2f} s per micro-batch"
     if key.startswith("grpo"):
