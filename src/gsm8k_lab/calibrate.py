@@ -10,9 +10,9 @@ pipeline's own code paths:
   (measured with one new token, and counted per row), and the seconds to load it;
 - ``sft bB lenL``: seconds of one SFT micro-batch of B examples (real GSM8K
   targets, cut at L tokens): two optimizer steps of TRL's trainer, the second timed;
-- ``grpo bB gG tT``: seconds of one GRPO micro-batch of B completions (groups of
-  G, rollouts of at most T tokens): one optimizer step of TRL's trainer with the
-  project's rewards and rollout engine;
+- ``grpo gG tT``: seconds of one GRPO step of one group of G completions
+  (rollouts of at most T tokens): TRL's trainer with the project's rewards and
+  rollout engine; a micro-batch of k groups is counted k times that;
 - ``start``: seconds to start a Python process that imports torch and
   transformers (every automatic evaluation runs in a fresh process).
 
@@ -37,7 +37,7 @@ from . import runtime
 from .config import Settings
 from .runs import atomic_write_json
 
-CACHE_VERSION = 2  # a new probe layout measures again
+CACHE_VERSION = 3  # a new probe layout measures again
 PROBE_TOKENS = 32  # new tokens per row in a generation probe
 GRPO_PROBE_TOKENS = 128  # longest rollout a GRPO probe samples; longer runs are scaled from it
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -103,8 +103,8 @@ def sft_key(batch: int, max_length: int) -> str:
     return f"sft b{batch} len{max_length}"
 
 
-def grpo_key(batch: int, group: int, tokens: int) -> str:
-    return f"grpo b{batch} g{group} t{min(tokens, GRPO_PROBE_TOKENS)}"
+def grpo_key(group: int, tokens: int) -> str:
+    return f"grpo g{group} t{min(tokens, GRPO_PROBE_TOKENS)}"
 
 
 # --------------------------------------------------------------------------
@@ -154,19 +154,20 @@ def probe_sft(settings: Settings) -> dict:
 
 
 def probe_grpo(settings: Settings) -> dict:
-    """Seconds of one GRPO micro-batch (rollouts, rewards, backward) at the settings' geometry."""
+    """Seconds of one GRPO step of one group (rollouts, rewards, backward) with the settings' group size
+    and rollout budget (at most :data:`GRPO_PROBE_TOKENS`); a micro-batch of several groups costs
+    about as many times more, which keeps the probe short on a CPU."""
     from .grpo import prepare_grpo
     from .training import time_steps
 
     c = _probe_settings(settings)
     g = c.grpo
-    g.per_device_batch_size = g.batch()
-    g.gradient_accumulation_steps, g.epochs = 1, 1.0
-    g.train_samples = g.per_device_batch_size // g.num_generations
+    g.per_device_batch_size = g.num_generations
+    g.gradient_accumulation_steps, g.epochs, g.train_samples = 1, 1.0, 1
     g.rollout.max_new_tokens = min(g.rollout.max_new_tokens, GRPO_PROBE_TOKENS)
     with tempfile.TemporaryDirectory(prefix="gsm8k-lab-calibrate-") as tmp:
         seconds = time_steps(c, prepare_grpo(c, Path(tmp) / "run"))
-    return {"micro_batch_seconds": round(seconds[-1], 3), "rollout_tokens": g.rollout.max_new_tokens}
+    return {"group_seconds": round(seconds[-1], 3), "rollout_tokens": g.rollout.max_new_tokens}
 
 
 def probe_start() -> dict:

@@ -350,8 +350,7 @@ def _probes(run: Run) -> dict:
     if run.kind == "sft":
         out[calibrate.sft_key(run.per_device_batch, run.max_length)] = lambda s=s: calibrate.probe_sft(s)
     if run.kind == "grpo":
-        key = calibrate.grpo_key(run.per_device_batch, s.grpo.num_generations, run.rollout_tokens)
-        out[key] = lambda s=s: calibrate.probe_grpo(s)
+        out[calibrate.grpo_key(s.grpo.num_generations, run.rollout_tokens)] = lambda s=s: calibrate.probe_grpo(s)
     return out
 
 
@@ -373,8 +372,10 @@ def _time(run: Run, rates: dict) -> None:
         if run.kind == "sft":
             micro = rates[calibrate.sft_key(run.per_device_batch, run.max_length)]["micro_batch_seconds"]
         else:
-            r = rates[calibrate.grpo_key(run.per_device_batch, run.settings.grpo.num_generations, run.rollout_tokens)]
-            micro = r["micro_batch_seconds"] * max(1.0, run.rollout_tokens / r["rollout_tokens"])
+            group = run.settings.grpo.num_generations
+            r = rates[calibrate.grpo_key(group, run.rollout_tokens)]
+            longer = max(1.0, run.rollout_tokens / r["rollout_tokens"])
+            micro = r["group_seconds"] * run.per_device_batch / group * longer
         parts["training"] = load + run.steps * run.gradient_accumulation_steps * micro
     run.time_parts = {k: round(v, 1) for k, v in parts.items()}
     run.seconds = round(sum(parts.values()), 1)
@@ -533,5 +534,5 @@ def _rate_text(key: str, r: dict) -> str:
     if key.startswith("sft"):
         return f"{key}: {r['micro_batch_seconds']:.2f} s per micro-batch"
     if key.startswith("grpo"):
-        return f"{key}: {r['micro_batch_seconds']:.2f} s per micro-batch"
+        return f"{key}: {r['group_seconds']:.2f} s per group of completions"
     return f"{key}: process start {r['seconds']:.1f} s"
