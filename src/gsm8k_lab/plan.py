@@ -55,6 +55,7 @@ class Run:
     kind: str  # evaluate, base, sft, grpo, traces
     path: str
     done: bool = False
+    repeat: bool = False  # the same run directory as an earlier run of the plan: made by then
     model: str = ""
     problems: int | None = None  # training problems, or the problems traces cover
     epochs: float | None = None
@@ -107,8 +108,9 @@ class Plan:
 
     def summary(self) -> str:
         """One line: runs, finished, estimated time (or that this machine is not calibrated)."""
-        done = len(self.runs) - len(self.todo)
-        head = f"plan: {len(self.runs)} runs" + (f" ({done} finished, {len(self.todo)} to run)" if done else "")
+        runs = [r for r in self.runs if not r.repeat]  # a run met twice is made once
+        done = len(runs) - len(self.todo)
+        head = f"plan: {len(runs)} runs" + (f" ({done} finished, {len(self.todo)} to run)" if done else "")
         if not self.todo:
             return head + ", nothing to run"
         if not self.calibrated or self.seconds is None:
@@ -171,7 +173,8 @@ def steps_runs(steps, base_model: str | None) -> list[Run]:
     runs, seen = [], set()
     for step in steps:
         s = _planned(step.settings, base_model)
-        done = step.is_done() or Path(step.run_dir) in seen  # the same run met again is made by then
+        repeat = Path(step.run_dir) in seen
+        done = step.is_done() or repeat
         seen.add(Path(step.run_dir))
         if step.kind == "base":
             runs.append(_base(step.name, s, step.run_dir, done))
@@ -186,6 +189,7 @@ def steps_runs(steps, base_model: str | None) -> list[Run]:
                                 step.settings.model.name))
         else:
             runs.append(Run(step.name, step.kind or "unknown", str(step.run_dir), done=done))
+        runs[-1].repeat = repeat
     return runs
 
 
@@ -481,7 +485,8 @@ def render(plan: Plan, flag_of=lambda path: path) -> str:
              f"({plan.model.get('parameters', 0) / 1e6:.0f}M parameters, {plan.model.get('dtype')}) on "
              f"{_machine_text(plan.machine)}"]
     for i, run in enumerate(plan.runs, 1):
-        state = "finished, skipped" if run.done else (_duration(run.seconds) if run.seconds is not None else "?")
+        state = ("made above, skipped" if run.repeat else "finished, skipped") if run.done else \
+            (_duration(run.seconds) if run.seconds is not None else "?")
         lines.append(f"{i:>2}. {run.name:<28} {state:>18}   {run.path}")
         lines += ["      " + x for x in _run_lines(run, flag_of)]
     if plan.calibrated and plan.rates:
