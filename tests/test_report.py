@@ -10,14 +10,14 @@ import pytest
 
 from gsm8k_lab.config import UsageError
 from gsm8k_lab.evaluate import COLUMNS, wilson_interval
-from gsm8k_lab.report import collect_runs, write_report
-from gsm8k_lab.stats import mcnemar_exact
+from gsm8k_lab.report import _rolling_mean, collect_runs, write_report
+from gsm8k_lab.stats import mcnemar_exact, newcombe_paired_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete", answers=None,
-             samples=1, log=None, symbolic=None):
+             samples=1, log=None, symbolic=None, traces_file=None):
     """A finished run; ``correct`` (and ``answers``) per problem: a bool, or a list of K bools with samples=K."""
     d = root / rel
     (d / "debug").mkdir(parents=True)
@@ -40,9 +40,14 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
         (d / "train_log.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in log))
     correct = [sum(c) / len(c) if samples > 1 else c for c in correct]
     k = sum(correct)
-    info = {"status": status, "stage": stage, "run_id": "x", "settings": {"seed": seed},
-        "data": {"n": n, "source": source},
-        "train": {"examples_seen": n, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0},
+    group = 4 if stage == "grpo" else 1  # GRPO's batches count completions, num_generations per problem
+    info = {"status": status, "stage": stage, "run_id": "x",
+        "settings": {"seed": seed, "sft": {"learning_rate": 1e-3, "epochs": None},
+                     "grpo": {"learning_rate": 1e-4, "epochs": 1.0, "num_generations": group}},
+        "data": {"n": n, "source": source, **({"traces_file": str(traces_file)} if traces_file else {})},
+        "train": {"examples_seen": n * group, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0,
+                  "global_steps": n // 4, "epochs": 1.0 if stage != "prep_sft" else 2.0,
+                  **({"num_generations": group} if stage == "grpo" else {})},
         "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
         "eval": {"n": len(correct), "accuracy": k / len(correct), "samples_per_problem": samples,
                  "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
@@ -90,9 +95,14 @@ def test_report_table_pairs_and_plots(tmp_path):
     p32 = 2 * sum(math.comb(10, i) for i in range(3)) / 1024
     row32 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
     assert "| 20 | 20.0% | 50.0% | +30.0% (" in row32
-    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | within noise |" in row32
+    # primary family: 3 pairs x 2 measures; p32 twice (the traces pair repeats it), the rest 1: Holm 6 * p32
+    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | {6 * p32:.3g} | > 50% | within noise |" in row32
+    lo, hi = newcombe_paired_interval(both=2, only_a=2, only_b=8, neither=8)
+    assert f"+30.0% ({lo:+.1%} to {hi:+.1%})" in row32
     row64 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 64 problems, seed 42 | accuracy"))
-    assert "+0.0% (+0.0% to +0.0%) | exact McNemar (0 vs 0 discordant) | 1 | within noise |" in row64
+    lo, hi = newcombe_paired_interval(both=4, only_a=0, only_b=0, neither=16)
+    assert f"+0.0% ({lo:+.1%} to {hi:+.1%}) | exact McNemar (0 vs 0 discordant) | 1 | 1 | – | within noise |" in row64
+    assert lo < -0.1 and hi > 0.1  # never a zero-width interval
     assert "| SFT vs GRPO, 32 problems, seed 42 | answer format | 20 |" in md
     assert "SFT original vs SFT on GRPO traces, 64 problems" in md
     for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png", "compute.png"):
@@ -110,10 +120,12 @@ def test_each_stage_is_compared_with_the_model_it_started_from(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| base model vs prep SFT (8 problems) |")]
     fmt = next(line for line in rows if "| answer format |" in line)
     assert "| 20 | 10.0% | 70.0% | +60.0% (" in fmt
-    assert f"exact McNemar (0 vs 12 discordant) | {2 / 4096:.3g} | prep SFT better |" in fmt
+    # secondary family: two pairs x two measures; Holm multiplies the smallest p by 4
+    assert f"exact McNemar (0 vs 12 discordant) | {2 / 4096:.3g} | {4 * 2 / 4096:.3g} |" in fmt
+    assert fmt.endswith("| prep SFT better |")
     start = next(line for line in md.splitlines()
                  if line.startswith("| prep SFT vs SFT from it, 32 problems, seed 42 | answer format |"))
-    assert f"(0 vs 2 discordant) | {mcnemar_exact(0, 2):.3g} | within noise |" in start
+    assert f"(0 vs 2 discordant) | {mcnemar_exact(0, 2):.3g} | 1 | > 10% | within noise |" in start
     assert summary["resolved"] == 1
     table = next(line for line in md.splitlines() if line.startswith("| base model | 0 |"))
     assert "| 0.0% |" in table
@@ -175,7 +187,8 @@ def test_sampled_runs_are_compared_on_every_sample(tmp_path):
     summary = write_report([tmp_path / "k"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     acc = next(line for line in md.splitlines() if "| accuracy |" in line and "SFT vs GRPO" in line)
-    assert "| 30 | 25.0% | 75.0% | +50.0% (+50.0% to +50.0%) | sign-flip" in acc and "GRPO better" in acc
+    assert "| 30 | 25.0% | 75.0% | +50.0% (" in acc and "| sign-flip" in acc and "GRPO better" in acc
+    assert "(+50.0% to +50.0%)" not in acc  # every difference is +50%, the interval still has a width
     fmt = next(line for line in md.splitlines() if "| answer format |" in line)
     assert "| 50.0% | 100.0% | +50.0%" in fmt and "GRPO better" in fmt
     assert summary["resolved"] == 2
@@ -210,3 +223,61 @@ def test_curves_and_reward_trends(tmp_path):
     assert next(line for line in md.splitlines() if "| answer_correct |" in line).endswith("| within noise |")
     assert "curves_experiment_1.png" in summary["files"]
     assert (tmp_path / "r" / "curves_experiment_1.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_verdict_rests_on_the_holm_adjusted_p(tmp_path):
+    # 32 problems: GRPO alone solves 7 (raw McNemar p = 2/128 < 0.05); 64: identical runs. The primary
+    # family holds 4 tests (two pairs, two measures), so Holm's p is 4 * 2/128 = 0.0625: not called.
+    make_run(tmp_path, "h/32/full_sft", "full_sft", 32, [False] * 20)
+    make_run(tmp_path, "h/32/grpo", "grpo", 32, [i < 7 for i in range(20)])
+    make_run(tmp_path, "h/64/full_sft", "full_sft", 64, [False] * 20)
+    make_run(tmp_path, "h/64/grpo", "grpo", 64, [False] * 20)
+    summary = write_report([tmp_path / "h"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
+    assert f"| {2 / 128:.3g} | {4 * 2 / 128:.3g} |" in row and row.endswith("| within noise |")
+    assert summary["resolved"] == 0
+    assert "### Primary: the research questions" in md and "**primary** (4 tests)" in md
+
+
+def test_each_row_shows_what_training_paid(tmp_path):
+    make_run(tmp_path, "m/32/full_sft", "full_sft", 32, [True, False])
+    make_run(tmp_path, "m/32/grpo", "grpo", 32, [True, True])
+    write_report([tmp_path / "m"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| steps | epochs | learning rate | problems seen | completions sampled | tokens generated in training |" in md
+    sft = next(line for line in md.splitlines() if line.startswith("| SFT | 32 |"))
+    grpo = next(line for line in md.splitlines() if line.startswith("| GRPO | 32 |"))
+    assert "| 8 | 1 | 0.001 | 32 | 0 | 0 | 10 |" in sft
+    # GRPO recorded 128 examples (its batches count completions, 4 per problem): 32 problems, 128 completions
+    assert "| 8 | 1 | 0.0001 | 32 | 128 | 160 | 10 |" in grpo
+    with open(tmp_path / "r" / "results.csv", newline="") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert rows["GRPO"]["problems_seen"] == "32" and rows["GRPO"]["completions_sampled"] == "128"
+    assert rows["SFT"]["learning_rate"] == "0.001" and rows["GRPO"]["optimizer_steps"] == "8"
+
+
+def test_traces_run_reports_its_share_of_grpo_traces(tmp_path):
+    traces = tmp_path / "traces.jsonl"
+    lines = [{"question": f"q{i}", "answer": "x\n\n#### 1", "source": "grpo" if i < 9 else "fallback"}
+             for i in range(70)]  # the run trains on the first 64 lines
+    traces.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    make_run(tmp_path, "t/64/full_sft", "full_sft", 64, [True, False, False])
+    make_run(tmp_path, "t/traces/64", "full_sft", 64, [True, False, False], source="traces", traces_file=traces)
+    write_report([tmp_path / "t"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| 9 of 64 (14%) |" in md
+    assert "SFT original vs SFT on GRPO traces, 64 problems, seed 42; 9 of 64 examples are GRPO traces |" in md
+    with open(tmp_path / "r" / "results.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["method"] == "SFT on GRPO traces")
+    assert row["grpo_traces"] == "9" and float(row["grpo_trace_share"]) == pytest.approx(9 / 64)
+    traces.unlink()  # the file gone: the share is unknown, not zero
+    write_report([tmp_path / "t"], tmp_path / "r2")
+    md = (tmp_path / "r2" / "report.md").read_text()
+    assert "| GRPO traces |" not in md and "examples are GRPO traces" not in md
+
+
+def test_rolling_mean_by_hand():
+    assert _rolling_mean([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
+    assert _rolling_mean([4, 0, 2], 3) == [4, 2, 2]
+    assert _rolling_mean([5], 1) == [5]
