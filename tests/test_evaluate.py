@@ -411,3 +411,23 @@ def test_an_int8_evaluation_says_so_in_its_metrics(run_cli, tiny_model_dir, tmp_
     metrics = json.loads((out / "debug" / "q_metrics.json").read_text())
     assert metrics["n"] == 3
     assert "float32, int8 dynamic linear layers" in metrics["backend"]
+
+
+def test_majority_vote_reads_exact_values_back_from_the_rows():
+    """2880000.4 twice is wrong (pass@K 0), and so is its majority vote: the rows keep exact values,
+    not 6 significant digits that would read back as 2880000."""
+    from gsm8k_lab.data import Problem
+    from gsm8k_lab.evaluate import score
+    from gsm8k_lab.generation import Completion
+
+    problem = Problem(0, "q", "x\n#### 2,880,000", 2880000.0)
+    half = Problem(1, "q2", "x\n#### 1234567.5", 1234567.5)
+    rows = [score(problem, Completion(f"x<end_working_out><SOLUTION>{v}</SOLUTION>", 5, False), k)
+            for k, v in enumerate(["2880000.4", "2880000.4"])]
+    rows += [score(half, Completion(f"x<end_working_out><SOLUTION>{v}</SOLUTION>", 5, False), k)
+             for k, v in enumerate(["1,234,567.5", "1234567.5"])]
+    assert [r["extracted_answer"] for r in rows] == ["2880000.4", "2880000.4", "1234567.5", "1234567.5"]
+    assert rows[2]["gold_answer"] == "1234567.5"
+    m = compute_metrics(rows, samples=2)  # the vote reads the rows' extracted_answer strings
+    assert m["pass_at_k"]["2"]["value"] == pytest.approx(0.5)  # problem 0 never right, problem 1 always
+    assert m["majority_accuracy"] == pytest.approx(0.5)

@@ -13,8 +13,15 @@ the seed's greedy evaluation, with the seed's columns. Metrics:
 - answer proportion: share with a number readable from a SOLUTION block;
 - with K > 1: unbiased pass@k for k = 1, 2, 4, ..., K and majority-vote
   accuracy, each with a bootstrap interval;
-- lm-evaluation-harness strict and flexible scores over the whole completion,
-  mean completion tokens, truncated share and generation throughput.
+- lm-evaluation-harness strict (``#### N``) and flexible (last number) rules over
+  the whole completion: a cross-check of this scorer and of format drift, not
+  numbers comparable with published lm-eval results (those prompt few-shot for
+  ``#### N``; these completions answer a chat prompt in SOLUTION tags);
+- mean completion tokens, truncated share and generation throughput.
+
+``extracted_answer`` and ``gold_answer`` hold exact values (integers as integers,
+other numbers in their shortest exact decimal form), so majority votes read back
+from the CSV compare exact values.
 """
 
 from __future__ import annotations
@@ -354,7 +361,8 @@ def _rewrite(csv_path: Path, rows: list[dict], samples: int = 1) -> None:
 
 
 def _fmt_number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    """Integers as integers, other numbers in their shortest exact form (repr round-trips a float)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _fmt(v) -> str:
