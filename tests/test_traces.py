@@ -80,6 +80,7 @@ def test_kept_traces_fallbacks_attempts_and_stats(job):
     records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
     assert [r["source"] for r in records] == ["grpo", "grpo", "fallback", "grpo", "fallback"]
     assert [r["attempts"] for r in records] == [1, 2, 3, 3, 3]
+    assert {r["split"] for r in records} == {"train"}  # where the problems came from, on every line
     assert records[0]["answer"] == "1 + 1 = 2\n\n#### 2"
     assert records[2]["answer"] == job.problems[2].answer  # the original solution
     # rounds resample only the unsolved problems
@@ -124,6 +125,7 @@ def test_resume_after_kill(job):
     assert job.problems[0].question not in resumed.rounds[0]  # solved before the kill: not resampled
     records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
     assert [r["attempts"] for r in records] == [1, 2, 3, 3, 3]
+    assert {r["split"] for r in records} == {"train"}  # where the problems came from, on every line
 
 
 def test_completion_to_trace_strips_tags():
@@ -214,3 +216,10 @@ def test_a_resume_with_other_settings_is_refused(run_cli, tmp_path, chain):
     r = run_cli("generate_traces.py", *base, "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "grpo_traces_train.jsonl.stats.json").read_text())["total_samples"] == 3
+
+
+def test_traces_of_test_problems_say_so_on_every_line(job):
+    job.split = "test"
+    run_rejection_sampling(Scripted(_script(job.problems, PLANS)), job)
+    records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
+    assert {r["split"] for r in records} == {"test"}

@@ -53,6 +53,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
     test_size = len(load_split("test", settings.data.source))
     if traces_file:
         traces = load_traces(traces_file)
+        check_traces_apart(settings, traces_file)
         count = "sft.train_samples"
         validate(settings, {"train": len(traces), "test": test_size}, counts=[count, "eval.samples"],
                  processes=world_size())
@@ -120,6 +121,24 @@ def check_eval_data_apart(settings: Settings, *training_files: str | None) -> No
         if train not in ("bundled", "hub") and Path(train).resolve() == Path(source).resolve():
             raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
                                "be evaluated on the problems it trains on")
+
+
+def check_traces_apart(settings: Settings, traces_file: str) -> None:
+    """Traces never come from the problems evaluation uses: a line that says ``"split": "test"``
+    (as generate_traces records) or whose question is a problem of the evaluation data's test
+    split (which also catches files written before lines recorded their split) is refused."""
+    import json
+
+    test_questions = {p.question.strip() for p in load_split("test", settings.data.source)}
+    with open(traces_file, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)  # load_traces has checked every line
+            if rec.get("split") == "test" or rec["question"].strip() in test_questions:
+                raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
+                                   "(traces generated from the test split): a run must not train on the problems "
+                                   "it is evaluated on")
 
 
 def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):

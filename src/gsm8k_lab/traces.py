@@ -8,8 +8,9 @@ still unsolved, so the cost follows the number of unsolved problems rather
 than attempts x problems, and every round is one batched pass of the engine.
 
 Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
-"source": "grpo"|"fallback", "attempts": k}`` (the input of
-SFT on traces) and ``<file>.stats.json``:
+"source": "grpo"|"fallback", "attempts": k, "split": "train"|"test"}`` (the input
+of SFT on traces; ``split`` names the GSM8K split the problems came from, so
+training refuses traces of test problems) and ``<file>.stats.json``:
 
 - ``total_samples``: problems covered (``grpo_successes + fallback_count``);
 - ``grpo_successes``: problems whose trace is a GRPO completion;
@@ -49,6 +50,7 @@ class TraceJob:
     max_attempts: int
     gen: GenerationSettings  # temperature etc.; the seed moves on each round
     fingerprint: dict | None = None  # what determines the traces; a resume must match it
+    split: str = "train"  # the split the problems come from, recorded on every line
 
 
 def generate_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
@@ -66,7 +68,7 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
         prompts = [build_prompt(backend.tokenizer, p.question) for p in job_problems]
         print(f"[gsm8k-lab] traces for {len(job_problems)} {t.split} problems from {ref.run_dir}, up to "
               f"{t.max_attempts} attempts at temperature {t.generation.temperature}", flush=True)
-        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation, fingerprint)
+        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation, fingerprint, t.split)
         return out, run_rejection_sampling(backend, job, resume=resume)
     finally:
         backend.close()
@@ -140,7 +142,7 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
             log.write(json.dumps({"round_done": attempt}) + "\n")
             log.flush()
             os.fsync(log.fileno())
-    records = build_records(job.problems, solved, job.max_attempts)
+    records = build_records(job.problems, solved, job.max_attempts, job.split)
     stats = compute_stats(records, job.max_attempts)
     atomic_write_json(stats_path(job.output_path), stats)
     atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -164,15 +166,16 @@ def completion_to_trace(completion: str) -> str:
     return reasoning_to_trace(reasoning, final)
 
 
-def build_records(problems: list[Problem], solved: dict[int, dict], max_attempts: int) -> list[dict]:
+def build_records(problems: list[Problem], solved: dict[int, dict], max_attempts: int,
+                  split: str = "train") -> list[dict]:
     records = []
     for i, p in enumerate(problems):
         if i in solved:
             records.append({"question": p.question, "answer": solved[i]["answer"], "source": "grpo",
-                            "attempts": solved[i]["attempts"]})
+                            "attempts": solved[i]["attempts"], "split": split})
         else:
             records.append({"question": p.question, "answer": p.answer, "source": "fallback",
-                            "attempts": max_attempts})
+                            "attempts": max_attempts, "split": split})
     return records
 
 
