@@ -6,6 +6,13 @@ SFT at the same budget see the same problems. Each step samples
 ``grpo.num_generations`` completions per prompt with the ``grpo.rollout``
 generation settings; the per-device batch counts completions, so the global
 batch must be a multiple of the group size (checked before anything starts).
+
+**Rollouts follow the run seed.** The refill engine samples under
+``seed + grpo.rollout.seed`` (the rollout setting is an offset, so ``--seeds``
+repeats get different rollouts), moved on with each step and process; TRL's own
+generation draws from torch's generator, which TRL seeds with the run seed.
+vLLM rollouts are the exception: TRL 1.16 seeds its colocated vLLM engine with
+the process index, whatever the run seed (``run.json`` says which applies).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        train=g, geometry=geometry, extra_eval=extra_eval,
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
                                    "continuous_batching": g.continuous_batching,
-                                   "rollout_engine": rollout_engine(settings)})
+                                   "rollout_engine": rollout_engine(settings), **rollout_seed_record(settings)})
 
 
 def batch_geometry(settings: Settings, processes: int) -> dict:
@@ -121,12 +128,29 @@ def rollout_engine(settings: Settings) -> str:
     return "trl" if runtime.current(settings).on_gpu else "refill"
 
 
+def rollout_seed(settings: Settings) -> int:
+    """The refill engine's rollout seed: the run seed plus the ``grpo.rollout.seed`` offset."""
+    return settings.seed + settings.grpo.rollout.seed
+
+
+def rollout_seed_record(settings: Settings) -> dict:
+    """What seeds the rollouts of this run, for ``run.json``."""
+    engine = rollout_engine(settings)
+    if engine.startswith("refill"):
+        return {"rollout_seed": rollout_seed(settings),
+                "rollout_seed_rule": "seed + grpo.rollout.seed, + 1000003 x step + process index"}
+    if settings.grpo.use_vllm:
+        return {"rollout_seed": None, "rollout_seed_rule": "TRL seeds its vLLM engine with the process index: "
+                "rollouts do not follow the run seed"}
+    return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
+
+
 def refill_rollout(settings: Settings, merged: bool = False):
     """A TRL ``rollout_func``: the group completions from the refill engine (``generation/refill.py``).
 
     The prompts are tokenized as TRL tokenizes them, each one (already repeated once per
     completion of its group by TRL's sampler) gets one completion, sampled with the
-    ``grpo.rollout`` settings under a seed that moves with the step and the process; no stop
+    ``grpo.rollout`` settings under :func:`rollout_seed`, moved with the step and the process; no stop
     string, so completions end at EOS or the length budget exactly as TRL's own generation.
     The policy samples in eval mode (no LoRA dropout); with ``merged`` the adapter is merged
     into the weights for the rollout and unmerged after.
@@ -142,7 +166,7 @@ def refill_rollout(settings: Settings, merged: bool = False):
         tok = trainer.processing_class
         ids = tok(text=prompts)["input_ids"]
         g = settings.grpo.rollout
-        seed = g.seed + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
+        seed = rollout_seed(settings) + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
         gen = replace(g, seed=seed, max_new_tokens=trainer.max_completion_length)
         eos = set(getattr(trainer, "eos_token_ids", None) or [tok.eos_token_id])
         training = model.training
