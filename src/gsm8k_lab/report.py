@@ -493,7 +493,7 @@ def _style(ax, percent: bool = True, budgets: list[int] | None = None, xlabel: s
     from matplotlib.ticker import PercentFormatter
 
     if percent:
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
     if budgets:
         ax.set_xscale("log", base=2)
         ax.set_xticks(budgets, [str(b) for b in budgets])
