@@ -51,11 +51,16 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
         "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
         "eval": {"n": len(correct), "accuracy": k / len(correct), "samples_per_problem": samples,
                  "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
-                 "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
+                 "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0,
+                 "answer_proportion": sum(map(_share, answers)) / len(answers), "csv": "e.csv"}}
     if symbolic is not None:
         info["eval_extra"] = {"gsm-symbolic:10": {"accuracy": symbolic, "n": 10}}  # keyed as eval.extra_sources
     (d / "run.json").write_text(json.dumps(info))
     return d
+
+
+def _share(answer):
+    return sum(answer) / len(answer) if isinstance(answer, list) else float(answer)
 
 
 def test_mcnemar_matches_hand_computation():

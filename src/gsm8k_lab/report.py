@@ -547,7 +547,8 @@ MARKERS = ["o", "s", "^", "D", "v", "P"]
 
 
 def _format_plot(plt, runs: list[RunResult], methods: list[str], budgets: list[int], out: Path) -> str:
-    """Thinking and answer proportions per budget, each with its 95% interval (or spread over seeds)."""
+    """Thinking and answer proportions per budget, each with its 95% interval (or spread over seeds),
+    and the answer proportion of the base model and the prep SFT model they started from."""
     fig, ax = plt.subplots(figsize=(6, 4))
     series = [(m, attr) for m in methods for attr in ("thinking", "answer")]
     for k, (method, attr) in enumerate(series):
@@ -557,6 +558,12 @@ def _format_plot(plt, runs: list[RunResult], methods: list[str], budgets: list[i
                            mfc="none" if attr == "thinking" else None, ms=7 if attr == "thinking" else 5,
                            label=f"{method} {attr} ({spread})")
         line[0].set_zorder(3 + k)
+    for start, style in (("base model", ":"), ("prep SFT", "--")):  # where training started, with its band
+        rs = [r for r in runs if r.method == start]
+        if rs:
+            low, high = rs[0].answer_ci
+            ax.axhline(rs[0].answer, ls=style, color="grey", label=f"{start} answer (band: 95% CI)")
+            ax.axhspan(low, high, color="grey", alpha=0.12)
     ax.set_ylim(-0.05, 1.05)
     _style(ax, budgets=budgets, xlabel="training problems")
     ax.set_ylabel("share of completions")
