@@ -368,8 +368,9 @@ def _comparison_preamble(comparisons: list[Comparison], trends: list[Trend]) -> 
         f"{ALPHA} divided by the family's size (Holm's first, strictest threshold), on its number of problems. "
         "With one sample per problem it uses the discordance observed in this comparison (the share of problems "
         "on which the two runs disagree) in Connor's (1987) formula for McNemar's test: '> d' when not even the "
-        "largest difference that discordance allows (d) is detectable, '–' when no problem is discordant; with "
-        "several samples, the standard deviation of the observed per-problem differences.",
+        "largest difference that discordance allows (d) is detectable; with several samples, the standard "
+        "deviation of the observed per-problem differences. '–' when there is nothing to base it on (no "
+        "discordant problem, or per-problem differences that are all equal).",
     ]
 
 
