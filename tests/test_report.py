@@ -286,3 +286,16 @@ def test_rolling_mean_by_hand():
     assert _rolling_mean([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
     assert _rolling_mean([4, 0, 2], 3) == [4, 2, 2]
     assert _rolling_mean([5], 1) == [5]
+
+
+def test_report_states_what_the_design_can_detect(tmp_path):
+    from gsm8k_lab.stats import detectable_difference
+
+    make_run(tmp_path, "d/32/full_sft", "full_sft", 32, [False] * 100)
+    make_run(tmp_path, "d/32/grpo", "grpo", 32, [False] * 100)  # nothing discordant: the rows say '–'
+    write_report([tmp_path / "d"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    d = [detectable_difference(100, discordant=psi, alpha=0.05 / 2) for psi in (0.1, 0.2, 0.3)]
+    assert (f"Design, primary family: on 100 problems at 0.05/2 with 80% power, the smallest detectable paired "
+            f"difference is {d[0]:.1%} / {d[1]:.1%} / {d[2]:.1%} when 10% / 20% / 30% of the problems are "
+            "discordant") in md

@@ -49,6 +49,7 @@ from .runs import BASE_STAGE, RunStatus, atomic_write_text, read_jsonl
 from .stats import (
     Paired,
     bootstrap_interval,
+    detectable_difference,
     holm,
     paired_comparison,
     two_sample_p,
@@ -371,7 +372,30 @@ def _comparison_preamble(comparisons: list[Comparison], trends: list[Trend]) -> 
         "largest difference that discordance allows (d) is detectable; with several samples, the standard "
         "deviation of the observed per-problem differences. '–' when there is nothing to base it on (no "
         "discordant problem, or per-problem differences that are all equal).",
+        "", *_design_lines(comparisons, sizes),
     ]
+
+
+#: Discordances assumed for the design statement (the share of problems on which two runs disagree).
+ASSUMED_DISCORDANCE = (0.1, 0.2, 0.3)
+
+
+def _design_lines(comparisons: list[Comparison], sizes: dict[str, int]) -> list[str]:
+    """What each family's design can detect whatever was observed: on its problems, at alpha over the
+    family's size, with 80% power, for a few assumed discordances."""
+    lines = []
+    for family in FAMILIES:
+        ns = [c.result.n for c in comparisons if c.family == family]
+        if not ns:
+            continue
+        n, m = max(ns), sizes[family]
+        found = [detectable_difference(n, discordant=psi, alpha=ALPHA / m) for psi in ASSUMED_DISCORDANCE]
+        lines.append(f"Design, {family} family: on {n} problems at {ALPHA}/{m} with 80% power, the smallest "
+                     "detectable paired difference is " + " / ".join("none" if d is None else f"{d:.1%}" for d in found)
+                     + " when " + " / ".join(f"{psi:.0%}" for psi in ASSUMED_DISCORDANCE)
+                     + " of the problems are discordant (assumed; 'none': not even a difference as large as the "
+                     "discordance).")
+    return lines
 
 
 def _comparison_row(c: Comparison) -> str:
