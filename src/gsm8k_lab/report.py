@@ -21,7 +21,8 @@ status ``complete``) under the given folders; it reads only what runs recorded
   a two-stage bootstrap with several samples per problem), the raw p (exact
   McNemar, or a sign-flip test on per-problem shares; a permutation test for
   reward trends), the Holm-adjusted p within its family, the smallest difference
-  the comparison could detect, and a verdict that rests on the adjusted p only;
+  the comparison could detect (and, per family, what the design detects at
+  assumed discordances), and a verdict that rests on the adjusted p only;
 - plots, every proportion in percent: ``accuracy_vs_samples.png``,
   ``format_vs_samples.png`` (thinking and answer proportions with their
   intervals), ``compute.png`` (accuracy against problems seen, completions
