@@ -380,15 +380,6 @@ def _report(folders: list[Path], out: Path) -> int:
     return 0
 
 
-def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
-                    samples: int | None = None, model: str | None = None) -> list[str]:
-    """The command line that evaluates a finished run with its recorded settings (see training.py),
-    optionally on another evaluation set or of another model (a base model's evaluation run)."""
-    other = ["--data", source, "--eval-samples", str(samples)] if source else []
-    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
-            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]
-
-
 def _print_run(info: dict, output_dir: str) -> None:
     ev = info.get("eval")
     if not ev:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from .config import Settings, validate
 from .data import build_prompt, load_split, take_budget, trl_prompt
+from .evaluate import extra_evaluations
 from .generation import decoding
 from .models import resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
-from .sft import check_eval_data_apart, check_tracker, extra_evaluations
+from .sft import check_eval_data_apart, check_tracker
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:

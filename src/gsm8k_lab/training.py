@@ -217,8 +217,7 @@ def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = 
     run was configured with; it resumes a partial CSV from an interrupted
     evaluation. ``model`` evaluates that model instead of the run's own.
     """
-    from .cli import evaluation_argv
-    from .evaluate import metrics_path
+    from .evaluate import evaluation_argv, metrics_path
 
     env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
     argv = evaluation_argv(run.run_file, run.root, csv_path.name, source, samples, model)
@@ -324,7 +323,7 @@ def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = Fal
     """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
     decoding and further evaluation sets as the trained runs, so the report compares them."""
     from .data import load_split
-    from .sft import extra_evaluations
+    from .evaluate import extra_evaluations
 
     validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
     job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
