@@ -207,7 +207,7 @@ def _add_setting(group, path: str, flag: str) -> None:
         extra.append(f"env {meta['env']}")
     help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
     kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
-    if hint is bool:
+    if _base(hint) is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     elif "list" in str(hint):
         group.add_argument(flag, nargs="+", metavar="ITEM", **kw)

@@ -78,7 +78,9 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 "epochs": s.stage_epochs(stage)}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, stage, problems), data=data,
-                       train=s, geometry=geometry, extra_eval=extra_eval)
+                       train=s, geometry=geometry, extra_eval=extra_eval,
+                       micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
+                           s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)))
 
 
 def tokenize_example(tokenizer, problem: Problem) -> dict:
