@@ -73,10 +73,15 @@ def _fp32() -> Settings:
 
 
 def _engine_processes() -> list:
+    """This process's live children, less multiprocessing's resource tracker (one per process, for life)."""
     import psutil
 
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE]
+    return [p.pid for p in psutil.Process().children(recursive=True) if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def _shared_memory() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
 def _texts(backend, prompts, gen) -> list[str]:
@@ -130,7 +135,7 @@ def test_a_run_served_through_its_merged_copy_writes_the_adapters_greedy_text(lo
     plain = _texts(TransformersBackend(load_model(base, s), tok, batch_size=16), prompts, gen)
     assert sum(a != b for a, b in zip(adapted, plain)) >= 8  # the adapter matters, so agreeing means something
     assert len({t[:8] for t in adapted}) > 1  # and the text is not one repeated token
-    before = _engine_processes()
+    before, shm = _engine_processes(), _shared_memory()
     engine = VLLMBackend(run, s, batch_size=16)
     try:
         assert engine.model_path == lora_run.resolve() / "model" / MERGED_DIR
@@ -138,7 +143,7 @@ def test_a_run_served_through_its_merged_copy_writes_the_adapters_greedy_text(lo
     finally:
         engine.close()
     assert sum(a == b for a, b in zip(served, adapted)) / len(prompts) >= 0.95
-    assert _engine_processes() == before
+    assert _engine_processes() == before and _shared_memory() <= shm
 
 
 def test_sampled_evaluation_with_vllm_gives_k_rows_and_the_same_rows_again(tiny_vllm_model, tmp_path):
@@ -152,7 +157,7 @@ def test_sampled_evaluation_with_vllm_gives_k_rows_and_the_same_rows_again(tiny_
 
     s = _fp32()
     gen = GenerationSettings(max_new_tokens=16, temperature=1.0, seed=5)
-    before = _engine_processes()
+    before, shm = _engine_processes(), _shared_memory()
     engine = VLLMBackend(resolve_model(str(tiny_vllm_model)), s, batch_size=16)
     try:
         problems = load_split("test")[:3]
@@ -165,7 +170,7 @@ def test_sampled_evaluation_with_vllm_gives_k_rows_and_the_same_rows_again(tiny_
     assert [(r["index"], r["sample"]) for r in a] == [(str(i), str(k)) for i in range(3) for k in range(4)]
     assert a == b
     assert len({r["completion"] for r in a if r["index"] == "0"}) > 1  # samples, not one greedy text four times
-    assert _engine_processes() == before
+    assert _engine_processes() == before and _shared_memory() <= shm
 
 
 def test_traces_with_vllm(lora_run, tmp_path):

@@ -46,13 +46,15 @@ CPU_KV_SHARE_OF_FREE = 0.25
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, model_ref, settings: Settings, batch_size: int = 64, chunk: int = 512):
+    def __init__(self, model_ref, settings: Settings, batch_size: int = 64, chunk: int = 512,
+                 overrides: dict | None = None):
+        """``overrides``: engine arguments that replace the chosen ones (benchmarks)."""
         from vllm import LLM
 
         from ..models import load_tokenizer
 
         self.model_path = model_path_for_vllm(model_ref, settings)
-        args = engine_args(settings, self.model_path, batch_size)
+        args = {**engine_args(settings, self.model_path, batch_size), **(overrides or {})}
         print("[gsm8k-lab] vLLM engine: " + ", ".join(f"{k}={_show(v)}" for k, v in args.items() if k != "model"),
               flush=True)
         self.llm = LLM(model=str(self.model_path), **args)
