@@ -165,11 +165,11 @@ def test_a_colocated_rollout_engine_is_shut_down_before_the_evaluation():
     from gsm8k_lab import training
 
     stopped = []
-    core = SimpleNamespace(shutdown=lambda: stopped.append("engine core"))
+    core = SimpleNamespace(shutdown=lambda timeout=None: stopped.append(("engine core", timeout)))
     trainer = SimpleNamespace(vllm_generation=SimpleNamespace(llm=SimpleNamespace(llm_engine=SimpleNamespace(
         engine_core=core))))
     training.stop_rollout_engine(trainer)
-    assert stopped == ["engine core"] and trainer.vllm_generation.llm is None
+    assert stopped == [("engine core", 30)] and trainer.vllm_generation.llm is None
     training.stop_rollout_engine(SimpleNamespace())  # no engine: nothing to do
 
 

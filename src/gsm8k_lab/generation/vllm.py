@@ -68,8 +68,8 @@ class VLLMBackend:
 
     def close(self) -> None:
         """Shut the engine down and free its memory (the process may go on to load another model)."""
-        shutdown_engine(self.llm)
-        self.llm = None
+        llm, self.llm = self.llm, None
+        shutdown_engine(llm)
 
     def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating"):
         """vLLM schedules each chunk continuously; chunks let callers stream rows to disk."""
@@ -151,15 +151,23 @@ def available_memory() -> int:
     raise OSError("no MemAvailable in /proc/meminfo")  # pragma: no cover - not Linux
 
 
+#: Seconds an engine's processes get to finish their own teardown (shared memory included).
+SHUTDOWN_GRACE = 30
+
+
 def shutdown_engine(llm) -> None:
-    """Stop a ``vllm.LLM`` (its engine-core process, its distributed state) and free its memory."""
+    """Stop a ``vllm.LLM`` (its engine-core process, its distributed state) and free its memory.
+
+    The engine core is given time to tear down in order: without a timeout vLLM aborts it at
+    once and its shared-memory queues stay behind until this process exits.
+    """
     from .. import runtime
 
     if llm is not None:
         engine = getattr(llm, "llm_engine", None)
         core = getattr(engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+            core.shutdown(timeout=SHUTDOWN_GRACE)
         del llm, engine, core
     try:
         from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
