@@ -134,3 +134,13 @@ def test_run_json_records_the_rollout_seed(chain):
     generation = info["generation"]
     assert generation["rollout_seed"] == info["settings"]["seed"] + info["settings"]["grpo"]["rollout"]["seed"]
     assert generation["rollout_seed_rule"].startswith("seed + grpo.rollout.seed")
+
+
+def test_vllm_rollouts_are_refused_on_a_cpu_before_anything_is_written(tmp_path, tiny_model_dir, run_cli):
+    """vLLM's CPU build repacks weights on load and cannot take TRL's weight updates (the first one fails
+    with "'Parameter' object has no attribute 'weight_loader'"): refused up front, in one line."""
+    out = tmp_path / "grpo"
+    r = run_cli("train_grpo.py", "--base-model", str(tiny_model_dir), "--output-dir", str(out), "--use-vllm",
+                "--vllm-mode", "colocate", "--dtype", "fp32", env={"TRAIN_SAMPLES": "2", "NUM_GENERATIONS": "2"})
+    assert r.returncode == 2 and "--use-vllm rolls out with vLLM on a GPU only" in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

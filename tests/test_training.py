@@ -123,13 +123,30 @@ def test_a_run_cannot_overwrite_the_run_it_starts_from(chain, run_cli):
 
 def test_the_training_process_never_builds_a_generation_engine(tmp_path, tiny_model_dir, monkeypatch, capsys):
     """The evaluation after training runs in a fresh process: a GPU engine (vLLM) for it can never
-    meet the memory that training still holds. Here the training process refuses to build one."""
-    from gsm8k_lab import cli, generation
+    meet the memory that training still holds. Here the training process refuses to build one, and
+    the trained model is released (collected, nothing refers to it) before the evaluation starts."""
+    import weakref
+
+    from gsm8k_lab import cli, generation, training
 
     def refuse(*a, **k):
         raise AssertionError("a generation backend was built in the training process")
 
     monkeypatch.setattr(generation, "make_backend", refuse)
+    models, released = [], []
+    real_load, real_eval = training.load_model, training.evaluate_in_fresh_process
+
+    def load_model(*a, **k):
+        model = real_load(*a, **k)
+        models.append(weakref.ref(model))
+        return model
+
+    def evaluate(*a, **k):
+        released.append(all(ref() is None for ref in models))
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(training, "load_model", load_model)
+    monkeypatch.setattr(training, "evaluate_in_fresh_process", evaluate)
     for k, v in TINY_ENV.items():
         monkeypatch.setenv(k, v)
     out = tmp_path / "run"
@@ -138,6 +155,45 @@ def test_the_training_process_never_builds_a_generation_engine(tmp_path, tiny_mo
     assert code == 0, capsys.readouterr().err[-2000:]
     info = _run_json(out)
     assert info["status"] == "complete" and info["eval"]["n"] == 2
+    assert models and released == [True]
+    assert info["memory_estimate"]["checkpointing"] is False and info["memory_estimate"]["total"] > 0
+
+
+def test_a_colocated_rollout_engine_is_shut_down_before_the_evaluation():
+    from types import SimpleNamespace
+
+    from gsm8k_lab import training
+
+    stopped = []
+    core = SimpleNamespace(shutdown=lambda timeout=None: stopped.append(("engine core", timeout)))
+    trainer = SimpleNamespace(vllm_generation=SimpleNamespace(llm=SimpleNamespace(llm_engine=SimpleNamespace(
+        engine_core=core))))
+    training.stop_rollout_engine(trainer)
+    assert stopped == [("engine core", 30)] and trainer.vllm_generation.llm is None
+    training.stop_rollout_engine(SimpleNamespace())  # no engine: nothing to do
+
+
+def test_a_vllm_evaluation_that_cannot_fit_is_refused_before_training(monkeypatch, tiny_model_dir):
+    """On a GPU the training process keeps its CUDA context while its evaluation runs: the evaluation's
+    share must fit what is free less that, checked before any training."""
+    from gsm8k_lab import generation, runtime, training
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.models import resolve_model
+
+    gib = 1 << 30
+    monkeypatch.setattr(runtime, "_current", runtime.Runtime("cuda", "bf16", 2, 1))
+    monkeypatch.setattr(generation, "vllm_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.mem_get_info", lambda *a: (70 * gib, 80 * gib))
+    job = training.TrainingJob(stage="prep_sft", output_dir=tiny_model_dir, parent=resolve_model(str(tiny_model_dir)),
+                               build_trainer=None, data={}, train=Settings().sft)
+    s = Settings()
+    s.vllm.gpu_memory_utilization = 0.85  # 68 GiB: free after the parent's 1 GiB is 69
+    training.check_evaluation_memory(s, job)
+    s.vllm.gpu_memory_utilization = 0.87  # 69.6 GiB
+    with pytest.raises(SettingError, match="vllm.gpu_memory_utilization=0.87 asks vLLM for 69.6 GiB"):
+        training.check_evaluation_memory(s, job)
+    s.eval.generation.backend = "transformers"
+    training.check_evaluation_memory(s, job)  # no engine, nothing to check
 
 
 def test_resume_of_a_trained_run_only_evaluates(tmp_path, tiny_model_dir, run_cli):

@@ -207,7 +207,7 @@ def _add_setting(group, path: str, flag: str) -> None:
         extra.append(f"env {meta['env']}")
     help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
     kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
-    if hint is bool:
+    if _base(hint) is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     elif "list" in str(hint):
         group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
@@ -378,15 +378,6 @@ def _report(folders: list[Path], out: Path) -> int:
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
     print((out / "report.md").read_text().split("## Plots")[0])
     return 0
-
-
-def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
-                    samples: int | None = None, model: str | None = None) -> list[str]:
-    """The command line that evaluates a finished run with its recorded settings (see training.py),
-    optionally on another evaluation set or of another model (a base model's evaluation run)."""
-    other = ["--data", source, "--eval-samples", str(samples)] if source else []
-    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
-            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]
 
 
 def _print_run(info: dict, output_dir: str) -> None:

@@ -190,7 +190,9 @@ class TrainSettings:
     lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name).")
     save_steps: int = setting(50, "Checkpoint every N optimizer steps (the resume points).", min=1)
     logging_steps: int = setting(5, "Log training curves every N steps.", min=1)
-    gradient_checkpointing: bool = setting(False, "Trade compute for memory.")
+    gradient_checkpointing: bool | None = setting(
+        None, "Trade compute for memory (unset: on where the memory estimate printed at start-up says a step "
+        "would not fit the GPU without it; off on a CPU).")
 
 
 @dataclass

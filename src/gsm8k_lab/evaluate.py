@@ -426,3 +426,25 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
                         samples=settings.eval.samples_per_problem)
     finally:
         backend.close()
+
+
+def extra_evaluations(settings: Settings) -> dict[str, int]:
+    """Each further evaluation set of ``eval.extra_sources`` (loaded, so a bad one is refused now)
+    and its problem count: the first eval.samples problems, or all of a smaller set."""
+    from .data import load_split
+
+    out = {}
+    for source in settings.eval.extra_sources:
+        size = len(load_split("test", source, "eval.extra_sources"))
+        out[source] = min(size, settings.eval.samples or size)
+    return out
+
+
+def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
+                    samples: int | None = None, model: str | None = None) -> list[str]:
+    """The ``gsm8k-lab`` command line that evaluates a finished run with its recorded settings, as
+    ``evaluate_model.py`` would (the evaluation after training runs it in a fresh process);
+    optionally on another evaluation set, or of another model (a base model's evaluation run)."""
+    other = ["--data", source, "--eval-samples", str(samples)] if source else []
+    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
+            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]

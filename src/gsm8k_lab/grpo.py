@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Settings, validate
-from .data import build_prompt, load_split, take_budget, trl_prompt
+from .config import SettingError, Settings, validate
+from .data import build_prompt, load_split, prompt_ids, take_budget, trl_prompt
+from .evaluate import extra_evaluations
 from .generation import decoding
 from .models import resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
-from .sft import check_eval_data_apart, check_tracker, extra_evaluations
+from .sft import check_eval_data_apart, check_tracker
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -45,6 +46,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"],
              processes=world_size())
     g = settings.grpo
+    check_rollout_engine(settings)
     problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
     parent = resolve_model(settings.model.name)
     extra_eval = extra_evaluations(settings)
@@ -57,9 +59,23 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        data={"source": settings.data.train_source, "split": "train", "n": len(problems),
                              "budget_seed": settings.data.budget_seed},
                        train=g, geometry=geometry, extra_eval=extra_eval,
+                       micro_batch_tokens=lambda tok: g.batch() * (g.rollout.max_new_tokens + max(
+                           len(prompt_ids(tok, build_prompt(tok, p.question))) for p in problems)),
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
                                    "continuous_batching": g.continuous_batching,
                                    "rollout_engine": rollout_engine(settings), **rollout_seed_record(settings)})
+
+
+def check_rollout_engine(settings: Settings) -> None:
+    """TRL's vLLM rollouts need a GPU: vLLM's CPU build repacks each linear layer's weights for its
+    kernels when it loads them and drops the originals, so the weight updates TRL sends after every
+    optimizer step (``load_weights``) have nowhere to go (measured: ``AttributeError: 'Parameter'
+    object has no attribute 'weight_loader'`` at the first update)."""
+    from . import runtime
+
+    if settings.grpo.use_vllm and not runtime.current(settings).on_gpu:
+        raise SettingError("grpo.use_vllm", True, "{name} rolls out with vLLM on a GPU only: vLLM's CPU build cannot "
+                           "take the weight updates TRL sends after each optimizer step; leave it off on a CPU")
 
 
 def batch_geometry(settings: Settings, processes: int) -> dict:

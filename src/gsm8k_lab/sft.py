@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .config import SettingError, Settings, validate
 from .data import Problem, build_prompt, format_target, load_split, load_traces, prompt_ids, take_budget
+from .evaluate import extra_evaluations
 from .models import resolve_model
 from .runtime import world_size
 
@@ -78,7 +79,9 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 "epochs": s.stage_epochs(stage)}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, stage, problems), data=data,
-                       train=s, geometry=geometry, extra_eval=extra_eval)
+                       train=s, geometry=geometry, extra_eval=extra_eval,
+                       micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
+                           s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)))
 
 
 def tokenize_example(tokenizer, problem: Problem) -> dict:
@@ -88,16 +91,6 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     completion = tokenizer(format_target(problem.answer), add_special_tokens=False)["input_ids"]
     completion = [*completion, tokenizer.eos_token_id]
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
-
-
-def extra_evaluations(settings: Settings) -> dict[str, int]:
-    """Each further evaluation set (loaded, so a bad one is refused now) and its problem count:
-    the first eval.samples problems, or all of a smaller set."""
-    out = {}
-    for source in settings.eval.extra_sources:
-        size = len(load_split("test", source, "eval.extra_sources"))
-        out[source] = min(size, settings.eval.samples or size)
-    return out
 
 
 def check_tracker(settings: Settings) -> None:
