@@ -48,3 +48,28 @@ def test_grpo_at_gpu_defaults_on_a_1_5b_model_needs_checkpointing_on_80_gb():
     assert estimate_training(s, "bf16", 16, ALL, tokens, True, int(0.3 * device)).total < 0.9 * device
     # SFT at its defaults (4 examples of at most 768 tokens) fits without it
     assert not needs_checkpointing(s, "bf16", 16, ALL, 4 * 768, device)
+
+
+def test_training_turns_checkpointing_on_where_a_gpu_step_would_not_fit(tmp_path, monkeypatch, capsys):
+    """Unset, gradient checkpointing follows the estimate on a GPU (a 1.5B model, GRPO's default micro-batch,
+    on 80 GB with a colocated engine) and stays off on a CPU; a setting always wins."""
+    from transformers import Qwen2Config
+
+    from gsm8k_lab import runtime, training
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.models import ModelRef
+
+    Qwen2Config(**vars(QWEN_1_5B)).save_pretrained(tmp_path)  # the shape only: no weights are read
+    s = Settings()
+    s.grpo.use_vllm = True
+    job = training.TrainingJob(stage="grpo", output_dir=tmp_path / "run", parent=ModelRef(str(tmp_path)),
+                               build_trainer=None, data={}, train=s.grpo,
+                               micro_batch_tokens=lambda tok: 16 * (247 + 512))
+    gpu = runtime.Runtime("cuda", "bf16", 1, 1)
+    monkeypatch.setattr("torch.cuda.get_device_properties", lambda i: SimpleNamespace(total_memory=80 * GiB))
+    estimate = training.training_memory(s, job, gpu, tokenizer=None)
+    assert estimate.checkpointing and estimate.vllm == int(0.3 * 80 * GiB)
+    assert "gradient checkpointing on" in capsys.readouterr().out
+    assert not training.training_memory(s, job, runtime.Runtime("cpu", "bf16", 2, 1), None).checkpointing
+    s.grpo.gradient_checkpointing = False
+    assert not training.training_memory(s, job, gpu, None).checkpointing
