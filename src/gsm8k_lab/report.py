@@ -4,14 +4,15 @@
 status ``complete``) under the given folders; it reads only what runs recorded
 (``run.json``, their evaluation CSVs and ``train_log.jsonl``) and writes:
 
-- ``results.csv``: one row per run: method, budget, seed, accuracy (mean@K with
-  K samples per problem; the seed's greedy accuracy when K = 1) with its 95%
-  interval, thinking and answer proportions, GSM-Symbolic accuracy and the drop
-  from GSM8K when the run was also evaluated there, and compute (training
-  examples seen, tokens generated in training, wall time, device);
+- ``results.csv``: one row per run: method, budget, seed, the split its numbers
+  come from (test or validation), accuracy (mean@K with K samples per problem;
+  the seed's greedy accuracy when K = 1) with its 95% interval, thinking and
+  answer proportions, the GSM-Symbolic drop when the run was evaluated there
+  (originals minus variants, paired on the test index, with its interval), and
+  compute (training examples seen, tokens generated in training, wall time, device);
 - ``report.md``: the table; paired comparisons (SFT vs GRPO at each budget, SFT on
   GRPO traces vs SFT on the original solutions) on the problems both runs were
-  evaluated on, for accuracy and for the answer-format proportion: the difference
+  evaluated on, only between runs of the same split, for accuracy and for the answer-format proportion: the difference
   with a paired-bootstrap 95% interval and a p-value (exact McNemar with one
   sample per problem, a sign-flip permutation test on per-problem shares with
   several); how GRPO's rewards moved (first vs last quarter of steps, permutation
@@ -39,7 +40,7 @@ from .config import UsageError
 from .evaluate import per_problem_scores
 from .runs import BASE_STAGE, RunStatus, atomic_write_text, read_jsonl
 from .stats import Paired, bootstrap_interval, mcnemar_exact, paired_comparison, two_sample_p
-from .symbolic import is_symbolic
+from .symbolic import is_variants, originals_of
 
 ALPHA = 0.05
 METHOD_ORDER = ["base model", "prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
@@ -72,6 +73,12 @@ class RunResult:
     device: str
     csv: str
     log: str = field(default="", repr=False)
+    eval_split: str = "test"  # the problems every number of this run comes from
+    symbolic_original: float | None = None  # accuracy on the test problems the GSM-Symbolic variants come from
+    symbolic_pairs: int = 0
+    symbolic_drop_ci_low: float | None = None
+    symbolic_drop_ci_high: float | None = None
+    symbolic_p: float | None = None
 
 
 @dataclass
@@ -174,6 +181,33 @@ def find_comparisons(runs: list[RunResult]) -> list[Comparison]:
     return out
 
 
+def comparisons_within_splits(runs: list[RunResult]) -> list[Comparison]:
+    """:func:`find_comparisons` among the runs of each evaluation split on its own: a run evaluated on
+    validation is never paired with one evaluated on test (their problem indices name different problems)."""
+    splits = sorted({r.eval_split for r in runs}, key=lambda split: (split != "test", split))
+    return [c for split in splits for c in find_comparisons([r for r in runs if r.eval_split == split])]
+
+
+def symbolic_pairing(run_dir: Path, info: dict) -> Paired | None:
+    """A run's GSM-Symbolic result paired on the GSM8K test index: for each template, its original test problem
+    (first) against its variant (second), both under the same prompt; None when the run has no such pair
+    (not evaluated there, or evaluated before the originals were)."""
+    extra = info.get("eval_extra", {})
+    for source, variants in extra.items():
+        originals = extra.get(originals_of(source)) if is_variants(source) else None
+        if not originals:
+            continue
+        files = [run_dir / "debug" / summary["csv"] for summary in (originals, variants)]
+        if not all(f.is_file() for f in files):
+            _warn(run_dir, "a GSM-Symbolic evaluation CSV is missing: no GSM-Symbolic column")
+            return None
+        orig, var = (per_problem_scores(f) for f in files)
+        common = sorted(set(orig) & set(var))
+        if common:
+            return paired_comparison([orig[i]["correct"] for i in common], [var[i]["correct"] for i in common])
+    return None
+
+
 def reward_trends(runs: list[RunResult]) -> list[Trend]:
     """Each GRPO reward's mean in the first vs the last quarter of logged steps, with a permutation p."""
     trends = []
@@ -195,7 +229,7 @@ def reward_trends(runs: list[RunResult]) -> list[Trend]:
 
 def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
     runs = collect_runs(roots)
-    comparisons = find_comparisons(runs)
+    comparisons = comparisons_within_splits(runs)
     trends = reward_trends(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,19 +253,17 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
     acc = "accuracy" if ks == [1] else "accuracy (mean@K)"
     symbolic = any(r.symbolic_accuracy is not None for r in runs)
     lines = ["# GSM8K: SFT vs GRPO", "",
-             f"{len(runs)} finished runs. {acc.capitalize()} with its 95% interval on the evaluated test problems "
-             "(Wilson with one sample per problem, a bootstrap over problems with several).", "",
-             "| method | train problems | seed | eval n | K | " + acc + " | 95% CI | thinking | answer | "
-             + ("GSM-Symbolic | drop | " if symbolic else "")
+             f"{len(runs)} finished runs. {acc.capitalize()} with its 95% interval on the evaluated problems of "
+             "the run's split (Wilson with one sample per problem, a bootstrap over problems with several). "
+             + _split_words(runs), "",
+             "| method | train problems | seed | split | eval n | K | " + acc + " | 95% CI | thinking | answer | "
+             + (_SYMBOLIC_HEADER if symbolic else "")
              + "examples seen | tokens generated in training | train s | eval s | device | run |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if symbolic else "")
+             "|---|---:|---:|---|---:|---:|---:|---|---:|---:|" + ("---:|---:|---:|---|---:|" if symbolic else "")
              + "---:|---:|---:|---:|---|---|"]
     for r in _sorted(runs):
-        sym = ""
-        if symbolic:
-            sym = (f"{r.symbolic_accuracy:.1%} | {r.symbolic_drop:+.1%} | " if r.symbolic_accuracy is not None
-                   else "– | – | ")
-        lines.append(f"| {r.method} | {r.budget} | {r.seed} | {r.n_eval} | {r.samples_per_problem} | "
+        sym = _symbolic_cells(r) if symbolic else ""
+        lines.append(f"| {r.method} | {r.budget} | {r.seed} | {r.eval_split} | {r.n_eval} | {r.samples_per_problem} | "
                      f"{r.accuracy:.1%} | {r.ci_low:.1%}–{r.ci_high:.1%} | {r.thinking:.1%} | {r.answer:.1%} | "
                      f"{sym}{r.examples_seen} | {r.train_tokens_generated} | {r.train_seconds:.0f} | "
                      f"{r.eval_seconds:.0f} | {r.device} | `{r.path}` |")
@@ -268,9 +300,11 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
                          f"{t.late - t.early:+.3f} | {t.p_value:.3g} | {verdict} |")
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     lines += ["", "Accuracy: the SOLUTION number equals the gold number. Thinking: a non-empty reasoning "
-              "block. Answer: a number could be read from a SOLUTION block. GSM-Symbolic: the same models on "
-              "templated variants of GSM8K test problems (new names and numbers); drop = GSM8K minus "
-              f"GSM-Symbolic. A difference whose p-value is {ALPHA} or more is reported as within noise.", ""]
+              "block. Answer: a number could be read from a SOLUTION block. GSM-Symbolic: the same models on one "
+              "templated variant (new names and numbers) of each GSM8K test problem that has a template, and on "
+              "those test problems themselves, under the same prompt; drop = accuracy on the originals minus on "
+              "the variants, paired on the test index, with a paired-bootstrap 95% interval and a sign-flip p. "
+              f"A difference whose p-value is {ALPHA} or more is reported as within noise.", ""]
     return "\n".join(lines)
 
 
@@ -281,9 +315,7 @@ def _result(run_dir: Path, info: dict) -> RunResult:
     method = {BASE_STAGE: "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
         stage, "SFT on GRPO traces" if data.get("source") == "traces" else "SFT")
     timings = info.get("timings", {})
-    # keyed by the source as given: gsm-symbolic or gsm-symbolic:N
-    extra = next((v for k, v in info.get("eval_extra", {}).items() if is_symbolic(k)), None)
-    sym = float(extra["accuracy"]) if extra else None
+    sym = symbolic_pairing(run_dir, info)
     return RunResult(
         path=str(run_dir), method=method,
         experiment="experiment 2" if method == "SFT on GRPO traces" else "experiment 1",
@@ -291,13 +323,38 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         samples_per_problem=int(ev.get("samples_per_problem", 1)), accuracy=ev["accuracy"],
         ci_low=ev["accuracy_ci95_low"], ci_high=ev["accuracy_ci95_high"],
         thinking=ev["thinking_proportion"], answer=ev["answer_proportion"],
-        symbolic_accuracy=sym, symbolic_drop=(ev["accuracy"] - sym) if sym is not None else None,
+        symbolic_accuracy=sym.mean_b if sym else None, symbolic_drop=-sym.difference if sym else None,
         examples_seen=int(train.get("examples_seen", 0)),
         train_tokens_generated=int(train.get("tokens_generated", 0)),
         train_seconds=float(timings.get("train_seconds", 0.0)), eval_seconds=float(timings.get("eval_seconds", 0.0)),
         device=str(info.get("environment", {}).get("device", "")),
         csv=str(run_dir / "debug" / ev["csv"]), log=str(run_dir / "train_log.jsonl"),
+        eval_split=str(ev.get("split", "test")),
+        symbolic_original=sym.mean_a if sym else None, symbolic_pairs=sym.n if sym else 0,
+        symbolic_drop_ci_low=-sym.ci_high if sym else None, symbolic_drop_ci_high=-sym.ci_low if sym else None,
+        symbolic_p=sym.p_value if sym else None,
     )
+
+
+_SYMBOLIC_HEADER = "GSM-Symbolic pairs | original | variant | drop (95% CI) | drop p | "
+
+
+def _symbolic_cells(r: RunResult) -> str:
+    """The paired GSM-Symbolic cells of a run's row (dashes when it has no pairs)."""
+    if r.symbolic_drop is None:
+        return "– | – | – | – | – | "
+    return (f"{r.symbolic_pairs} | {r.symbolic_original:.1%} | {r.symbolic_accuracy:.1%} | {r.symbolic_drop:+.1%} "
+            f"({r.symbolic_drop_ci_low:+.1%} to {r.symbolic_drop_ci_high:+.1%}) | {r.symbolic_p:.3g} | ")
+
+
+def _split_words(runs: list[RunResult]) -> str:
+    """Which split the numbers come from; comparisons never pair runs of different splits."""
+    splits = sorted({r.eval_split for r in runs})
+    if splits == ["test"]:
+        return "Every number comes from the test split."
+    return (f"The split column says where each run's numbers come from ({', '.join(splits)}: validation is "
+            "held-out train problems, for tuning; test is for final reports); paired comparisons are made "
+            "only between runs of the same split.")
 
 
 def _warn(run_dir: Path, why: str) -> None:
