@@ -11,7 +11,7 @@ import pytest
 from gsm8k_lab.cli import main
 from gsm8k_lab.config import Settings, load_settings
 from gsm8k_lab.data import load_split, train_regions
-from gsm8k_lab.sweep import pick
+from gsm8k_lab.sweep import pick, sweep_settings, sweep_steps
 
 TINY = {"PREP_TRAIN_SAMPLES": "4", "EVAL_SAMPLES": "3", "NUM_GENERATIONS": "4", "PYTHONUNBUFFERED": "1"}
 
@@ -44,38 +44,47 @@ def test_bad_sweep_input_is_one_line_before_any_work(tmp_path, capsys, args, nee
     assert not (tmp_path / "s").exists()
 
 
-def test_a_small_sweep_end_to_end(tmp_path, tiny_model_dir):
+def test_sweep_layout_and_per_step_rates():
+    s = Settings()
+    s.experiment.budgets, s.sweep.sft_learning_rates, s.sweep.grpo_learning_rates = [32, 64], [1e-3, 2e-4], [1e-4]
+    steps = sweep_steps(sweep_settings(s), "root")
+    assert [(x.name, str(x.run_dir)) for x in steps] == [
+        ("prep SFT", "root/prep_sft"), ("SFT lr 0.001", "root/sft/lr0.001"), ("SFT lr 0.0002", "root/sft/lr0.0002"),
+        ("GRPO lr 0.0001", "root/grpo/lr0.0001")]
+    assert [x.name for x in sweep_steps(sweep_settings(s), "root", prep_model="p")][0] == "SFT lr 0.001"
+    c = sweep_settings(s)
+    assert (c.eval.split, c.eval.extra_sources, s.eval.split) == ("validation", [], "test")
+
+
+def test_a_small_sweep_end_to_end(tmp_path, chain):
+    """Two SFT rates from the shared chain's prep run, evaluated on validation, then picked and resumed."""
     root = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "gsm8k_lab", "sweep-lr", "--root", str(root), "--base-model", str(tiny_model_dir),
-           "--methods", "sft", "grpo", "--sft-learning-rates", "1e-3", "1e-4", "--grpo-learning-rates", "1e-4",
-           "--budget", "4", "--grpo-gradient-accumulation-steps", "1", "--rollout-max-new-tokens", "8",
+    cmd = [sys.executable, "-m", "gsm8k_lab", "sweep-lr", "--root", str(root), "--prep-model", str(chain / "prep"),
+           "--methods", "sft", "--sft-learning-rates", "1e-3", "1e-4", "--budget", "4",
            "--eval-max-new-tokens", "8", "--dtype", "fp32"]
     env = {**os.environ, **TINY}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     record = json.loads((root / "sweep.json").read_text())
-    sft, grpo = record["methods"]["sft"], record["methods"]["grpo"]
-    assert [row["learning_rate"] for row in sft["rows"]] == [1e-3, 1e-4] and len(grpo["rows"]) == 1
-    for entry in (sft, grpo):
-        assert entry["pick"] == pick(entry["rows"], "accuracy")["learning_rate"] and entry["metric"] == "accuracy"
+    sft = record["methods"]["sft"]
+    assert [row["learning_rate"] for row in sft["rows"]] == [1e-3, 1e-4] and list(record["methods"]) == ["sft"]
+    assert sft["pick"] == pick(sft["rows"], "accuracy")["learning_rate"] and sft["metric"] == "accuracy"
     # every sweep run was evaluated on the first 3 validation problems, never on test
     validation = [p.index for p in train_regions(load_split("train"), Settings()).validation(3)]
-    for row in sft["rows"] + grpo["rows"]:
-        info = json.loads((root / row["run"].split(str(root) + "/")[1] / "run.json").read_text())
+    for row, lr in zip(sft["rows"], ("lr0.001", "lr0.0001")):
+        info = json.loads((root / "sft" / lr / "run.json").read_text())
         assert info["eval"]["split"] == "validation" and info["data"]["region"] == "budget"
-        assert info["settings"][row["run"].split("/")[-2]]["learning_rate"] == row["learning_rate"]
-        with open(root / row["run"].split(str(root) + "/")[1] / "debug" / info["eval"]["csv"]) as fh:
+        assert info["settings"]["sft"]["learning_rate"] == row["learning_rate"]
+        with open(root / "sft" / lr / "debug" / info["eval"]["csv"]) as fh:
             assert [int(x["index"]) for x in csv.DictReader(fh)] == sorted(validation)  # rows in index order
-        assert row["validation"]["indices_sha256"] and row["validation"]["region"] == "validation"
-    prep = json.loads((root / "prep_sft" / "run.json").read_text())
-    assert prep["data"]["region"] == "prep" and prep["eval"]["split"] == "validation"
-    # the pick is a settings file a later command takes
+        assert row["validation"]["region"] == "validation" and row["n"] == 3
+    # the pick is a settings file a later command takes, with the prep model's own rate pinned
     picked, _ = load_settings(env={}, config_file=root / "picked.yaml")
-    assert (picked.sft.learning_rate, picked.grpo.learning_rate) == (sft["pick"], grpo["pick"])
-    assert picked.sft.prep_learning_rate == Settings().sft.learning_rate  # the prep model's rate, pinned
+    assert picked.sft.learning_rate == sft["pick"]
+    assert picked.sft.prep_learning_rate == Settings().sft.learning_rate
     md = (root / "sweep.md").read_text()
-    assert "**picked**" in md and "Pick: learning rate" in md and "validation" in md
+    assert "**picked**" in md and "Pick: learning rate" in md
     # a rerun finds every step done and only rewrites the report
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("[gsm8k-lab] skip") == 4 and "[gsm8k-lab] run " not in again.stdout
+    assert again.stdout.count("[gsm8k-lab] skip") == 2 and "[gsm8k-lab] run " not in again.stdout
