@@ -411,3 +411,23 @@ def test_an_int8_evaluation_says_so_in_its_metrics(run_cli, tiny_model_dir, tmp_
     metrics = json.loads((out / "debug" / "q_metrics.json").read_text())
     assert metrics["n"] == 3
     assert "float32, int8 dynamic linear layers" in metrics["backend"]
+
+
+def test_validation_split_is_recorded_and_a_resume_must_keep_it(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from gsm8k_lab.cli import main
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.data import load_split, train_regions
+
+    monkeypatch.setenv("EVAL_SAMPLES", "2")
+    args = ["evaluate", "--model-path", str(tiny_model_dir), "--output-dir", str(tmp_path), "--output-file", "v.csv",
+            "--max-new-tokens", "4", "--dtype", "fp32"]
+    assert main([*args, "--eval-split", "validation"]) == 0
+    metrics = json.loads((tmp_path / "debug" / "v_metrics.json").read_text())
+    validation = train_regions(load_split("train"), Settings()).validation(2)
+    assert metrics["split"] == "validation" and metrics["provenance"]["region"] == "validation"
+    assert sorted(int(r["index"]) for r in _rows(tmp_path / "debug" / "v.csv")) == sorted(p.index for p in validation)
+    assert [r["question"] for r in _rows(tmp_path / "debug" / "v.csv")] == \
+        [p.question for p in sorted(validation, key=lambda p: p.index)]
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2  # the same file continued on test problems: refused
+    assert "eval.split validation (then) vs (unset) (now)" in capsys.readouterr().err

@@ -214,3 +214,18 @@ def test_a_resume_with_other_settings_is_refused(run_cli, tmp_path, chain):
     r = run_cli("generate_traces.py", *base, "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "grpo_traces_train.jsonl.stats.json").read_text())["total_samples"] == 3
+
+
+def test_traces_on_train_never_cover_held_out_problems(chain, tmp_path):
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.data import load_split, train_regions
+    from gsm8k_lab.traces import prepare_traces
+
+    s = Settings()
+    s.model.name = str(chain / "grpo")
+    problems, _, _ = prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)  # 'all' of train
+    regions = train_regions(load_split("train"), s)
+    assert problems == regions.budget(None) and len(problems) == 7473 - 512 - 64
+    s.traces.num_samples = 7000
+    with pytest.raises(SettingError, match="traces.num_samples=7000 reaches into the held-out problems"):
+        prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)
