@@ -155,8 +155,8 @@ class TrainRegions:
 
     def provenance(self, region: str, problems: list[Problem]) -> dict:
         """Where ``problems`` (of ``region``) came from, for run.json and evaluation metrics."""
-        return {"region": region, "budget_seed": self.seed, "validation_size": self.validation_size,
-                "prep_size": self.prep_size, "n": len(problems), **problems_digest(problems)}
+        return {"region": region, "n": len(problems), "budget_seed": self.seed,
+                "validation_size": self.validation_size, "prep_size": self.prep_size, **problems_digest(problems)}
 
     def _take(self, indices: list[int]) -> list[Problem]:
         return [self.problems[i] for i in indices]
