@@ -105,8 +105,8 @@ CASES = [
     ("evaluate", ["--eval-split", "validation", "--data", "gsm-symbolic"], {}, "--data 'gsm-symbolic' is a test set"),
     ("evaluate", ["--data", "gsm-symbolic:86"], {}, "expected gsm-symbolic or gsm-symbolic:N with N from 1 to 85"),
     ("train-sft", ["--stage", "full"], {"TRAIN_SAMPLES": "7000"}, "TRAIN_SAMPLES=7000 reaches into the held-out problems"),
-    ("train-sft", ["--stage", "prep", "--validation-size", "7460"], {},
-     "PREP_TRAIN_SAMPLES=4 and the 7460 validation problems"),
+    ("train-sft", ["--stage", "prep", "--validation-size", "7470"], {},
+     "PREP_TRAIN_SAMPLES=4 and the 7470 validation problems"),
     ("train-grpo", ["--eval-split", "validation", "--eval-extra-sources", "gsm-symbolic"], {},
      "further evaluation sets go with eval.split test"),
     # --- the finished run is never destroyed, nor resumed with other settings ---------------------

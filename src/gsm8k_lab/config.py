@@ -275,8 +275,9 @@ class EvalSettings:
     samples_per_problem: int = setting(1, "Completions per problem: 1 is the seed's greedy evaluation; K > 1 "
                                        "samples K (with the generation temperature, > 0) and reports mean@K, "
                                        "pass@k and majority-vote accuracy.", min=1)
-    extra_sources: list[str] = setting([], "Further evaluation sets after training, each on its first "
-                                       "eval.samples problems (e.g. gsm-symbolic: the generalisation column).")
+    extra_sources: list[str] = setting([], "Further evaluation sets after training (test split only), each on its "
+                                       "first eval.samples problems; gsm-symbolic[:N] (variants of N test problems) "
+                                       "also evaluates those test problems, for the report's paired drop.")
     generation: GenerationSettings = section(generation("eval"), "How answers are generated.")
 
 
