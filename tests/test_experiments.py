@@ -72,7 +72,7 @@ def test_no_budget_of_an_experiment_reaches_the_held_out_problems():
     s.experiment.budgets = [256, 7000]
     with pytest.raises(SettingError, match="experiment.budgets=7000 reaches into the held-out problems"):
         check_experiment(s, 1)
-    s.experiment.budgets, s.data.validation_size = [256], 7400
-    with pytest.raises(SettingError, match="sft.prep_train_samples=64 and the 7400 validation problems"):
+    s.experiment.budgets, s.data.validation_size = [256], 7420
+    with pytest.raises(SettingError, match="sft.prep_train_samples=64 and the 7420 validation problems"):
         check_experiment(s, 1)
 
