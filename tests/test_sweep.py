@@ -35,6 +35,7 @@ def test_pick_takes_the_metric_then_the_other_measure_then_the_smaller_rate():
     (["--budget", "7000"], "--budget=7000 reaches into the held-out problems"),
     (["--eval-samples", "600"], "--eval-samples=600 is larger than the validation split (512 problems)"),
     (["--prep-model", "nowhere"], "--prep-model 'nowhere' is not a finished prep run"),
+    (["--seeds", "2"], "--seeds=2: a sweep trains one run per rate with one seed"),
 ])
 def test_bad_sweep_input_is_one_line_before_any_work(tmp_path, capsys, args, needle):
     assert main(["sweep-lr", "--root", str(tmp_path / "s"), *args]) == 2

@@ -77,7 +77,7 @@ def _arg(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
 
 COMMANDS: dict[str, Command] = {
     "evaluate": Command(
-        "evaluate a model on GSM8K test problems",
+        "evaluate a model on GSM8K test (or validation) problems",
         (Expose("model.name", "--model-path"), Expose("eval.samples_per_problem", "--samples-per-problem"), *DATA,
          *ENGINE, Expose("eval", "eval-"), Expose("eval.generation")),
         "cmd_evaluate",
@@ -430,7 +430,7 @@ def _print_run(info: dict, output_dir: str) -> None:
 def print_metrics(metrics: dict, csv_path: Path) -> None:
     from .evaluate import format_table, metrics_path
 
-    print(f"\nGSM8K test, {metrics['n']} problems ({metrics.get('model', '')})")
+    print(f"\nGSM8K {metrics.get('split', 'test')}, {metrics['n']} problems ({metrics.get('model', '')})")
     print(format_table(metrics))
     print(f"  per-example rows:    {csv_path}")
     print(f"  metrics:             {metrics_path(csv_path)}")

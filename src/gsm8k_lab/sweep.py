@@ -57,6 +57,9 @@ def check_sweep(settings: Settings, prep_model: str | None = None) -> None:
         rates = settings.get(path)
         if not rates or any(not 0 < r <= 1 for r in rates):
             raise SettingError(path, rates, "{name} needs learning rates > 0 and <= 1, got {value}")
+    if settings.experiment.seeds != 1:
+        raise SettingError("experiment.seeds", settings.experiment.seeds, "{name}={value}: a sweep trains one run per "
+                           "rate with one seed (choose it with the seed setting)")
     train = load_split("train", settings.data.train_source, "data.train_source")
     validate(settings, {"train": len(train), "test": eval_split_size(settings)},
              counts=["sft.prep_train_samples", "eval.samples", "sweep.budget"])
