@@ -59,7 +59,7 @@ _CALCULATOR = re.compile(r"<<[^<>]*>>")
 
 @dataclass(frozen=True)
 class Problem:
-    index: int  # position in its split (file order)
+    index: int  # position in its split's file (validation: in train; GSM-Symbolic: the test problem it pairs with)
     question: str
     answer: str  # the worked solution ending in "#### N"
     gold: float
