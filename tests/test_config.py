@@ -214,3 +214,24 @@ def test_set_and_get_paths():
     s = Settings()
     s.set("grpo.rollout.top_p", 0.9)
     assert s.get("grpo.rollout.top_p") == 0.9 and s.grpo.rollout.top_p == 0.9
+
+
+def test_further_evaluation_sets_go_with_the_test_split_only():
+    s = Settings()
+    s.eval.split, s.eval.extra_sources = "validation", ["gsm-symbolic:32"]
+    with pytest.raises(SettingError, match="eval.extra_sources gsm-symbolic:32: further evaluation sets go with "
+                       "eval.split test"):
+        validate(s)
+    s.eval.extra_sources = []
+    validate(s)
+    s.eval.samples = 600
+    with pytest.raises(SettingError, match=r"eval.samples=600 is larger than the validation split \(512 problems\)"):
+        validate(s, {"test": 512}, counts=["eval.samples"])
+
+
+def test_the_prep_stage_can_keep_its_own_learning_rate():
+    s = Settings()
+    s.sft.learning_rate = 1e-3
+    assert s.sft.stage_learning_rate("prep") == s.sft.stage_learning_rate("full") == 1e-3
+    s.sft.prep_learning_rate = 2e-4
+    assert (s.sft.stage_learning_rate("prep"), s.sft.stage_learning_rate("full")) == (2e-4, 1e-3)

@@ -431,3 +431,23 @@ def test_majority_vote_reads_exact_values_back_from_the_rows():
     m = compute_metrics(rows, samples=2)  # the vote reads the rows' extracted_answer strings
     assert m["pass_at_k"]["2"]["value"] == pytest.approx(0.5)  # problem 0 never right, problem 1 always
     assert m["majority_accuracy"] == pytest.approx(0.5)
+
+
+def test_validation_split_is_recorded_and_a_resume_must_keep_it(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from gsm8k_lab.cli import main
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.data import load_split, train_regions
+
+    monkeypatch.setenv("EVAL_SAMPLES", "2")
+    args = ["evaluate", "--model-path", str(tiny_model_dir), "--output-dir", str(tmp_path), "--output-file", "v.csv",
+            "--max-new-tokens", "4", "--dtype", "fp32"]
+    assert main([*args, "--eval-split", "validation"]) == 0
+    metrics = json.loads((tmp_path / "debug" / "v_metrics.json").read_text())
+    validation = train_regions(load_split("train"), Settings()).validation(2)
+    assert metrics["split"] == "validation" and metrics["provenance"]["region"] == "validation"
+    assert sorted(int(r["index"]) for r in _rows(tmp_path / "debug" / "v.csv")) == sorted(p.index for p in validation)
+    assert [r["question"] for r in _rows(tmp_path / "debug" / "v.csv")] == \
+        [p.question for p in sorted(validation, key=lambda p: p.index)]
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2  # the same file continued on test problems: refused
+    assert "eval.split validation (then) vs (unset) (now)" in capsys.readouterr().err

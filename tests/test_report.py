@@ -11,13 +11,13 @@ import pytest
 from gsm8k_lab.config import UsageError
 from gsm8k_lab.evaluate import COLUMNS, wilson_interval
 from gsm8k_lab.report import _rolling_mean, collect_runs, write_report
-from gsm8k_lab.stats import mcnemar_exact, newcombe_paired_interval
+from gsm8k_lab.stats import mcnemar_exact, newcombe_paired_interval, paired_comparison
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete", answers=None,
-             samples=1, log=None, symbolic=None, traces_file=None):
+             samples=1, log=None, symbolic=None, traces_file=None, split=None):
     """A finished run; ``correct`` (and ``answers``) per problem: a bool, or a list of K bools with samples=K."""
     d = root / rel
     (d / "debug").mkdir(parents=True)
@@ -53,8 +53,21 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
                  "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
                  "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0,
                  "answer_proportion": sum(map(_share, answers)) / len(answers), "csv": "e.csv"}}
-    if symbolic is not None:
+    if split is not None:
+        info["eval"]["split"] = split
+    if isinstance(symbolic, float):  # a run evaluated before the originals were: an accuracy only
         info["eval_extra"] = {"gsm-symbolic:10": {"accuracy": symbolic, "n": 10}}  # keyed as eval.extra_sources
+    elif symbolic is not None:  # (originals, variants): correct or not per test index, CSVs beside the run's
+        info["eval_extra"] = {}
+        for source, values in zip(("gsm-symbolic-originals:10", "gsm-symbolic:10"), symbolic):
+            name = source.replace(":", "-") + ".csv"
+            with open(d / "debug" / name, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=COLUMNS)
+                w.writeheader()
+                w.writerows({c: "" for c in COLUMNS} | {"index": i, "correct": ok, "has_thinking": True,
+                            "has_answer": True, "completion_tokens": 5, "truncated": False, "strict_match": False,
+                            "flexible_match": ok} for i, ok in values.items())
+            info["eval_extra"][source] = {"accuracy": sum(values.values()) / len(values), "csv": name}
     (d / "run.json").write_text(json.dumps(info))
     return d
 
@@ -199,15 +212,44 @@ def test_sampled_runs_are_compared_on_every_sample(tmp_path):
     assert summary["resolved"] == 2
 
 
-def test_generalisation_column(tmp_path):
-    make_run(tmp_path, "g/32/full_sft", "full_sft", 32, [True] * 5 + [False] * 5, symbolic=0.3)
-    make_run(tmp_path, "g/32/grpo", "grpo", 32, [True] * 4 + [False] * 6)
+def test_generalisation_is_a_paired_drop_on_the_test_index(tmp_path):
+    # 10 templates at test indices 11, 20, ...: originals right on 8, variants right on 3; the variants' right
+    # ones are among the originals' right ones, so the drop is 5 of 10 problems
+    idx = [11, 20, 43, 74, 99, 103, 107, 116, 125, 145]
+    originals = {i: k < 8 for k, i in enumerate(idx)}
+    variants = {i: k < 3 for k, i in enumerate(idx)}
+    make_run(tmp_path, "g/32/full_sft", "full_sft", 32, [True] * 5 + [False] * 5, symbolic=(originals, variants))
+    make_run(tmp_path, "g/32/grpo", "grpo", 32, [True] * 4 + [False] * 6, symbolic=0.3)  # no originals: no drop
     write_report([tmp_path / "g"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| GSM-Symbolic | drop |" in md
+    assert "| GSM-Symbolic pairs | original | variant | drop (95% CI) | drop p |" in md
     row = next(line for line in md.splitlines() if line.startswith("| SFT | 32 |"))
-    assert "| 50.0% |" in row and "| 30.0% | +20.0% |" in row
-    assert "| – | – |" in md  # the GRPO run was not evaluated there
+    drop = paired_comparison([float(originals[i]) for i in idx], [float(variants[i]) for i in idx])
+    assert drop.difference == pytest.approx(-0.5)
+    assert (f"| 10 | 80.0% | 30.0% | +50.0% ({-drop.ci_high:+.1%} to {-drop.ci_low:+.1%}) | "
+            f"{drop.p_value:.3g} |") in row
+    assert -drop.ci_high > 0  # 5 of 10 pairs drop, none rises: the interval excludes no drop
+    grpo = next(line for line in md.splitlines() if line.startswith("| GRPO | 32 |"))
+    assert "| – | – | – | – | – |" in grpo  # an accuracy on other problems is never shown as a drop
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "r" / "results.csv"))}
+    assert rows["SFT"]["symbolic_pairs"] == "10" and float(rows["SFT"]["symbolic_drop"]) == pytest.approx(0.5)
+
+
+def test_runs_on_different_splits_are_labelled_and_never_paired(tmp_path):
+    make_run(tmp_path, "s/64/full_sft", "full_sft", 64, [i < 2 for i in range(20)], split="test")
+    make_run(tmp_path, "s/64/grpo", "grpo", 64, [i < 12 for i in range(20)], split="test")
+    make_run(tmp_path, "v/64/full_sft", "full_sft", 64, [i < 3 for i in range(20)], split="validation", seed=7)
+    make_run(tmp_path, "v/64/grpo", "grpo", 64, [i < 4 for i in range(20)], split="validation", seed=7)
+    make_run(tmp_path, "x/64/grpo", "grpo", 64, [True] * 20, split="validation")  # test SFT's key, other split
+    summary = write_report([tmp_path / "s", tmp_path / "v", tmp_path / "x"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| method | train problems | seed | split |" in md and "paired comparisons are made only" in md
+    assert any(line.startswith("| SFT | 64 | 7 | validation |") for line in md.splitlines())
+    labels = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| SFT vs GRPO")]
+    assert labels == ["| SFT vs GRPO, 64 problems, seed 42"] * 2 + ["| SFT vs GRPO, 64 problems, seed 7"] * 2
+    # seed 42: test SFT (10%) against test GRPO (60%), never against the validation GRPO (100%)
+    assert "| SFT vs GRPO, 64 problems, seed 42 | accuracy | 20 | 10.0% | 60.0% |" in md
+    assert summary["pairs"] == 2
 
 
 def test_curves_and_reward_trends(tmp_path):

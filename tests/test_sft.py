@@ -94,6 +94,16 @@ def test_a_run_is_also_evaluated_on_the_generalisation_set(chain):
     assert extra["n"] == 3 and 0 <= extra["accuracy"] <= 1
     assert (chain / "prep" / "debug" / extra["csv"]).is_file() and extra["csv"].endswith("_gsm-symbolic-3.csv")
     assert info["eval"]["n"] == 3 and info["status"] == "complete"
+    # with the test problems the variants come from, under the same prompt, for the report's paired drop
+    from gsm8k_lab.symbolic import EXPECTED_SHA256
+
+    originals = info["eval_extra"]["gsm-symbolic-originals:3"]
+    assert originals["n"] == 3 and originals["provenance"]["set"] == "originals"
+    assert extra["provenance"]["variants_sha256"] == EXPECTED_SHA256 and info["eval"]["split"] == "test"
+    from gsm8k_lab.evaluate import per_problem_scores
+
+    pair = [per_problem_scores(chain / "prep" / "debug" / e["csv"]) for e in (extra, originals)]
+    assert set(pair[0]) == set(pair[1]) == {11, 20, 43}  # keyed by the GSM8K test index
 
 
 def test_evaluation_data_is_never_the_training_file(tmp_path, run_cli, tiny_model_dir):

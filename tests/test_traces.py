@@ -223,3 +223,18 @@ def test_traces_of_test_problems_say_so_on_every_line(job):
     run_rejection_sampling(Scripted(_script(job.problems, PLANS)), job)
     records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
     assert {r["split"] for r in records} == {"test"}
+
+
+def test_traces_on_train_never_cover_held_out_problems(chain, tmp_path):
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.data import load_split, train_regions
+    from gsm8k_lab.traces import prepare_traces
+
+    s = Settings()
+    s.model.name = str(chain / "grpo")
+    problems, _, _ = prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)  # 'all' of train
+    regions = train_regions(load_split("train"), s)
+    assert problems == regions.budget(None) and len(problems) == 7473 - 512 - 64
+    s.traces.num_samples = 7000
+    with pytest.raises(SettingError, match="traces.num_samples=7000 reaches into the held-out problems"):
+        prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)

@@ -367,3 +367,30 @@ def test_the_base_model_is_evaluated_as_a_run_the_report_reads(tmp_path, tiny_mo
     assert experiment1_steps(s, tmp_path / "sweep")[0].is_done()  # a rerun of the sweep skips it
     (run,) = collect_runs([tmp_path / "sweep"])
     assert (run.method, run.budget, run.n_eval) == ("base model", 0, 3)
+
+
+def test_a_validation_evaluation_is_part_of_a_runs_fingerprint():
+    from types import SimpleNamespace
+
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.training import run_fingerprint
+
+    job = SimpleNamespace(stage="full_sft", parent=SimpleNamespace(describe=lambda: "m"), data={"n": 4}, geometry={},
+                          build_trainer=object())
+    s = Settings()
+    on_test = run_fingerprint(s, job)
+    assert "eval.split" not in on_test  # as runs recorded before the split existed, so they still resume
+    s.eval.split = "validation"
+    on_validation = run_fingerprint(s, job)
+    assert on_validation["eval.split"] == "validation" and on_validation["data.validation_size"] == 512
+    assert "sft.prep_learning_rate" in on_test  # the prep stage's own rate is a training setting
+
+
+def test_a_budget_that_reaches_validation_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from gsm8k_lab.cli import main
+
+    monkeypatch.setenv("TRAIN_SAMPLES", "7000")
+    assert main(["train-sft", "--stage", "full", "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "TRAIN_SAMPLES=7000 reaches into the held-out problems" in err and "at most 6897" in err
+    assert not (tmp_path / "r").exists()

@@ -55,6 +55,9 @@ REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
 VLLM_MODES = ("colocate", "server")
 SPLITS = ("train", "test")
+EVAL_SPLITS = ("test", "validation")
+SWEEP_METHODS = ("sft", "grpo")
+SWEEP_METRICS = ("accuracy", "answer_proportion")
 
 
 class UsageError(ValueError):
@@ -132,7 +135,11 @@ class DataSettings:
     train_source: str = setting("bundled", "Training problems: bundled, hub or a JSONL file; never the "
                                 "file that a run evaluates on.")
     budget_seed: int = setting(1234, "Seed of the one shuffle of the train split from which every budget "
-                               "takes its first N problems (so budgets are nested and shared).")
+                               "takes its first N problems (so budgets are nested and shared); the same shuffle's "
+                               "end holds the validation and prep problems.")
+    validation_size: int = setting(512, "Validation problems: the last N of the train split's budget shuffle, "
+                                   "never trained on (budgets and prep stop before them); 0 holds none out.",
+                                   min=0)
 
 
 @dataclass
@@ -199,14 +206,22 @@ class TrainSettings:
 class SFTSettings(TrainSettings):
     epochs: float | None = setting(None, "Passes over the training problems (unset: 2 for the prep stage, "
                                    "which has few problems, 1 for full).", above=0.0)
-    prep_train_samples: int = setting(64, "Problems in the prep stage.", env="PREP_TRAIN_SAMPLES",
-                                      min=1, split="train")
+    prep_train_samples: int = setting(64, "Problems in the prep stage, taken from the budget shuffle just before "
+                                      "the validation problems, so no budget contains them.",
+                                      env="PREP_TRAIN_SAMPLES", min=1, split="train")
+    prep_learning_rate: float | None = setting(None, "Peak learning rate of the prep stage (unset: "
+                                               "sft.learning_rate).", above=0.0, max=1.0)
     train_samples: int | None = setting(1024, "Problems in the full stage ('all': the whole split).",
                                         env="TRAIN_SAMPLES", min=1, split="train", all_is_none=True)
     max_length: int = setting(768, "Longest tokenised example (prompt + target); longer ones are cut.", min=16)
 
     def stage_samples(self, stage: str) -> int | None:
         return self.prep_train_samples if stage == "prep" else self.train_samples
+
+    def stage_learning_rate(self, stage: str) -> float:
+        """The prep stage's own rate when set, so a sweep of the full stage's rate keeps its prep model."""
+        return self.prep_learning_rate if stage == "prep" and self.prep_learning_rate is not None \
+            else self.learning_rate
 
     def stage_epochs(self, stage: str) -> float:
         """Passes for a stage: the setting, or 2 for prep (few problems) and 1 for full."""
@@ -254,13 +269,17 @@ class GRPOSettings(TrainSettings):
 
 @dataclass
 class EvalSettings:
-    samples: int | None = setting(512, "Test problems, the first N of the test split ('all': 1,319).",
-                                  env="EVAL_SAMPLES", min=1, split="test", all_is_none=True)
+    split: str = setting("test", "Problems evaluated: test (the GSM8K test split, for final reports) or "
+                         "validation (data.validation_size held-out train problems, for tuning).",
+                         choices=EVAL_SPLITS)
+    samples: int | None = setting(512, "Problems evaluated, the first N of eval.split ('all': the whole split; "
+                                  "test has 1,319).", env="EVAL_SAMPLES", min=1, split="test", all_is_none=True)
     samples_per_problem: int = setting(1, "Completions per problem: 1 is the seed's greedy evaluation; K > 1 "
                                        "samples K (with the generation temperature, > 0) and reports mean@K, "
                                        "pass@k and majority-vote accuracy.", min=1)
-    extra_sources: list[str] = setting([], "Further evaluation sets after training, each on its first "
-                                       "eval.samples problems (e.g. gsm-symbolic: the generalisation column).")
+    extra_sources: list[str] = setting([], "Further evaluation sets after training (test split only), each on its "
+                                       "first eval.samples problems; gsm-symbolic[:N] (variants of N test problems) "
+                                       "also evaluates those test problems, for the report's paired drop.")
     generation: GenerationSettings = section(generation("eval"), "How answers are generated.")
 
 
@@ -298,6 +317,17 @@ class ExperimentSettings:
 
 
 @dataclass
+class SweepSettings:
+    methods: list[str] = setting(["sft", "grpo"], "Methods whose learning rate is swept (sft, grpo).")
+    sft_learning_rates: list[float] = setting([2e-4, 5e-4, 1e-3, 2e-3], "SFT (full stage) learning rates tried.")
+    grpo_learning_rates: list[float] = setting([2e-5, 5e-5, 1e-4, 3e-4], "GRPO learning rates tried.")
+    budget: int | None = setting(None, "Training problems of each sweep run (unset: the largest of "
+                                 "experiment.budgets).", min=1, split="train")
+    metric: str = setting("accuracy", "What the pick maximises on validation: accuracy or answer_proportion; "
+                          "ties go to the other measure, then to the smaller learning rate.", choices=SWEEP_METRICS)
+
+
+@dataclass
 class Settings:
     output_root: str = setting("outputs", "Root of default output paths.", env="OUTPUT_DIR")
     seed: int = setting(42, "Training seed.")
@@ -312,6 +342,7 @@ class Settings:
     vllm: VLLMSettings = section(VLLMSettings, "The vLLM engine (GPU).")
     runtime: RuntimeSettings = section(RuntimeSettings, "This process.")
     experiment: ExperimentSettings = section(ExperimentSettings, "Experiments 1 and 2.")
+    sweep: SweepSettings = section(SweepSettings, "Learning-rate sweeps on the validation split.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -610,7 +641,9 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
         split = meta.get("split")
         if split and split in splits and (wanted is None or path in wanted) and value > splits[split]:
             available = splits[split]
-            word = "the split" if split != "traces" else f"the {settings.traces.split} split"
+            word = {"traces": f"the {settings.traces.split} split",
+                    "test": f"the {settings.eval.split} split" if settings.eval.split != "test" else "the split",
+                    }.get(split, "the split")
             raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
                                f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
     for purpose in ("eval", "traces"):
@@ -625,6 +658,9 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
             "{name}={value} does not divide the GRPO batch of " + f"{global_batch} completions "
             f"({g.batch()} per device x {processes} processes x {g.gradient_accumulation_steps} accumulation); "
             f"use a per-device batch that is a multiple of {g.num_generations}")
+    if settings.eval.split != "test" and settings.eval.extra_sources:
+        raise SettingError("eval.extra_sources", settings.eval.extra_sources, "{name} {value}: further evaluation "
+                           "sets go with eval.split test (they are test problems), not " + settings.eval.split)
     budgets = settings.experiment.budgets
     if not budgets:
         raise SettingError("experiment.budgets", budgets, "{name} needs at least one positive integer")

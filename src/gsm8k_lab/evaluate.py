@@ -251,6 +251,10 @@ def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
     """What determines an evaluation's rows: the model, the problems and the decoding."""
     fp = {"model": model_ref.describe(), "data.source": settings.data.source, "eval.samples": n,
           "eval.samples_per_problem": settings.eval.samples_per_problem}
+    if settings.eval.split != "test":  # recorded only when set, so test evaluations made before still resume
+        fp.update({"eval.split": settings.eval.split, "data.train_source": settings.data.train_source,
+                   "data.budget_seed": settings.data.budget_seed,
+                   "data.validation_size": settings.data.validation_size})
     fp.update({f"eval.generation.{k}": v for k, v in decoding(settings.eval.generation).items()
                if k not in ("greedy", "stop")})
     return fp
@@ -375,12 +379,12 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
                        overwrite: bool = False):
     """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
     from .config import validate
-    from .data import load_split
+    from .data import eval_split_size
     from .models import resolve_model
     from .runs import check_file_name, check_writable_dir
 
     check_file_name("output_file", output_file, ".csv")
-    test_size = len(load_split("test", settings.data.source))
+    test_size = eval_split_size(settings)
     validate(settings, {"test": test_size}, counts=["eval.samples"])
     n = settings.eval.samples or test_size
     output_dir = check_writable_dir(output_dir)
@@ -402,25 +406,26 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
 
 
 def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
-    """Evaluate a model reference on the first ``eval.samples`` test problems.
+    """Evaluate a model reference on the first ``eval.samples`` problems of ``eval.split``.
 
     The entry point shared by ``evaluate_model.py`` and the training scripts'
     automatic evaluation; the settings were validated before any work started.
+    The metrics record the split and the provenance of its problems.
     """
-    from .data import build_prompt, load_split
+    from .data import build_prompt, eval_problems
     from .generation import make_backend
 
-    test = load_split("test", settings.data.source)
-    problems = test[: settings.eval.samples or len(test)]
+    problems, provenance = eval_problems(settings)
     t0 = time.perf_counter()
     backend = make_backend(settings, model_ref, "eval.generation")
     try:
         prompts = [build_prompt(backend.tokenizer, p.question) for p in problems]
         model_name = str(model_ref.run_dir or model_ref.base)
-        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} test problems with {backend.describe()}",
-              flush=True)
+        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} {settings.eval.split} problems with "
+              f"{backend.describe()}", flush=True)
         return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
-                        extra={"model": model_name, "data_source": settings.data.source,
+                        extra={"model": model_name, "data_source": provenance["source"],
+                               "split": settings.eval.split, "provenance": provenance,
                                "load_seconds": round(time.perf_counter() - t0, 1)},
                         fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
                         samples=settings.eval.samples_per_problem)
@@ -430,11 +435,13 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
 
 def extra_evaluations(settings: Settings) -> dict[str, int]:
     """Each further evaluation set of ``eval.extra_sources`` (loaded, so a bad one is refused now)
-    and its problem count: the first eval.samples problems, or all of a smaller set."""
+    and its problem count: the first eval.samples problems, or all of a smaller set. A GSM-Symbolic
+    set brings the test problems its variants come from, so the report can pair them."""
     from .data import load_split
+    from .symbolic import with_originals
 
     out = {}
-    for source in settings.eval.extra_sources:
+    for source in (s for given in settings.eval.extra_sources for s in with_originals(given)):
         size = len(load_split("test", source, "eval.extra_sources"))
         out[source] = min(size, settings.eval.samples or size)
     return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
-from .data import build_prompt, load_split, prompt_ids, take_budget, trl_prompt
+from .data import build_prompt, eval_split_size, load_split, prompt_ids, train_regions, trl_prompt
 from .evaluate import extra_evaluations
 from .generation import decoding
 from .models import resolve_model
@@ -42,12 +42,13 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     check_eval_data_apart(settings)
     check_tracker(settings)
     train = load_split("train", settings.data.train_source, "data.train_source")
-    test_size = len(load_split("test", settings.data.source))
+    test_size = eval_split_size(settings)
     validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"],
              processes=world_size())
     g = settings.grpo
     check_rollout_engine(settings)
-    problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
+    regions = train_regions(train, settings)
+    problems = regions.budget(g.train_samples, "grpo.train_samples")
     parent = resolve_model(settings.model.name)
     extra_eval = extra_evaluations(settings)
     geometry = batch_geometry(settings, world_size())
@@ -56,8 +57,8 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
 
     return TrainingJob(stage="grpo", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, problems),
-                       data={"source": settings.data.train_source, "split": "train", "n": len(problems),
-                             "budget_seed": settings.data.budget_seed},
+                       data={"source": settings.data.train_source, "split": "train",
+                             **regions.provenance("budget", problems)},
                        train=g, geometry=geometry, extra_eval=extra_eval,
                        micro_batch_tokens=lambda tok: g.batch() * (g.rollout.max_new_tokens + max(
                            len(prompt_ids(tok, build_prompt(tok, p.question))) for p in problems)),

@@ -4,25 +4,28 @@
 status ``complete``) under the given folders; it reads only what runs recorded
 (``run.json``, their evaluation CSVs and ``train_log.jsonl``) and writes:
 
-- ``results.csv``: one row per run: method, budget, seed, accuracy (mean@K with
-  K samples per problem; the seed's greedy accuracy when K = 1) with its 95%
-  interval, thinking and answer proportions, GSM-Symbolic accuracy and the drop
-  from GSM8K when the run was also evaluated there, and what training paid
-  (optimizer steps, epochs, learning rate, problems seen, completions sampled,
-  tokens generated, wall time, device); for SFT on GRPO traces, the share of
-  its training examples that are accepted GRPO traces (the treatment's strength);
+- ``results.csv``: one row per run: method, budget, seed, the split its numbers
+  come from (test or validation), accuracy (mean@K with K samples per problem;
+  the seed's greedy accuracy when K = 1) with its 95% interval, thinking and
+  answer proportions, the GSM-Symbolic drop when the run was evaluated there
+  (originals minus variants, paired on the test index, with its interval), and
+  what training paid (optimizer steps, epochs, learning rate, problems seen,
+  completions sampled, tokens generated, wall time, device); for SFT on GRPO
+  traces, the share of its training examples that are accepted GRPO traces (the
+  treatment's strength);
 - ``report.md``: the table; paired comparisons on the problems both runs were
-  evaluated on, for accuracy and for the answer-format proportion, in two
-  families declared here: **primary** (the research questions: SFT vs GRPO at
-  each budget and seed, SFT on GRPO traces vs SFT on the original solutions) and
-  **secondary** (each stage against the model it started from, and how GRPO's
-  rewards moved: first vs last quarter of steps). Each row has the difference
-  with a 95% interval (Newcombe's paired interval for binary per-problem results,
-  a two-stage bootstrap with several samples per problem), the raw p (exact
-  McNemar, or a sign-flip test on per-problem shares; a permutation test for
-  reward trends), the Holm-adjusted p within its family, the smallest difference
-  the comparison could detect (and, per family, what the design detects at
-  assumed discordances), and a verdict that rests on the adjusted p only;
+  evaluated on, only between runs of the same split, for accuracy and for the
+  answer-format proportion, in two families declared here: **primary** (the
+  research questions: SFT vs GRPO at each budget and seed, SFT on GRPO traces vs
+  SFT on the original solutions) and **secondary** (each stage against the model
+  it started from, and how GRPO's rewards moved: first vs last quarter of steps).
+  Each row has the difference with a 95% interval (Newcombe's paired interval for
+  binary per-problem results, a two-stage bootstrap with several samples per
+  problem), the raw p (exact McNemar, or a sign-flip test on per-problem shares;
+  a permutation test for reward trends), the Holm-adjusted p within its family,
+  the smallest difference the comparison could detect (and, per family, what the
+  design detects at assumed discordances), and a verdict that rests on the
+  adjusted p only;
 - plots, every proportion in percent: ``accuracy_vs_samples.png``,
   ``format_vs_samples.png`` (thinking and answer proportions with their
   intervals), ``compute.png`` (accuracy against problems seen, completions
@@ -56,7 +59,7 @@ from .stats import (
     two_sample_p,
     wilson_interval,
 )
-from .symbolic import is_symbolic
+from .symbolic import is_variants, originals_of
 
 ALPHA = 0.05
 METHOD_ORDER = ["base model", "prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
@@ -104,6 +107,12 @@ class RunResult:
     answer_ci: tuple[float, float] | None = field(default=None, repr=False)
     thinking_ci: tuple[float, float] | None = field(default=None, repr=False)
     log: str = field(default="", repr=False)
+    eval_split: str = "test"  # the problems every number of this run comes from
+    symbolic_original: float | None = None  # accuracy on the test problems the GSM-Symbolic variants come from
+    symbolic_pairs: int = 0
+    symbolic_drop_ci_low: float | None = None
+    symbolic_drop_ci_high: float | None = None
+    symbolic_p: float | None = None
 
     @property
     def grpo_trace_share(self) -> float | None:
@@ -228,6 +237,34 @@ def pair_specs(runs: list[RunResult]) -> list[tuple[str, str, RunResult, RunResu
     return specs
 
 
+def comparisons_within_splits(runs: list[RunResult], trends: list[Trend] | None = None) -> list[Comparison]:
+    """:func:`find_comparisons` among the runs of each evaluation split on its own: a run evaluated on
+    validation is never paired with one evaluated on test (their problem indices name different problems)."""
+    splits = sorted({r.eval_split for r in runs}, key=lambda split: (split != "test", split))
+    return [c for split in splits for c in find_comparisons([r for r in runs if r.eval_split == split],
+                                                            [t for t in trends or [] if t.run.eval_split == split])]
+
+
+def symbolic_pairing(run_dir: Path, info: dict) -> Paired | None:
+    """A run's GSM-Symbolic result paired on the GSM8K test index: for each template, its original test problem
+    (first) against its variant (second), both under the same prompt; None when the run has no such pair
+    (not evaluated there, or evaluated before the originals were)."""
+    extra = info.get("eval_extra", {})
+    for source, variants in extra.items():
+        originals = extra.get(originals_of(source)) if is_variants(source) else None
+        if not originals:
+            continue
+        files = [run_dir / "debug" / summary["csv"] for summary in (originals, variants)]
+        if not all(f.is_file() for f in files):
+            _warn(run_dir, "a GSM-Symbolic evaluation CSV is missing: no GSM-Symbolic column")
+            return None
+        orig, var = (per_problem_scores(f) for f in files)
+        common = sorted(set(orig) & set(var))
+        if common:
+            return paired_comparison([orig[i]["correct"] for i in common], [var[i]["correct"] for i in common])
+    return None
+
+
 def reward_trends(runs: list[RunResult]) -> list[Trend]:
     """Each GRPO reward's mean in the first vs the last quarter of logged steps, with a permutation p."""
     trends = []
@@ -250,7 +287,7 @@ def reward_trends(runs: list[RunResult]) -> list[Trend]:
 def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
     runs = collect_runs(roots)
     trends = reward_trends(runs)
-    comparisons = find_comparisons(runs, trends)
+    comparisons = comparisons_within_splits(runs, trends)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
@@ -274,6 +311,7 @@ def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunR
         ("method", "---", lambda r: r.method),
         ("train problems", "---:", lambda r: str(r.budget)),
         ("seed", "---:", lambda r: str(r.seed)),
+        ("split", "---", lambda r: r.eval_split),
         ("eval n", "---:", lambda r: str(r.n_eval)),
         ("K", "---:", lambda r: str(r.samples_per_problem)),
         (acc, "---:", lambda r: f"{r.accuracy:.1%}"),
@@ -282,8 +320,11 @@ def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunR
         ("answer", "---:", lambda r: f"{r.answer:.1%}"),
     ]
     if any(r.symbolic_accuracy is not None for r in runs):
-        cols += [("GSM-Symbolic", "---:", lambda r: _pct(r.symbolic_accuracy)),
-                 ("drop", "---:", lambda r: _pct(r.symbolic_drop, signed=True))]
+        cols += [("GSM-Symbolic pairs", "---:", lambda r: str(r.symbolic_pairs) if r.symbolic_pairs else "–"),
+                 ("original", "---:", lambda r: _pct(r.symbolic_original)),
+                 ("variant", "---:", lambda r: _pct(r.symbolic_accuracy)),
+                 ("drop (95% CI)", "---", _symbolic_drop),
+                 ("drop p", "---:", lambda r: f"{r.symbolic_p:.3g}" if r.symbolic_p is not None else "–")]
     cols += [
         ("steps", "---:", lambda r: str(r.optimizer_steps) if r.optimizer_steps else "–"),
         ("epochs", "---:", lambda r: f"{r.epochs:g}" if r.epochs else "–"),
@@ -306,11 +347,11 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
     acc = "accuracy" if ks == [1] else "accuracy (mean@K)"
     cols = _table_columns(runs)
     lines = ["# GSM8K: SFT vs GRPO", "",
-             f"{len(runs)} finished runs. {acc.capitalize()} with its 95% interval on the evaluated test problems "
-             "(Wilson with one sample per problem, a bootstrap over problems with several). Beside each run, what "
-             "its training paid: optimizer steps, epochs, peak learning rate, training problems seen (GRPO: "
-             "prompts, each sampled as a group), completions sampled in training, tokens generated in training "
-             "and wall time.", "",
+             f"{len(runs)} finished runs. {acc.capitalize()} with its 95% interval on the evaluated problems of "
+             "the run's split (Wilson with one sample per problem, a bootstrap over problems with several). "
+             + _split_words(runs) + " Beside each run, what its training paid: optimizer steps, epochs, peak "
+             "learning rate, training problems seen (GRPO: prompts, each sampled as a group), completions sampled "
+             "in training, tokens generated in training and wall time.", "",
              "| " + " | ".join(c[0] for c in cols) + " |",
              "|" + "|".join(c[1] for c in cols) + "|"]
     lines += ["| " + " | ".join(cell(r) for _, _, cell in cols) + " |" for r in _sorted(runs)]
@@ -345,9 +386,11 @@ def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends
                          f"{t.late - t.early:+.3f} | {t.p_value:.3g} | {t.p_holm:.3g} | {verdict} |")
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     lines += ["", "Accuracy: the SOLUTION number equals the gold number. Thinking: a non-empty reasoning "
-              "block. Answer: a number could be read from a SOLUTION block. GSM-Symbolic: the same models on "
-              "templated variants of GSM8K test problems (new names and numbers); drop = GSM8K minus "
-              f"GSM-Symbolic. A difference is called only when its Holm-adjusted p is below {ALPHA}.", ""]
+              "block. Answer: a number could be read from a SOLUTION block. GSM-Symbolic: the same models on one "
+              "templated variant (new names and numbers) of each GSM8K test problem that has a template, and on "
+              "those test problems themselves, under the same prompt; drop = accuracy on the originals minus on "
+              "the variants, paired on the test index, with its 95% interval and p. "
+              f"A difference is called only when its Holm-adjusted p is below {ALPHA}.", ""]
     return "\n".join(lines)
 
 
@@ -421,9 +464,7 @@ def _result(run_dir: Path, info: dict) -> RunResult:
     timings = info.get("timings", {})
     settings = info["settings"]
     section = settings.get("grpo" if stage == "grpo" else "sft", {}) if stage != BASE_STAGE else {}
-    # keyed by the source as given: gsm-symbolic or gsm-symbolic:N
-    extra = next((v for k, v in info.get("eval_extra", {}).items() if is_symbolic(k)), None)
-    sym = float(extra["accuracy"]) if extra else None
+    sym = symbolic_pairing(run_dir, info)
     seen = int(train.get("examples_seen", 0))  # per-device batches count completions in GRPO
     group = int(train.get("num_generations", section.get("num_generations", 1)) or 1) if stage == "grpo" else 1
     n_eval = int(ev["n"])
@@ -434,7 +475,7 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         samples_per_problem=int(ev.get("samples_per_problem", 1)), accuracy=ev["accuracy"],
         ci_low=ev["accuracy_ci95_low"], ci_high=ev["accuracy_ci95_high"],
         thinking=ev["thinking_proportion"], answer=ev["answer_proportion"],
-        symbolic_accuracy=sym, symbolic_drop=(ev["accuracy"] - sym) if sym is not None else None,
+        symbolic_accuracy=sym.mean_b if sym else None, symbolic_drop=-sym.difference if sym else None,
         optimizer_steps=int(train.get("global_steps", 0)),
         epochs=_float(train.get("epochs", section.get("epochs"))),
         learning_rate=_float(section.get("learning_rate")),
@@ -446,6 +487,10 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         grpo_traces=_grpo_traces(data) if method == "SFT on GRPO traces" else None,
         answer_ci=_interval(ev, "answer_proportion", n_eval), thinking_ci=_interval(ev, "thinking_proportion", n_eval),
         log=str(run_dir / "train_log.jsonl"),
+        eval_split=str(ev.get("split", "test")),
+        symbolic_original=sym.mean_a if sym else None, symbolic_pairs=sym.n if sym else 0,
+        symbolic_drop_ci_low=-sym.ci_high if sym else None, symbolic_drop_ci_high=-sym.ci_low if sym else None,
+        symbolic_p=sym.p_value if sym else None,
     )
 
 
@@ -475,6 +520,23 @@ def _pct(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "–"
     return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def _symbolic_drop(r: RunResult) -> str:
+    """The paired GSM-Symbolic drop with its interval (a dash when the run has no pairs)."""
+    if r.symbolic_drop is None:
+        return "–"
+    return f"{r.symbolic_drop:+.1%} ({r.symbolic_drop_ci_low:+.1%} to {r.symbolic_drop_ci_high:+.1%})"
+
+
+def _split_words(runs: list[RunResult]) -> str:
+    """Which split the numbers come from; comparisons never pair runs of different splits."""
+    splits = sorted({r.eval_split for r in runs})
+    if splits == ["test"]:
+        return "Every number comes from the test split."
+    return (f"The split column says where each run's numbers come from ({', '.join(splits)}: validation is "
+            "held-out train problems, for tuning; test is for final reports); paired comparisons are made "
+            "only between runs of the same split.")
 
 
 def _warn(run_dir: Path, why: str) -> None:

@@ -23,10 +23,20 @@ A separator instead would depend on each pre-tokenizer's rules (Qwen2's merges
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
-from .data import Problem, build_prompt, format_target, load_split, load_traces, prompt_ids, take_budget
+from .data import (
+    Problem,
+    build_prompt,
+    eval_split_size,
+    format_target,
+    load_split,
+    load_traces,
+    prompt_ids,
+    train_regions,
+)
 from .evaluate import extra_evaluations
 from .models import resolve_model
 from .runtime import world_size
@@ -51,7 +61,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         raise SettingError("traces_file", traces_file, "{name} goes with the full stage, not prep")
     check_eval_data_apart(settings, traces_file)
     check_tracker(settings)
-    test_size = len(load_split("test", settings.data.source))
+    test_size = eval_split_size(settings)
     if traces_file:
         traces = load_traces(traces_file)
         check_traces_apart(settings, traces_file)
@@ -65,9 +75,10 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         count = "sft.prep_train_samples" if stage == "prep" else "sft.train_samples"
         validate(settings, {"train": len(train), "test": test_size}, counts=[count, "eval.samples"],
                  processes=world_size())
-        problems = take_budget(train, settings.sft.stage_samples(stage) or len(train), settings.data.budget_seed)
-        data = {"source": settings.data.train_source, "split": "train", "n": len(problems),
-                "budget_seed": settings.data.budget_seed}
+        regions = train_regions(train, settings)
+        problems = regions.prep() if stage == "prep" else regions.budget(settings.sft.train_samples)
+        data = {"source": settings.data.train_source, "split": "train",
+                **regions.provenance("prep" if stage == "prep" else "budget", problems)}
     parent = resolve_model(settings.model.name)
     extra_eval = extra_evaluations(settings)
     from .training import TrainingJob  # heavy imports after validation
@@ -79,7 +90,8 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 "epochs": s.stage_epochs(stage)}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, stage, problems), data=data,
-                       train=s, geometry=geometry, extra_eval=extra_eval,
+                       train=replace(s, learning_rate=s.stage_learning_rate(stage)), geometry=geometry,
+                       extra_eval=extra_eval,
                        micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
                            s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)))
 

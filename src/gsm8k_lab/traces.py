@@ -78,7 +78,7 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
                    overwrite: bool) -> tuple[list[Problem], Path, dict]:
     """Check everything before any work: settings, model, data, output (and, to resume, that the
     unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
-    from .data import load_split, take_budget
+    from .data import load_split, train_regions
     from .models import resolve_model
     from .runs import check_file_name, check_writable_dir
 
@@ -87,14 +87,16 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     source, source_path = ((settings.data.train_source, "data.train_source") if t.split == "train"
                            else (settings.data.source, "data.source"))
     problems_all = load_split(t.split, source, source_path)
+    regions = train_regions(problems_all, settings) if t.split == "train" else None
     validate(settings, {"traces": len(problems_all)}, counts=["traces.num_samples"])
     ref = resolve_model(settings.model.name)
     if ref.run_dir is None:
         raise SettingError("model.name", settings.model.name or "the embedded model",
                            "{name} {value} is not a run directory (expected model/ with an adapter)")
-    n = t.num_samples or len(problems_all)
-    # train: the budget shuffle, so traces cover the problems the budgets train on
-    problems = take_budget(problems_all, n, settings.data.budget_seed) if t.split == "train" else problems_all[:n]
+    # train: the budget region of the shuffle, so traces cover the problems the budgets train on and
+    # never the prep or validation problems
+    problems = regions.budget(t.num_samples, "traces.num_samples") if regions else problems_all[:t.num_samples]
+    n = len(problems)
     out = check_writable_dir(output_dir) / output_file
     unfinished = progress_path(out).exists()
     if out.exists() and stats_path(out).exists() and not unfinished and not overwrite:

@@ -157,13 +157,18 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
 EVAL_SUMMARY = ("n", "samples_per_problem", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
                 "thinking_proportion", "answer_proportion", "answer_proportion_ci95", "thinking_proportion_ci95",
                 "pass_at_k", "majority_accuracy", "majority_accuracy_ci95", "mean_completion_tokens",
-                "truncated_proportion", "csv", "backend", "decoding")
+                "truncated_proportion", "csv", "backend", "decoding", "split", "provenance")
 
 #: Settings that change nothing a run produces: left out of its fingerprint.
 _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vllm", "vllm_mode",
                 "colocate_gpu_memory_utilization", "continuous_batching", "batch_size", "backend",
                 "epochs", "train_samples", "prep_train_samples", "per_device_batch_size",
                 "gradient_accumulation_steps"}  # the last five: recorded resolved, in data and geometry
+
+
+#: What picks the problems of a validation evaluation (a fingerprint holds them only then, so runs
+#: evaluated on test before the split existed still resume).
+_VALIDATION = ("eval.split", "data.train_source", "data.validation_size", "data.budget_seed")
 
 
 def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
@@ -179,7 +184,8 @@ def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
         if name in _NOT_CONTENT:
             continue
         trained = section is not None and (head in (section, "lora") or path in ("seed", "data.budget_seed"))
-        if trained or path in ("data.source", "eval.samples") or path.startswith("eval.generation."):
+        if trained or path in ("data.source", "eval.samples") or path.startswith("eval.generation.") \
+                or (path in _VALIDATION and settings.eval.split != "test"):
             fp[path] = value
     return fp
 
@@ -413,10 +419,10 @@ __all__ = ["TrainingJob", "run_training", "evaluate_base", "lora_config", "resol
 def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
     """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
     decoding and further evaluation sets as the trained runs, so the report compares them."""
-    from .data import load_split
+    from .data import eval_split_size
     from .evaluate import extra_evaluations
 
-    validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
+    validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
     job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
                       build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
     return run_training(settings, job, resume=resume, overwrite=False)
