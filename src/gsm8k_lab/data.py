@@ -76,11 +76,18 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
         records = _read_jsonl(file, path)
     problems = []
     for i, rec in enumerate(records):
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
+            got = {k: type(rec.get(k)).__name__ for k in ("question", "answer")} if isinstance(rec, dict) else rec
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected string fields "
+                               f"'question' and 'answer', got {got}")
         try:
             problems.append(Problem(i, rec["question"], rec["answer"], parse_gold(rec["answer"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
                                f"with '#### N' ({exc})") from None
+    if not problems:
+        raise SettingError(path, source, "{name} {value} holds no problems: expected JSONL lines with question and "
+                           "answer")
     return problems
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .config import Settings, validate
 from .data import build_prompt, load_split, take_budget, trl_prompt
 from .generation import decoding
-from .models import resolve_model
+from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
 from .sft import check_eval_data_apart, check_tracker, extra_evaluations
@@ -40,6 +40,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     g = settings.grpo
     problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
     parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("grpo.rollout", "eval.generation"), train="grpo")
     extra_eval = extra_evaluations(settings)
     geometry = batch_geometry(settings, world_size())
     print("[gsm8k-lab] GRPO batch: " + ", ".join(f"{k} {v}" for k, v in geometry.items()), flush=True)

@@ -23,11 +23,13 @@ A separator instead would depend on each pre-tokenizer's rules (Qwen2's merges
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
 from .data import Problem, build_prompt, format_target, load_split, load_traces, prompt_ids, take_budget
-from .models import resolve_model
+from .models import preflight, resolve_model
 from .runtime import world_size
 
 STAGES = ("prep", "full")
@@ -67,6 +69,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         data = {"source": settings.data.train_source, "split": "train", "n": len(problems),
                 "budget_seed": settings.data.budget_seed}
     parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("eval.generation",), train="sft")
     extra_eval = extra_evaluations(settings)
     from .training import TrainingJob  # heavy imports after validation
 
@@ -111,15 +114,33 @@ def check_tracker(settings: Settings) -> None:
 
 
 def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
-    """A run never evaluates on the file it trains on."""
+    """A run never evaluates on the file it trains on: the same file under another name (a hard
+    link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
     source = settings.data.source
-    if source in ("bundled", "hub"):
+    if not Path(source).is_file():
         return
     for _path, train in (("data.train_source", settings.data.train_source),
-                        *(("traces_file", f) for f in training_files if f)):
-        if train not in ("bundled", "hub") and Path(train).resolve() == Path(source).resolve():
+                         *(("traces_file", f) for f in training_files if f)):
+        if Path(train).is_file() and _same_file(Path(train), Path(source)):
             raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
                                "be evaluated on the problems it trains on")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file (device and inode, through any link) or two files with the same content."""
+    if os.path.samefile(a, b):
+        return True
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return _sha256(a) == _sha256(b)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
