@@ -726,8 +726,8 @@ def _check_library_choice(path: str, value: Any, library: str) -> None:
 def _check_range(path: str, value: float, meta: Mapping) -> None:
     lo, hi, above, floor = meta.get("min"), meta.get("max"), meta.get("above"), meta.get("floor")
     if floor is not None and 0 < value < floor:
-        raise SettingError(path, value, "{name} must be 0 (greedy) or at least " + f"{floor:g}" + " (smaller "
-                           "temperatures overflow the logits), got {value}")
+        raise SettingError(path, value, "{name} must be at least " + f"{floor:g}" + " (smaller temperatures "
+                           "overflow the logits; 0 means greedy), got {value}")
     if (lo is not None and value < lo) or (hi is not None and value > hi) or (above is not None and value <= above):
         why = f" ({meta['why']})" if meta.get("why") else ""
         raise SettingError(path, value, "{name} must be " + _range_words(lo, hi, above, isinstance(value, int))

@@ -77,9 +77,10 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
     problems = []
     for i, rec in enumerate(records):
         if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
-            got = {k: type(rec.get(k)).__name__ for k in ("question", "answer")} if isinstance(rec, dict) else rec
-            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected string fields "
-                               f"'question' and 'answer', got {got}")
+            got = ", ".join(f"{k} {type(rec[k]).__name__ if k in rec else 'missing'}" for k in ("question", "answer")) \
+                if isinstance(rec, dict) else type(rec).__name__
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
+                               f"as text, got {got}")
         try:
             problems.append(Problem(i, rec["question"], rec["answer"], parse_gold(rec["answer"])))
         except (KeyError, TypeError, ValueError) as exc:
