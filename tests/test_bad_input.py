@@ -208,7 +208,7 @@ CASES = [
     ("train-sft", ["--stage", "prep", "--eval-temperature", "1e-45"], {}, "--eval-temperature must be at least 0.01"),
     ("train-sft", ["--stage", "prep", "--gradient-accumulation-steps", "99999999999999999999"], {}, "must be at most"),
     ("train-sft", ["--stage", "prep", "--epochs", "1_0"], {}, "--epochs must be a number, got '1_0'"),
-    ("train-sft", ["--stage", "prep"], {"PREP_TRAIN_SAMPLES": "1_0"}, "PREP_TRAIN_SAMPLES must be a positive integer or 'all'"),
+    ("train-sft", ["--stage", "prep"], {"PREP_TRAIN_SAMPLES": "1_0"}, "PREP_TRAIN_SAMPLES must be a positive integer, got '1_0'"),
     ("train-sft", ["--stage", "prep", "--dtype", "fp16"], {}, "--dtype 'fp16' needs a GPU"),
     ("train-sft", ["--stage", "prep", "--attn-implementation", "bogus"], {}, "--attn-implementation must be one of"),
     ("train-sft", ["--stage", "prep", "--lora-target-modules", "nonexistent_proj"], {},

@@ -126,3 +126,20 @@ def test_resume_with_other_settings_names_every_difference():
     text = str(err.value)
     assert "a 1 (then) vs 2 (now)" in text and 'gone {"k": 1} (then) vs (unset) (now)' in text
     assert "new (unset) (then) vs unset (now)" in text and "b " not in text.split("settings:")[1]
+
+
+def test_a_new_run_that_fails_early_leaves_no_trace(tmp_path):
+    from gsm8k_lab.runs import NewRun
+
+    run = RunDir(tmp_path / "a" / "b" / "r")
+    new = NewRun(run)
+    run.write({"status": "training"})
+    run.log_file.write_text("{}\n")
+    new.undo()
+    assert list(tmp_path.iterdir()) == []  # the folders it made are gone too
+    _finish(run)
+    (run.root / "notes.txt").write_text("mine")
+    new = NewRun(run)
+    run.write({"status": "training"})
+    new.commit()  # its first checkpoint: the old run goes, the user's other files stay
+    assert sorted(p.name for p in run.root.iterdir()) == ["notes.txt", "run.json"]

@@ -288,7 +288,7 @@ def cmd_evaluate(ctx: Context) -> int:
     s, a = ctx.settings, ctx.args
     output_dir = a.output_dir or os.path.join(s.output_root, "base_eval")
     ref, csv_path = prepare_evaluation(s, output_dir, a.output_file, resume=ctx.resume, overwrite=ctx.overwrite)
-    metrics = evaluate_model(s, ref, csv_path, resume=ctx.resume, replace=ctx.overwrite)
+    metrics = evaluate_model(s, ref, csv_path, resume=ctx.resume)
     print_metrics(metrics, csv_path)
     return 0
 

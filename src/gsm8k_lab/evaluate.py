@@ -79,20 +79,19 @@ def score(problem: Problem, completion: Completion, sample: int | None = None) -
 
 def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[str],
              gen: GenerationSettings, csv_path: str | Path, resume: bool = False,
-             extra: dict | None = None, fingerprint: dict | None = None, samples: int = 1,
-             replace: bool = False) -> dict:
+             extra: dict | None = None, fingerprint: dict | None = None, samples: int = 1) -> dict:
     """Generate, score and write ``csv_path`` plus ``<stem>_metrics.txt``/``.json`` beside it.
 
     Rows are appended and fsynced per batch; ``resume`` keeps the complete rows already written
     (a torn last row is cut off in place, which needs no free space) and generates the rest.
     ``fingerprint`` (the settings that determine the rows) is recorded beside the CSV.
-    ``replace`` leaves an earlier evaluation in place until the new one's first rows are on
-    disk (written beside it until then), so a failure before that changes nothing.
+    A new evaluation (not ``resume``) is written beside any earlier one until its first rows are
+    on disk, and only then takes its place: a failure before that changes nothing.
     """
     target = csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     staging = None
-    if replace and any(p.exists() for p in (csv_path, settings_path(csv_path), metrics_path(csv_path))):
+    if not resume:
         staging = Path(tempfile.mkdtemp(prefix=f".{csv_path.name}.new-", dir=csv_path.parent))
         csv_path = staging / target.name
     for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
@@ -441,14 +440,13 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     return ref, csv_path
 
 
-def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False,
-                   replace: bool = False) -> dict:
+def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
     """Evaluate a model reference on the first ``eval.samples`` test problems.
 
     The entry point shared by ``evaluate_model.py`` and the training scripts'
     automatic evaluation; the settings were validated before any work started.
     A finished evaluation resumed (with its own settings, checked before) is left as it is;
-    ``replace`` overwrites one only once the new evaluation has rows (see :func:`evaluate`).
+    an overwrite replaces one only once the new evaluation has rows (see :func:`evaluate`).
     """
     from .data import build_prompt, load_split
     from .generation import make_backend
@@ -470,6 +468,6 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
                         extra={"model": model_name, "data_source": settings.data.source,
                                "load_seconds": round(time.perf_counter() - t0, 1)},
                         fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
-                        samples=settings.eval.samples_per_problem, replace=replace)
+                        samples=settings.eval.samples_per_problem)
     finally:
         backend.close()

@@ -207,18 +207,18 @@ class RunDir:
         shutil.rmtree(self.aside_dir, ignore_errors=True)
 
     def restore(self) -> None:
-        """The new run failed before a durable result: remove what it wrote, put the old run back."""
-        if not self.aside_dir.is_dir():
-            return
+        """The new run failed before a durable result: remove what it wrote, put the old run (if any) back."""
         for p in self._own():
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
-        for p in self.aside_dir.iterdir():
-            os.rename(p, self.root / p.name)
-        self.aside_dir.rmdir()
-        fsync_dir(self.root)
+        if self.aside_dir.is_dir():
+            for p in self.aside_dir.iterdir():
+                os.rename(p, self.root / p.name)
+            self.aside_dir.rmdir()
+        if self.root.is_dir():
+            fsync_dir(self.root)
 
     def recover(self) -> None:
         """After an overwrite that was killed: keep the new run if it got as far as a checkpoint or
@@ -239,6 +239,38 @@ class RunDir:
 
     def write(self, info: dict) -> None:
         atomic_write_json(self.run_file, info)
+
+
+class NewRun:
+    """A new run in a run directory (fresh, or replacing one: overwrite) until its first durable
+    result, a checkpoint or its model: :meth:`undo` removes what it wrote (and the folders it
+    created) and puts the run it replaces back; after :meth:`commit` the replaced run is gone."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        missing = [p for p in (run.root, *run.root.parents) if not p.exists()]
+        self.created = missing[-1] if missing else None  # the topmost folder this run creates
+        run.set_aside()
+        self.open = True
+
+    def commit(self) -> None:
+        if self.open:
+            self.run.drop_aside()
+            self.open = False
+
+    def undo(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self.run.restore()
+        if self.created is not None:
+            for folder in (self.run.root, *self.run.root.parents):
+                try:
+                    folder.rmdir()  # only folders this run made, and only while empty
+                except OSError:
+                    break
+                if folder == self.created:
+                    break
 
 
 def checkpoint_is_whole(path: Path) -> bool:

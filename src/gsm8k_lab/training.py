@@ -38,6 +38,7 @@ from .models import (
 )
 from .runs import (
     BASE_STAGE,
+    NewRun,
     RunDir,
     RunStatus,
     atomic_write_text,
@@ -85,9 +86,9 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     state = PartialState(cpu=not rt.on_gpu)
     state.wait_for_everyone()
     is_main = state.is_main_process
-    # An overwrite moves the old run aside and puts it back if anything fails before the new run's
-    # first checkpoint or its model is on disk; only then is the old run deleted.
-    replacing = is_main and overwrite and run.set_aside()
+    # A new run (an overwrite moves the old one aside) is undone if anything fails before its first
+    # checkpoint or its model is on disk: the old run is back as it was; only then is it deleted.
+    new_run = NewRun(run) if is_main and not (resume and previous) else None
     try:
         run_id = previous.get("run_id") or new_run_id()
         untrained = RunStatus.TRAINING if job.build_trainer else RunStatus.TRAINED  # no trainer: the model as it is
@@ -115,14 +116,14 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
             common = _common_args(settings, rt, run, job.train)
             logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
             clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
-            first_save = OnFirstSave(run.drop_aside if replacing else None)
+            first_save = OnFirstSave(new_run.commit if new_run else None)
             trainer = job.build_trainer(model, tokenizer, common, [logger, clock, first_save])
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             trainer.accelerator.wait_for_everyone()
             if is_main:
                 save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
-                if replacing:
-                    run.drop_aside()
+                if new_run:
+                    new_run.commit()
                 info["timings"]["train_seconds"] = clock.seconds()
                 info["train"] = {
                     "global_steps": trainer.state.global_step,
@@ -139,11 +140,11 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
             trainer.accelerator.wait_for_everyone()
             del trainer, model
     except BaseException:
-        if replacing and run.aside_dir.is_dir():
-            run.restore()
+        if new_run:
+            new_run.undo()
         raise
-    if replacing:
-        run.drop_aside()
+    if new_run:
+        new_run.commit()
 
     if not is_main:
         return info
