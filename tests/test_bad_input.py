@@ -8,6 +8,7 @@ broken in every way and input files; every file in it and in the shared tiny mod
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -192,6 +193,8 @@ CASES = [
      "expected question/answer as text"),
     ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--attn-implementation",
                   "nope"], {}, "--attn-implementation must be one of"),
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--attn-implementation",
+                  "flash_attention_2"], {}, "--attn-implementation 'flash_attention_2' cannot load this model here"),
     # --- train-sft: library ranges, model limits, identities -------------------------------------------
     ("train-sft", ["--stage", "prep", "--lr-scheduler", "bogus"], {}, "--lr-scheduler must be one of linear, cosine"),
     ("train-sft", ["--stage", "prep", "--lr-scheduler", "cosine_with_min_lr"], {},
@@ -449,6 +452,8 @@ def _skip_if_not_bad_here(args):
 
         if torch.cuda.is_available():
             pytest.skip("fp16 is fine on a GPU")
+    if "flash_attention_2" in args and importlib.util.find_spec("flash_attn"):
+        pytest.skip("flash attention is installed here")
     if any("locked" in a for a in args) and not os.access(READ_ONLY, os.F_OK):
         pytest.skip(f"{READ_ONLY} is missing here")
 

@@ -608,10 +608,11 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
              counts: Iterable[str] | None = None, processes: int = 1) -> None:
     """Check every setting before any work starts; raise the first :class:`SettingError`.
 
-    Ranges and choices of every field; the problem counts in ``counts`` (paths;
-    default all) against ``splits`` (split name -> problems available; a count
-    whose split is not given is not compared); GRPO's group against its global
-    batch of ``processes`` processes; the experiments' budgets.
+    Ranges and choices of every field (a value other than the default also against the library
+    that takes it: transformers' schedulers and attention functions); the problem counts in
+    ``counts`` (paths; default all) against ``splits`` (split name -> problems available; a count
+    whose split is not given is not compared); GRPO's group against its global batch of
+    ``processes`` processes; the seeds an experiment repeats; the experiments' budgets.
     """
     splits = splits or {}
     wanted = set(counts) if counts is not None else None

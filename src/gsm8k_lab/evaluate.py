@@ -130,7 +130,7 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise SettingError("output_file", str(csv_path), f"no space left on the device writing {csv_path}; the rows "
+        raise SettingError("output_file", str(target), f"no space left on the device writing {target}; the rows "
                            "written so far are kept: free space and continue with {resume}") from None
     finally:
         if staging is not None:  # failed before the new evaluation had rows: the old one stays as it was
