@@ -451,3 +451,47 @@ def test_validation_split_is_recorded_and_a_resume_must_keep_it(tiny_model_dir, 
     capsys.readouterr()
     assert main([*args, "--resume"]) == 2  # the same file continued on test problems: refused
     assert "eval.split validation (then) vs (unset) (now)" in capsys.readouterr().err
+
+
+def _state(folder):
+    """Every file under ``folder`` with its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_overwrite_replaces_a_finished_evaluation_only_once_it_has_rows(tmp_path, evaluated, tiny_model_dir,
+                                                                          monkeypatch):
+    """A finished evaluation; ``--overwrite`` whose engine fails before its first rows leaves every
+    file as it was; a resume with its own settings changes nothing (metrics not even rewritten);
+    an overwrite that gets through replaces it."""
+    import shutil
+
+    from conftest import EVALUATED_ARGS, TINY_ENV
+
+    from gsm8k_lab import cli
+    from gsm8k_lab.generation.hf import TransformersBackend
+
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "ev"
+    shutil.copytree(evaluated, out)
+    before = _state(out)
+    own = ["evaluate", "--model-path", str(tiny_model_dir), "--output-dir", str(out), "--output-file", "e.csv",
+           *EVALUATED_ARGS]
+    other = [*own, "--max-new-tokens", "4", "--overwrite"]
+
+    def engine_fails(self, *args, **kwargs):
+        raise RuntimeError("the engine failed")
+        yield
+
+    with monkeypatch.context() as m:
+        m.setattr(TransformersBackend, "generate_iter", engine_fails)
+        with pytest.raises(RuntimeError, match="the engine failed"):
+            cli.main(other)
+    assert _state(out) == before
+    assert cli.main([*own, "--resume"]) == 0
+    assert _state(out) == before
+    assert cli.main(other) == 0
+    recorded = json.loads((out / "debug" / "e_settings.json").read_text())
+    assert recorded["eval.generation.max_new_tokens"] == 4
+    assert sorted(p.name for p in (out / "debug").iterdir()) == sorted(Path(p).name for p in before)

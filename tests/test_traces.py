@@ -238,3 +238,26 @@ def test_traces_on_train_never_cover_held_out_problems(chain, tmp_path):
     s.traces.num_samples = 7000
     with pytest.raises(SettingError, match="traces.num_samples=7000 reaches into the held-out problems"):
         prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_an_overwrite_changes_nothing_until_its_first_batch_is_on_disk(job):
+    """A finished traces run, then a new run over it (overwrite) that fails before its first batch:
+    every old file is byte-identical and nothing else is left; one that fails after its first
+    batch has made its own progress file the one a resume continues."""
+    script = _script(job.problems, PLANS)
+    run_rejection_sampling(Scripted(script), job)
+    before = _files(job.output_path.parent)
+    with pytest.raises(KeyboardInterrupt):
+        run_rejection_sampling(Scripted(script, stop_after_batches=0), job)
+    assert _files(job.output_path.parent) == before
+    with pytest.raises(KeyboardInterrupt):
+        run_rejection_sampling(Scripted(script, stop_after_batches=1), job)
+    after = _files(job.output_path.parent)
+    assert sorted(after) == sorted([*before, progress_path(job.output_path).name])
+    assert all(after[name] == data for name, data in before.items())  # the old traces stay until the end
+    stats = run_rejection_sampling(Scripted(script), job, resume=True)
+    assert stats == json.loads(before[stats_path(job.output_path).name])

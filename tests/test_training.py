@@ -394,3 +394,55 @@ def test_a_budget_that_reaches_validation_is_refused_before_any_work(tmp_path, m
     err = capsys.readouterr().err
     assert "TRAIN_SAMPLES=7000 reaches into the held-out problems" in err and "at most 6897" in err
     assert not (tmp_path / "r").exists()
+
+
+def _state(folder):
+    """Every file under ``folder`` with its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_overwrite_that_fails_before_its_first_result_leaves_the_finished_run(tmp_path, chain, tiny_model_dir,
+                                                                                 monkeypatch, capsys):
+    """Finished runs, then ``--overwrite`` failing after the old run was set aside and the model
+    loaded: SFT with LoRA targets the model lacks, GRPO with a trainer that fails. Every file of
+    the old run is byte-identical (and untouched) afterwards; an overwrite that gets through
+    replaces the run."""
+    import shutil
+
+    import trl
+
+    from gsm8k_lab import cli
+
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    sft, grpo = tmp_path / "sft", tmp_path / "grpo"
+    shutil.copytree(chain / "prep", sft)
+    shutil.copytree(chain / "grpo", grpo)
+    sft_args = ["train-sft", "--stage", "prep", "--output-dir", str(sft), "--base-model", str(tiny_model_dir),
+                "--overwrite", *EVAL]
+    before = _state(sft)
+    assert cli.main([*sft_args, "--lora-target-modules", "q_proj", "nope_proj"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "it/s]" not in line]  # no progress bars
+    assert len(err) == 1 and "--lora-target-modules 'nope_proj' matches no layer of the model" in err[0], err
+    assert "its layers are down_proj, embed_tokens, gate_proj, k_proj" in err[0]
+    assert _state(sft) == before
+
+    def trainer_fails(self, *args, **kwargs):
+        raise RuntimeError("the trainer failed")
+
+    before_grpo = _state(grpo)
+    with monkeypatch.context() as m:
+        m.setattr(trl.GRPOTrainer, "train", trainer_fails)
+        with pytest.raises(RuntimeError, match="the trainer failed"):
+            cli.main(["train-grpo", "--output-dir", str(grpo), "--base-model", str(chain / "prep"), "--overwrite",
+                      "--max-completion-length", "8", "--gradient-accumulation-steps", "1", *EVAL])
+    assert _state(grpo) == before_grpo
+
+    old_id = _run_json(sft)["run_id"]
+    time.sleep(1.1)  # run ids are times to the second
+    assert cli.main([*sft_args, "--save-steps", "1", "--eval-samples", "2"]) == 0
+    info = _run_json(sft)
+    assert info["status"] == "complete" and info["run_id"] != old_id and info["eval"]["n"] == 2
+    assert not (sft / ".replaced").exists()
+    assert not any(name.startswith(f"prep_sft_{old_id}") for name in os.listdir(sft / "debug"))

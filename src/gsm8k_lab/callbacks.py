@@ -59,3 +59,16 @@ class TrainClock(TrainerCallback):
         if self.is_main:
             self.info["timings"]["train_seconds_at_checkpoint"][str(state.global_step)] = self.seconds()
             self.run.write(self.info)
+
+
+class OnFirstSave(TrainerCallback):
+    """Calls ``action`` once, when the first checkpoint is on disk (an overwrite's moment to let
+    the run it replaces go)."""
+
+    def __init__(self, action=None):
+        self.action = action
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.action is not None:
+            action, self.action = self.action, None
+            action()

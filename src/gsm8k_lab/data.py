@@ -88,6 +88,11 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
         records = _read_jsonl(file, path)
     problems = []
     for i, rec in enumerate(records):
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
+            got = ", ".join(f"{k} {type(rec[k]).__name__ if k in rec else 'missing'}" for k in ("question", "answer")) \
+                if isinstance(rec, dict) else type(rec).__name__
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
+                               f"as text, got {got}")
         try:
             # a GSM-Symbolic problem is known by the test problem it pairs with
             index = rec["test_index"] if symbolic.is_symbolic(source) else i
@@ -95,6 +100,9 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
         except (KeyError, TypeError, ValueError) as exc:
             raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
                                f"with '#### N' ({exc})") from None
+    if not problems:
+        raise SettingError(path, source, "{name} {value} holds no problems: expected JSONL lines with question and "
+                           "answer")
     return problems
 
 

@@ -31,6 +31,8 @@ import errno
 import io
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +47,7 @@ from .answers import (
 from .config import GenerationSettings, SettingError, Settings
 from .data import Problem
 from .generation import Completion, GenerationBackend, decoding
-from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail
+from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail, fsync_dir
 from .stats import bootstrap_interval, ks_for, majority_vote, pass_at_k, wilson_interval
 
 COLUMNS = [
@@ -90,9 +92,15 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
     Rows are appended and fsynced per batch; ``resume`` keeps the complete rows already written
     (a torn last row is cut off in place, which needs no free space) and generates the rest.
     ``fingerprint`` (the settings that determine the rows) is recorded beside the CSV.
+    A new evaluation (not ``resume``) is written beside any earlier one until its first rows are
+    on disk, and only then takes its place: a failure before that changes nothing.
     """
-    csv_path = Path(csv_path)
+    target = csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = None
+    if not resume:
+        staging = Path(tempfile.mkdtemp(prefix=f".{csv_path.name}.new-", dir=csv_path.parent))
+        csv_path = staging / target.name
     for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
         stale.unlink(missing_ok=True)  # written again at the end; never left beside other rows
     try:
@@ -117,14 +125,23 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
                         gen_tokens += sum(r["completion_tokens"] for r in rows)
                     fh.flush()
                     os.fsync(fh.fileno())
+                    if staging is not None:  # the first rows are durable: they replace the old evaluation
+                        _swap_in(staging, target)
+                        staging, csv_path = None, target
             gen_seconds = time.perf_counter() - t0
+        if staging is not None:  # nothing was generated (no problem to do)
+            _swap_in(staging, target)
+            staging, csv_path = None, target
         rows = [r for i in sorted(done) for r in done[i]]
         _rewrite(csv_path, rows, samples)  # in problem order
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise SettingError("output_file", str(csv_path), f"no space left on the device writing {csv_path}; the rows "
+        raise SettingError("output_file", str(target), f"no space left on the device writing {target}; the rows "
                            "written so far are kept: free space and continue with {resume}") from None
+    finally:
+        if staging is not None:  # failed before the new evaluation had rows: the old one stays as it was
+            shutil.rmtree(staging, ignore_errors=True)
     metrics = compute_metrics(rows, samples)
     metrics.update({
         "generated_problems": len(todo),
@@ -199,6 +216,19 @@ def per_problem_scores(csv_path: str | Path) -> dict[int, dict[str, float]]:
             groups.setdefault(int(r["index"]), []).append(r)
     return {i: {key: sum(r[key] == "True" for r in g) / len(g) for key in ("correct", "has_answer", "has_thinking")}
             for i, g in groups.items()}
+
+
+def finished_metrics(csv_path: str | Path, problems: list[Problem], samples: int = 1) -> dict | None:
+    """The metrics of an evaluation of exactly these problems that is complete (every row written,
+    nothing torn, metrics beside it); None when something is left to do."""
+    csv_path = Path(csv_path)
+    try:
+        metrics = json.loads(metrics_path(csv_path).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    rows, good, size = _complete_rows(csv_path, problems, samples)
+    whole = good == size and {r["index"] for r in rows} == {p.index for p in problems}
+    return metrics if whole and isinstance(metrics, dict) and metrics.get("n") == len(problems) else None
 
 
 def metrics_path(csv_path: str | Path) -> Path:
@@ -312,6 +342,21 @@ def _complete_rows(csv_path: Path, problems: list[Problem], samples: int = 1) ->
     return rows, good, len(raw)
 
 
+def _swap_in(staging: Path, csv_path: Path) -> None:
+    """Put the new evaluation (CSV and settings in ``staging``) in place of the old one: the old
+    metrics go first, so no metrics ever sit beside rows they do not describe."""
+    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
+        stale.unlink(missing_ok=True)
+    os.replace(staging / csv_path.name, csv_path)
+    new_settings = settings_path(staging / csv_path.name)
+    if new_settings.exists():
+        os.replace(new_settings, settings_path(csv_path))
+    else:
+        settings_path(csv_path).unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    fsync_dir(csv_path.parent)
+
+
 def _continue_csv(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict[int, list[dict]]:
     """Keep the complete rows for resuming; cut a torn tail off in place (no second copy needed)."""
     rows, good, size = _complete_rows(csv_path, problems, samples)
@@ -380,8 +425,8 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
     from .config import validate
     from .data import eval_split_size
-    from .models import resolve_model
-    from .runs import check_file_name, check_writable_dir
+    from .models import preflight, resolve_model
+    from .runs import check_can_write, check_file_name, check_writable_dir
 
     check_file_name("output_file", output_file, ".csv")
     test_size = eval_split_size(settings)
@@ -391,11 +436,13 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     debug = output_dir / "debug"
     if debug.exists() and not debug.is_dir():
         raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
+    check_can_write(debug, "output_dir", str(output_dir))
     csv_path = debug / output_file
     if csv_path.exists() and not (resume or overwrite):
         raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
                            "it or {overwrite} to replace it")
     ref = resolve_model(settings.model.name)
+    preflight(settings, ref, ("eval.generation",))
     if resume and csv_path.exists() and settings_path(csv_path).is_file():
         try:
             recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
@@ -410,12 +457,18 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
 
     The entry point shared by ``evaluate_model.py`` and the training scripts'
     automatic evaluation; the settings were validated before any work started.
-    The metrics record the split and the provenance of its problems.
+    The metrics record the split and the provenance of its problems. A finished evaluation resumed
+    (with its own settings, checked before) is left as it is; an overwrite replaces one only once the
+    new evaluation has rows (see :func:`evaluate`).
     """
     from .data import build_prompt, eval_problems
     from .generation import make_backend
 
     problems, provenance = eval_problems(settings)
+    finished = finished_metrics(csv_path, problems, settings.eval.samples_per_problem) if resume else None
+    if finished is not None:
+        print(f"[gsm8k-lab] {csv_path} is already complete with these settings: nothing to do", flush=True)
+        return finished
     t0 = time.perf_counter()
     backend = make_backend(settings, model_ref, "eval.generation")
     try:

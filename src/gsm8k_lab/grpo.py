@@ -23,7 +23,7 @@ from .config import SettingError, Settings, validate
 from .data import build_prompt, eval_split_size, load_split, prompt_ids, train_regions, trl_prompt
 from .evaluate import extra_evaluations
 from .generation import decoding
-from .models import resolve_model
+from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
 from .sft import check_eval_data_apart, check_tracker
@@ -50,6 +50,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     regions = train_regions(train, settings)
     problems = regions.budget(g.train_samples, "grpo.train_samples")
     parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("grpo.rollout", "eval.generation"), train="grpo")
     extra_eval = extra_evaluations(settings)
     geometry = batch_geometry(settings, world_size())
     print("[gsm8k-lab] GRPO batch: " + ", ".join(f"{k} {v}" for k, v in geometry.items()), flush=True)

@@ -23,6 +23,8 @@ A separator instead would depend on each pre-tokenizer's rules (Qwen2's merges
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from .data import (
     train_regions,
 )
 from .evaluate import extra_evaluations
-from .models import resolve_model
+from .models import preflight, resolve_model
 from .runtime import world_size
 
 STAGES = ("prep", "full")
@@ -80,6 +82,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         data = {"source": settings.data.train_source, "split": "train",
                 **regions.provenance("prep" if stage == "prep" else "budget", problems)}
     parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("eval.generation",), train="sft")
     extra_eval = extra_evaluations(settings)
     from .training import TrainingJob  # heavy imports after validation
 
@@ -117,13 +120,14 @@ def check_tracker(settings: Settings) -> None:
 
 
 def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
-    """A run never evaluates on the file it trains on."""
+    """A run never evaluates on the file it trains on: the same file under another name (a hard
+    link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
     source = settings.data.source
-    if source in ("bundled", "hub"):
+    if not Path(source).is_file():
         return
     for _path, train in (("data.train_source", settings.data.train_source),
-                        *(("traces_file", f) for f in training_files if f)):
-        if train not in ("bundled", "hub") and Path(train).resolve() == Path(source).resolve():
+                         *(("traces_file", f) for f in training_files if f)):
+        if Path(train).is_file() and _same_file(Path(train), Path(source)):
             raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
                                "be evaluated on the problems it trains on")
 
@@ -144,6 +148,21 @@ def check_traces_apart(settings: Settings, traces_file: str) -> None:
                 raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
                                    "(traces generated from the test split): a run must not train on the problems "
                                    "it is evaluated on")
+def _same_file(a: Path, b: Path) -> bool:
+    """One file (device and inode, through any link) or two files with the same content."""
+    if os.path.samefile(a, b):
+        return True
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return _sha256(a) == _sha256(b)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):

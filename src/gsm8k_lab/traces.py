@@ -39,7 +39,14 @@ from .config import REASONING_END, REASONING_START, GenerationSettings, SettingE
 from .data import Problem, reasoning_to_trace
 from .generation import GenerationBackend, decoding
 from .rewards import answer_correct, format_exact
-from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail, read_jsonl
+from .runs import (
+    atomic_write_json,
+    atomic_write_text,
+    check_same_settings,
+    drop_torn_tail,
+    fsync_dir,
+    read_jsonl,
+)
 
 
 @dataclass
@@ -79,8 +86,8 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     """Check everything before any work: settings, model, data, output (and, to resume, that the
     unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
     from .data import load_split, train_regions
-    from .models import resolve_model
-    from .runs import check_file_name, check_writable_dir
+    from .models import preflight, resolve_model
+    from .runs import check_can_write, check_file_name, check_writable_dir
 
     check_file_name("output_file", output_file, ".jsonl")
     t = settings.traces
@@ -93,11 +100,13 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     if ref.run_dir is None:
         raise SettingError("model.name", settings.model.name or "the embedded model",
                            "{name} {value} is not a run directory (expected model/ with an adapter)")
+    preflight(settings, ref, ("traces.generation",))
     # train: the budget region of the shuffle, so traces cover the problems the budgets train on and
     # never the prep or validation problems
     problems = regions.budget(t.num_samples, "traces.num_samples") if regions else problems_all[:t.num_samples]
     n = len(problems)
     out = check_writable_dir(output_dir) / output_file
+    check_can_write(out.parent, "output_dir", str(output_dir))
     unfinished = progress_path(out).exists()
     if out.exists() and stats_path(out).exists() and not unfinished and not overwrite:
         raise SettingError("output_file", str(out), "{name} {value} already exists; pass {overwrite} to replace it")
@@ -118,32 +127,44 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
 
     Completion is marked by the progress file's removal: the stats are written
     first, then the traces file, then the progress file goes; a kill anywhere
-    in between leaves the progress file, and ``resume`` rewrites both.
+    in between leaves the progress file, and ``resume`` rewrites both. A new run over an
+    earlier one (overwrite) writes its progress beside it until its first batch is on disk,
+    so a failure before that leaves the earlier files exactly as they were.
     """
     progress = progress_path(job.output_path)
     solved, rounds_done = _read_progress(progress) if resume and progress.exists() else ({}, 0)
     job.output_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = None  # an overwrite's progress, beside the old run's files until its first batch is on disk
     if not (resume and progress.exists() and _progress_settings(progress) is not None):
         # a fresh start, or a header torn by a kill (then nothing after it was kept either)
-        atomic_write_text(progress, json.dumps({"settings": job.fingerprint or {}}) + "\n")
-    with progress.open("a", encoding="utf-8") as log:
-        for attempt in range(rounds_done + 1, job.max_attempts + 1):
-            todo = [i for i in range(len(job.problems)) if i not in solved]
-            if not todo:
-                break
-            gen = replace(job.gen, seed=job.gen.seed + attempt)
-            desc = f"attempt {attempt}/{job.max_attempts}"
-            for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
-                for j, c in zip(idx, comps):
-                    i = todo[j]
-                    if accept(c[0].text, job.problems[i].gold):
-                        solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
-                        log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+        header = json.dumps({"settings": job.fingerprint or {}}) + "\n"
+        if any(p.exists() for p in (progress, job.output_path, stats_path(job.output_path))):
+            staging = progress.with_name(f".{progress.name}.new")
+        atomic_write_text(staging or progress, header)
+    try:
+        with (staging or progress).open("a", encoding="utf-8") as log:
+            for attempt in range(rounds_done + 1, job.max_attempts + 1):
+                todo = [i for i in range(len(job.problems)) if i not in solved]
+                if not todo:
+                    break
+                gen = replace(job.gen, seed=job.gen.seed + attempt)
+                desc = f"attempt {attempt}/{job.max_attempts}"
+                for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
+                    for j, c in zip(idx, comps):
+                        i = todo[j]
+                        if accept(c[0].text, job.problems[i].gold):
+                            solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
+                            log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())
+                    staging = _take_over(staging, progress)
+                log.write(json.dumps({"round_done": attempt}) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
-            log.write(json.dumps({"round_done": attempt}) + "\n")
-            log.flush()
-            os.fsync(log.fileno())
+        staging = _take_over(staging, progress)
+    finally:
+        if staging is not None:  # failed before the first batch: the old files are as they were
+            staging.unlink(missing_ok=True)
     records = build_records(job.problems, solved, job.max_attempts, job.split)
     stats = compute_stats(records, job.max_attempts)
     atomic_write_json(stats_path(job.output_path), stats)
@@ -203,6 +224,14 @@ def stats_path(output_path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------
+def _take_over(staging: Path | None, progress: Path) -> None:
+    """The new run's first batch is on disk: its progress file becomes the one a resume continues."""
+    if staging is not None:
+        os.replace(staging, progress)
+        fsync_dir(progress.parent)
+    return None
+
+
 def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
     """Solved problems and finished rounds; a torn last record (a kill) is cut off before appending."""
     records, good, torn = read_jsonl(path)

@@ -26,9 +26,19 @@ from pathlib import Path
 
 from . import runtime
 from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, validate
-from .models import EMBEDDED, ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
+from .models import (
+    EMBEDDED,
+    ModelRef,
+    check_lora_targets,
+    load_model,
+    load_tokenizer,
+    preflight,
+    resolve_model,
+    save_run_model,
+)
 from .runs import (
     BASE_STAGE,
+    NewRun,
     RunDir,
     RunStatus,
     atomic_write_text,
@@ -69,7 +79,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     # everything is checked: now the heavy imports and the work
     from accelerate import PartialState
 
-    from .callbacks import JsonlLogger, TrainClock
+    from .callbacks import JsonlLogger, OnFirstSave, TrainClock
 
     rt = runtime.current(settings)
     check_evaluation_memory(settings, job)  # before training: an evaluation that cannot start is known now
@@ -78,58 +88,70 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     state = PartialState(cpu=not rt.on_gpu)
     state.wait_for_everyone()
     is_main = state.is_main_process
-    if is_main and overwrite:
-        run.clear()
-    run_id = previous.get("run_id") or new_run_id()
-    untrained = RunStatus.TRAINING if job.build_trainer else RunStatus.TRAINED  # no trainer: the model as it is
-    status = RunStatus(previous.get("status", untrained))
-    info = {
-        **previous,
-        "stage": job.stage, "run_id": run_id, "status": status.value, "fingerprint": fingerprint,
-        "settings": settings.to_dict(), "runtime": rt.as_dict(), "model_chain": job.parent.describe(),
-        "data": job.data, "environment": environment_info(), "timings": previous.get("timings", {}),
-    }
-    if is_main:
-        run.write(info)
-    state.wait_for_everyone()
-
-    if status is RunStatus.TRAINING:
-        print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
-        tokenizer = load_tokenizer(job.parent)
-        estimate = training_memory(settings, job, rt, tokenizer)
-        info["memory_estimate"] = estimate.as_dict()
-        model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
-        checkpoint = run.latest_checkpoint() if resume else None
-        if checkpoint is not None:
-            print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
-        # curves past the resume point (all of them without a checkpoint) are logged again
-        _trim_log(run.log_file, _checkpoint_step(checkpoint) if checkpoint else 0)
-        common = _common_args(settings, rt, run, job.train, estimate.checkpointing)
-        logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
-        clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
-        trainer = job.build_trainer(model, tokenizer, common, [logger, clock])
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        trainer.accelerator.wait_for_everyone()
+    # A new run (an overwrite moves the old one aside) is undone if anything fails before its first
+    # checkpoint or its model is on disk: the old run is back as it was; only then is it deleted.
+    new_run = NewRun(run) if is_main and not (resume and previous) else None
+    try:
+        run_id = previous.get("run_id") or new_run_id()
+        untrained = RunStatus.TRAINING if job.build_trainer else RunStatus.TRAINED  # no trainer: the model as it is
+        status = RunStatus(previous.get("status", untrained))
+        info = {
+            **previous,
+            "stage": job.stage, "run_id": run_id, "status": status.value, "fingerprint": fingerprint,
+            "settings": settings.to_dict(), "runtime": rt.as_dict(), "model_chain": job.parent.describe(),
+            "data": job.data, "environment": environment_info(), "timings": previous.get("timings", {}),
+        }
         if is_main:
-            save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
-            info["timings"]["train_seconds"] = clock.seconds()
-            info["train"] = {
-                "global_steps": trainer.state.global_step,
-                "examples_seen": _examples_seen(trainer),
-                "train_loss": mean_logged_loss(run.log_file),
-                "num_processes": trainer.accelerator.num_processes,
-                **job.geometry,
-                "tokens_generated": logger.tokens_generated(),
-            }
-            if job.generation is not None:
-                info["generation"] = job.generation
-            info["status"] = RunStatus.TRAINED.value
             run.write(info)
-        trainer.accelerator.wait_for_everyone()
-        # the evaluation's engine starts in a fresh process: give it what training held
-        stop_rollout_engine(trainer)
-        del trainer, model
-        runtime.release_memory()
+        state.wait_for_everyone()
+
+        if status is RunStatus.TRAINING:
+            print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
+            tokenizer = load_tokenizer(job.parent)
+            estimate = training_memory(settings, job, rt, tokenizer)
+            info["memory_estimate"] = estimate.as_dict()
+            model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
+            check_lora_targets(model, settings)
+            checkpoint = run.latest_checkpoint() if resume else None
+            if checkpoint is not None:
+                print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
+            # curves past the resume point (all of them without a checkpoint) are logged again
+            _trim_log(run.log_file, _checkpoint_step(checkpoint) if checkpoint else 0)
+            common = _common_args(settings, rt, run, job.train, estimate.checkpointing)
+            logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
+            clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
+            first_save = OnFirstSave(new_run.commit if new_run else None)
+            trainer = job.build_trainer(model, tokenizer, common, [logger, clock, first_save])
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            trainer.accelerator.wait_for_everyone()
+            if is_main:
+                save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
+                if new_run:
+                    new_run.commit()
+                info["timings"]["train_seconds"] = clock.seconds()
+                info["train"] = {
+                    "global_steps": trainer.state.global_step,
+                    "examples_seen": _examples_seen(trainer),
+                    "train_loss": mean_logged_loss(run.log_file),
+                    "num_processes": trainer.accelerator.num_processes,
+                    **job.geometry,
+                    "tokens_generated": logger.tokens_generated(),
+                }
+                if job.generation is not None:
+                    info["generation"] = job.generation
+                info["status"] = RunStatus.TRAINED.value
+                run.write(info)
+            trainer.accelerator.wait_for_everyone()
+            # the evaluation's engine starts in a fresh process: give it what training held
+            stop_rollout_engine(trainer)
+            del trainer, model
+            runtime.release_memory()
+    except BaseException:
+        if new_run:
+            new_run.undo()
+        raise
+    if new_run:
+        new_run.commit()
 
     if not is_main:
         return info
@@ -199,14 +221,19 @@ def _flat(tree: dict, prefix: str = ""):
 
 
 def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
-    """The run dir may not hold what training loads: its parent run, or a model folder inside it."""
+    """The run dir may not hold what training loads: its parent run, or a model folder inside it;
+    nor be, or lie inside, the folder of the base model it reads."""
     owned = [run.model_dir, run.checkpoints_dir, run.debug_dir, run.model_dir.with_name("model.tmp")]
-    loads = [*job.parent.adapters, *([Path(job.parent.base)] if Path(job.parent.base).is_absolute() else [])]
+    base = Path(job.parent.base) if Path(job.parent.base).is_absolute() else None
+    loads = [*job.parent.adapters, *([base] if base else [])]
     parent_run = job.parent.run_dir
     if (parent_run is not None and _same_path(parent_run, run.root)) or any(
             _inside(p, o) for p in loads for o in owned):
         raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
                            "write the new run somewhere else")
+    if base is not None and (_inside(run.root, base) or _inside(base, run.root)):
+        raise SettingError("output_dir", str(run.root), "{name} {value} " + ("is or lies inside" if _inside(
+            run.root, base) else "holds") + f" the base model's folder {base}; write the new run somewhere else")
 
 
 def mean_logged_loss(log_file: Path) -> float | None:
@@ -423,6 +450,8 @@ def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = Fal
     from .evaluate import extra_evaluations
 
     validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
-    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
+    parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("eval.generation",))
+    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=parent,
                       build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
     return run_training(settings, job, resume=resume, overwrite=False)
