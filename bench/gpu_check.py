@@ -38,9 +38,10 @@ def build_model(folder: Path, tokenizer_dir: str, shape: str) -> None:
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     special = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     if SMALL:
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                             tie_word_embeddings=True, **special))
+        # heads of 64: vLLM's CPU attention takes no smaller ones
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256,
+                                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                             head_dim=64, tie_word_embeddings=True, **special))
     elif shape == "smollm2":
         model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=576, intermediate_size=1536,
                                              num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
@@ -104,9 +105,11 @@ def vllm_throughput(work: Path) -> dict | str:
     from gsm8k_lab.models import resolve_model
 
     backend = VLLMBackend(resolve_model(str(work / "smollm2-shape")), _settings(**{"vllm.gpu_memory_utilization": 0.5}))
-    prompts = [build_prompt(backend.tokenizer, p.question) for p in load_split("test")[:128]]
+    n, max_new = (8, 16) if SMALL else (128, 128)
+    prompts = [build_prompt(backend.tokenizer, p.question) for p in load_split("test")[:n]]
     t0 = time.perf_counter()
-    out = generate(backend, prompts, GenerationSettings(max_new_tokens=128))
+    out = generate(backend, prompts, GenerationSettings(max_new_tokens=max_new))
+    backend.close()
     dt = time.perf_counter() - t0
     return {"problems": len(prompts), "seconds": round(dt, 2), "problems_s": round(len(prompts) / dt, 2),
             "tokens_s": round(sum(c[0].n_tokens for c in out) / dt, 1)}

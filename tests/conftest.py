@@ -88,6 +88,20 @@ def chain(tmp_path_factory, tiny_model_dir):
     return root
 
 
+@pytest.fixture(scope="session")
+def evaluated(tmp_path_factory, tiny_model_dir):
+    """A finished evaluation of the tiny model: debug/e.csv (3 problems, 8 new tokens), its settings and metrics."""
+    out = tmp_path_factory.mktemp("evaluated")
+    r = subprocess.run([sys.executable, str(REPO / "src" / "evaluate_model.py"), "--model-path", str(tiny_model_dir),
+                        "--output-dir", str(out), "--output-file", "e.csv", *EVALUATED_ARGS],
+                       env={**os.environ, **TINY_ENV}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+EVALUATED_ARGS = ["--max-new-tokens", "8", "--dtype", "fp32"]
+
+
 @pytest.fixture
 def run_cli():
     """Run one of the seed's scripts as a user would, return the CompletedProcess."""

@@ -81,8 +81,25 @@ CASES = [
     (f"{W}<SOLUTION>18", 18, 18, True),
     (f"{W}<SOLUTION>", 18, None, False),
     (f"{W}</SOLUTION>18", 18, None, False),
-    # a number glued to letters is not a number
-    (f"{W}<SOLUTION>x2</SOLUTION>", 2, None, False),
+    # letters before the digits: a currency code, a multiplication sign
+    (f"{W}<SOLUTION>x2</SOLUTION>", 2, 2, True),
+    (f"{W}<SOLUTION>USD18</SOLUTION>", 18, 18, True),
+    (f"{W}<SOLUTION>x10</SOLUTION>", 10, 10, True),
+    # a run of digits, dots and commas is read whole: malformed runs are no answer, never a part
+    (f"{W}<SOLUTION>2,880,0000</SOLUTION>", 2880000, None, False),
+    (f"{W}<SOLUTION>1,0005</SOLUTION>", 1000, None, False),
+    (f"{W}<SOLUTION>1,0005</SOLUTION>", 10005, None, False),
+    (f"{W}<SOLUTION>3,2</SOLUTION>", 2, None, False),
+    (f"{W}<SOLUTION>18.0.1</SOLUTION>", 18, None, False),
+    (f"{W}<SOLUTION>5 + 3 = 3,2</SOLUTION>", 3, None, False),  # not the earlier number either
+    (f"{W}<SOLUTION>1000,000</SOLUTION>", 1000000, None, False),
+    (f"{W}<SOLUTION>1,000.</SOLUTION>", 1000, 1000, True),  # a full stop after the number
+    (f"{W}<SOLUTION>3, 2</SOLUTION>", 2, 2, True),  # a list: the last number
+    # mixed numbers
+    (f"{W}<SOLUTION>1 1/2</SOLUTION>", 1.5, 1.5, True),
+    (f"{W}<SOLUTION>1 1/2</SOLUTION>", 0.5, 1.5, False),
+    (f"{W}<SOLUTION>-2 3/4</SOLUTION>", -2.75, -2.75, True),
+    (f"{W}<SOLUTION>2 3/2</SOLUTION>", 1.5, 1.5, True),  # not a mixed number: 3/2 is the last
     # nothing at all
     ("", 0, None, False),
     # code is never run

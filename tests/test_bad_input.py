@@ -1,11 +1,14 @@
 """Every bad input through the real command line: exit code 2, one line naming the input, nothing changed.
 
-Each case runs one of the seed's scripts (or ``gsm8k-lab``) in a fresh process inside its own
-folder, which holds a finished run, an unfinished one, a model folder and some input files;
-every file in that folder (and the shared tiny model) is compared before and after.
+The cases run ``cli.main`` in this process, as the seed's scripts do in theirs (``SCRIPT_CASES``
+also go through the scripts in a fresh process each). They share one folder (``world``),
+built once, which holds a finished run, a finished evaluation, an unfinished run, model folders
+broken in every way and input files; every file in it and in the shared tiny model is compared
+(sha256) before and after each case, with the case's own output folder.
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -14,14 +17,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EVAL, TINY_ENV
+from conftest import EVAL, EVALUATED_ARGS, TINY_ENV
+
+from gsm8k_lab import cli
+from gsm8k_lab.config import env_vars
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = {"evaluate": "evaluate_model.py", "train-sft": "train_sft.py", "train-grpo": "train_grpo.py",
           "generate-traces": "generate_traces.py"}
 GOOD_TRACE = '{"question": "q", "answer": "#### 1"}\n'
+READ_ONLY = Path("/sys/kernel")  # a folder no user can create files in, root included
 
-# command, arguments ({names} are files of the case's folder), environment, fragment of the one-line error
+# command, arguments ({names} are paths of the world), environment, fragment of the one-line error
 CASES = [
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
@@ -96,6 +103,19 @@ CASES = [
     ("train-sft", ["--stage", "prep", "--lora-dropout", "1"], {}, "--lora-dropout must be >= 0 and <= 0.99"),
     ("train-sft", ["--stage", "prep", "--report-to", "nonsense"], {}, "--report-to must be one of none, tensorboard, wandb, trackio"),
     ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--data", "{good_data}"], {}, "is also the training data"),
+    # --- the validation split and the held-out problems -----------------------------------------
+    ("evaluate", ["--eval-split", "validation", "--eval-samples", "600"], {},
+     "--eval-samples=600 is larger than the validation split (512 problems)"),
+    ("evaluate", ["--eval-split", "train"], {}, "--eval-split must be one of test, validation, got 'train'"),
+    ("evaluate", ["--eval-split", "validation", "--validation-size", "0"], {},
+     "'validation' needs held-out problems, but data.validation_size is 0"),
+    ("evaluate", ["--eval-split", "validation", "--data", "gsm-symbolic"], {}, "--data 'gsm-symbolic' is a test set"),
+    ("evaluate", ["--data", "gsm-symbolic:86"], {}, "expected gsm-symbolic or gsm-symbolic:N with N from 1 to 85"),
+    ("train-sft", ["--stage", "full"], {"TRAIN_SAMPLES": "7000"}, "TRAIN_SAMPLES=7000 reaches into the held-out problems"),
+    ("train-sft", ["--stage", "prep", "--validation-size", "7470"], {},
+     "PREP_TRAIN_SAMPLES=4 and the 7470 validation problems"),
+    ("train-grpo", ["--eval-split", "validation", "--eval-extra-sources", "gsm-symbolic"], {},
+     "further evaluation sets go with eval.split test"),
     # --- the finished run is never destroyed, nor resumed with other settings ---------------------
     ("train-sft", ["--stage", "prep", "--output-dir", "{finished}"], {}, "already holds a finished run; pass --overwrite"),
     ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--report-to", "tensorbord"], {},
@@ -140,29 +160,195 @@ CASES = [
     ("experiment2", ["--budget", "64", "--num-samples", "32"], {}, "--num-samples (32) must cover the budget (64"),
     ("report", ["{empty}"], {}, "no finished runs under"),
     ("report", ["{dir}/nowhere"], {}, "report folder '{dir}/nowhere' does not exist"),
+    # --- strict integers, absurd values, library ranges (the value is refused before any work) ------
+    ("evaluate", [], {"EVAL_SAMPLES": "1_0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '1_0'"),
+    ("evaluate", ["--batch-size", "1_0"], {}, "--batch-size must be an integer, got '1_0'"),
+    ("evaluate", ["--batch-size", "0x10"], {}, "--batch-size must be an integer, got '0x10'"),
+    ("evaluate", ["--temperature", "1_0.5"], {}, "--temperature must be a number, got '1_0.5'"),
+    ("evaluate", ["--batch-size", "99999999999999999999"], {}, "--batch-size must be at most 2147483647"),
+    ("evaluate", ["--max-new-tokens", "1000000000000000"], {}, "--max-new-tokens must be at most 2147483647"),
+    ("evaluate", ["--top-k", "99999999999999999999"], {}, "--top-k must be at most 2147483647"),
+    ("evaluate", ["--vllm-max-model-len", "99999999999999"], {}, "--vllm-max-model-len must be at most 2147483647"),
+    ("evaluate", ["--threads", "99999999999999999999"], {}, "--threads must be at most 2147483647"),
+    ("evaluate", ["--eval-samples", "99999999999999999999"], {}, "--eval-samples must be at most 2147483647"),
+    ("evaluate", ["--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("evaluate", ["--seed", "-1"], {}, "--seed must be >= 0 and <= 4294967295, got -1"),
+    ("evaluate", ["--budget-seed", "4294967296"], {}, "--budget-seed must be >= 0 and <= 4294967295"),
+    ("evaluate", ["--temperature", "1e-45"], {}, "--temperature must be at least 0.01"),
+    ("evaluate", ["--samples-per-problem", "2", "--temperature", "0.001"], {}, "--temperature must be at least 0.01"),
+    ("evaluate", ["--attn-implementation", "bogus"], {}, "--attn-implementation must be one of eager, "),
+    ("evaluate", ["--max-new-tokens", "100000"], {},
+     "--max-new-tokens=100000 is longer than the model's context (2048 tokens, max_position_embeddings in config.json)"),
+    ("evaluate", ["--dtype", "fp16"], {}, "--dtype 'fp16' needs a GPU"),
+    # --- evaluate: data files and model folders that would fail inside a library -------------------
+    ("evaluate", ["--data", "{empty_file}", "--eval-samples", "all"], {}, "empty.jsonl' holds no problems"),
+    ("evaluate", ["--data", "{blank_lines}"], {}, "blank.jsonl' holds no problems"),
+    ("evaluate", ["--data", "{numq}"], {}, "numq.jsonl' test line 1: expected question/answer as text, got question int"),
+    ("evaluate", ["--data", "{notdict}"], {}, "notdict.jsonl' test line 1: expected question/answer as text, got list"),
+    ("evaluate", ["--model-path", "{garbage_weights}"], {}, "model.safetensors is not a readable safetensors file"),
+    ("evaluate", ["--model-path", "{no_tokenizer}"], {}, "has no tokenizer"),
+    ("evaluate", ["--model-path", "{bad_config}"], {}, "config.json is not readable JSON"),
+    ("evaluate", ["--model-path", "{config_list}"], {}, "config.json must hold a JSON object"),
+    ("evaluate", ["--model-path", "{run_json_dir}"], {}, "run.json is a directory"),
+    ("evaluate", ["--model-path", "{bad_run_json}"], {}, "run.json is not readable JSON"),
+    ("evaluate", ["--model-path", "{no_base}"], {}, "lineage.json lacks 'base'"),
+    ("evaluate", ["--model-path", "{bad_lineage}"], {}, "lineage.json is not readable JSON"),
+    ("evaluate", ["--model-path", "{bad_adapter}"], {}, "adapter_config.json is not readable JSON"),
+    ("evaluate", ["--model-path", "{bad_adapter_weights}"], {}, "adapter_model.safetensors is not a readable"),
+    ("evaluate", ["--model-path", "{gone_base}"], {}, "starts from /nonexistent/base-model, which holds no model"),
+    ("evaluate", ["--output-dir", "{locked_debug}"], {}, "debug cannot be written"),
+    # --- evaluate: a finished evaluation overwritten with values that used to fail late --------------
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--max-new-tokens",
+                  "1000000000000000"], {}, "--max-new-tokens must be at most 2147483647"),
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--temperature", "1e-45"],
+     {}, "--temperature must be at least 0.01"),
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--data", "{numq}"], {},
+     "expected question/answer as text"),
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--attn-implementation",
+                  "nope"], {}, "--attn-implementation must be one of"),
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--attn-implementation",
+                  "flash_attention_2"], {}, "--attn-implementation 'flash_attention_2' cannot load this model here"),
+    # --- train-sft: library ranges, model limits, identities -------------------------------------------
+    ("train-sft", ["--stage", "prep", "--lr-scheduler", "bogus"], {}, "--lr-scheduler must be one of linear, cosine"),
+    ("train-sft", ["--stage", "prep", "--lr-scheduler", "cosine_with_min_lr"], {},
+     "--lr-scheduler 'cosine_with_min_lr' needs arguments of its own that this pipeline does not pass (One of min_lr"),
+    ("train-sft", ["--stage", "prep", "--lr-scheduler", "warmup_stable_decay"], {}, "needs arguments of its own"),
+    ("train-sft", ["--stage", "prep", "--seed", "-1"], {}, "--seed must be >= 0 and <= 4294967295, got -1"),
+    ("train-sft", ["--stage", "prep", "--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("train-sft", ["--stage", "prep", "--lora-r", "1000000000000"], {}, "--lora-r must be at most 2147483647"),
+    ("train-sft", ["--stage", "prep", "--lora-r", "100"], {},
+     "--lora-r=100 is larger than the model's hidden size (64, hidden_size in config.json)"),
+    ("train-sft", ["--stage", "prep", "--lora-alpha", "99999999999999999999"], {}, "--lora-alpha must be at most"),
+    ("train-sft", ["--stage", "prep", "--max-length", "100000"], {}, "--max-length=100000 is longer than the model's context"),
+    ("train-sft", ["--stage", "prep", "--eval-max-new-tokens", "100000"], {}, "--eval-max-new-tokens=100000 is longer than"),
+    ("train-sft", ["--stage", "prep", "--eval-temperature", "1e-45"], {}, "--eval-temperature must be at least 0.01"),
+    ("train-sft", ["--stage", "prep", "--gradient-accumulation-steps", "99999999999999999999"], {}, "must be at most"),
+    ("train-sft", ["--stage", "prep", "--epochs", "1_0"], {}, "--epochs must be a number, got '1_0'"),
+    ("train-sft", ["--stage", "prep"], {"PREP_TRAIN_SAMPLES": "1_0"}, "PREP_TRAIN_SAMPLES must be a positive integer, got '1_0'"),
+    ("train-sft", ["--stage", "prep", "--dtype", "fp16"], {}, "--dtype 'fp16' needs a GPU"),
+    ("train-sft", ["--stage", "prep", "--attn-implementation", "bogus"], {}, "--attn-implementation must be one of"),
+    ("train-sft", ["--stage", "prep", "--lora-target-modules", "nonexistent_proj"], {},
+     "--lora-target-modules 'nonexistent_proj' matches no layer of the model; its layers are down_proj"),
+    ("train-sft", ["--stage", "prep", "--config", "{targets_5}"], {}, "lora.target_modules (in "),
+    ("train-sft", ["--stage", "prep", "--config", "{no_targets}"], {}, "lora.target_modules (in "),
+    ("train-sft", ["--stage", "prep", "--base-model", "{model}", "--output-dir", "{model}"], {},
+     "is or lies inside the base model's folder"),
+    ("train-sft", ["--stage", "prep", "--base-model", "{model}", "--output-dir", "{model}/run"], {},
+     "is or lies inside the base model's folder"),
+    ("train-sft", ["--stage", "prep", "--base-model", "{model}", "--output-dir", "{model_parent}"], {},
+     "holds the base model's folder"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--data", "{hardlink}"], {}, "is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--data", "{symlink}"], {}, "is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--data", "{same_bytes}"], {}, "is also the training data"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{good_traces}", "--data", "{traces_link}"], {},
+     "is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{numq}"], {}, "numq.jsonl' train line 1: expected question/answer as text"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{empty_file}"], {}, "--train-data '{dir}/empty.jsonl' holds no problems"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{numq}"], {}, "line 1 needs string fields 'question' and 'answer'"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{blank_lines}"], {}, "is empty"),
+    ("train-sft", ["--stage", "prep", "--base-model", "{garbage_weights}"], {}, "is not a readable safetensors file"),
+    ("train-sft", ["--stage", "full", "--base-model", "{no_base}"], {}, "lineage.json lacks 'base'"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{run_json_dir}"], {}, "is not a run directory: run.json is a directory"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{locked_debug}"], {}, "debug cannot be written"),
+    # --- train-sft over a finished run with values that fail late: the old run is kept ---------------
+    ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--lora-target-modules", "nope_proj"],
+     {}, "--lora-target-modules 'nope_proj' matches no layer"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--lr-scheduler", "bogus"], {},
+     "--lr-scheduler must be one of"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--seed", "-1"], {},
+     "--seed must be >= 0"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--lora-r", "1000000000000"], {},
+     "--lora-r must be at most"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--config", "{targets_5}"], {},
+     "lora.target_modules (in "),
+    # --- train-grpo ---------------------------------------------------------------------------------------
+    ("train-grpo", ["--lr-scheduler", "cosine_with_min_lr"], {}, "needs arguments of its own"),
+    ("train-grpo", ["--lr-scheduler", "cosine_warmup_with_min_lr"], {}, "needs arguments of its own"),
+    ("train-grpo", ["--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("train-grpo", ["--temperature", "1e-45"], {}, "--temperature must be at least 0.01"),
+    ("train-grpo", ["--max-completion-length", "100000"], {}, "--max-completion-length=100000 is longer than the model's"),
+    ("train-grpo", ["--max-completion-length", "1000000000000000"], {}, "--max-completion-length must be at most"),
+    ("train-grpo", ["--batch-size", "99999999999999999999"], {}, "--batch-size must be at most 2147483647"),
+    ("train-grpo", [], {"NUM_GENERATIONS": "1_0"}, "NUM_GENERATIONS must be an integer, got '1_0'"),
+    ("train-grpo", ["--lora-r", "100"], {}, "--lora-r=100 is larger than the model's hidden size"),
+    ("train-grpo", ["--dtype", "fp16"], {}, "--dtype 'fp16' needs a GPU"),
+    ("train-grpo", ["--attn-implementation", "bogus"], {}, "--attn-implementation must be one of"),
+    ("train-grpo", ["--rollout-engine", "fast"], {}, "--rollout-engine must be one of auto, trl, refill, refill-merged"),
+    ("train-grpo", ["--top-p", "0"], {}, "--top-p must be > 0 and <= 1, got 0"),
+    ("train-grpo", ["--train-data", "{good_data}", "--data", "{hardlink}"], {}, "is also the training data"),
+    ("train-grpo", ["--base-model", "{model}", "--output-dir", "{model}"], {}, "is or lies inside the base model's folder"),
+    ("train-grpo", ["--output-dir", "{finished}", "--overwrite", "--lora-target-modules", "nope_proj"], {},
+     "matches no layer of the model"),
+    # --- generate-traces --------------------------------------------------------------------------------
+    ("generate-traces", ["--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("generate-traces", ["--seed", "-5"], {}, "--seed must be >= 0 and <= 4294967295, got -5"),
+    ("generate-traces", ["--temperature", "1e-45"], {}, "--temperature must be at least 0.01"),
+    ("generate-traces", ["--max-new-tokens", "100000"], {}, "--max-new-tokens=100000 is longer than the model's context"),
+    ("generate-traces", ["--num-samples", "1_0"], {}, "--num-samples must be a positive integer or 'all', got '1_0'"),
+    ("generate-traces", ["--batch-size", "99999999999999999999"], {}, "--batch-size must be at most"),
+    ("generate-traces", ["--max-attempts", "99999999999999999999"], {}, "--max-attempts must be at most"),
+    ("generate-traces", ["--train-data", "{empty_file}"], {}, "holds no problems"),
+    ("generate-traces", ["--train-data", "{numq}"], {}, "train line 1: expected question/answer as text"),
+    ("generate-traces", ["--dataset-split", "test", "--data", "{notdict}"], {}, "test line 1: expected question/answer"),
+    ("generate-traces", ["--grpo-model", "{no_base}"], {}, "lineage.json lacks 'base'"),
+    ("generate-traces", ["--grpo-model", "{bad_adapter_weights}"], {}, "is not a readable safetensors file"),
+    ("generate-traces", ["--dtype", "fp16"], {}, "--dtype 'fp16' needs a GPU"),
+    ("generate-traces", ["--attn-implementation", "bogus"], {}, "--attn-implementation must be one of"),
+    ("generate-traces", ["--output-dir", "{locked_link}"], {}, "cannot be written"),
+    ("generate-traces", ["--output-dir", "{traced}", "--overwrite", "--max-new-tokens", "1000000000000000"], {},
+     "--max-new-tokens must be at most"),
+    ("generate-traces", ["--output-dir", "{traced}", "--overwrite", "--temperature", "1e-45"], {},
+     "--temperature must be at least 0.01"),
+    ("generate-traces", ["--output-dir", "{tracing}", "--overwrite", "--seed", "-1"], {}, "--seed must be >= 0"),
+    # --- experiments ------------------------------------------------------------------------------------
+    ("experiment1", ["--budgets", "1_0"], {}, "--budgets must be a list of integers, got '1_0'"),
+    ("experiment1", ["--budgets", "99999999999999999999"], {}, "--budgets 99999999999999999999 is larger than 2147483647"),
+    ("experiment1", ["--seed", "4294967295", "--seeds", "2"], {}, "--seeds=2 repeats seed 4294967295 up to 4294967296"),
+    ("experiment1", ["--sft-lr-scheduler", "bogus"], {}, "--sft-lr-scheduler must be one of"),
+    ("experiment1", ["--grpo-lr-scheduler", "cosine_with_min_lr"], {}, "needs arguments of its own"),
+    ("experiment1", ["--rollout-temperature", "1e-45"], {}, "--rollout-temperature must be at least 0.01"),
+    ("experiment2", ["--temperature", "1e-45"], {}, "--temperature must be at least 0.01"),
+    ("experiment2", ["--budget", "1_0"], {}, "--budget must be a positive integer, got '1_0'"),
+    ("preset", ["--seed", "-1"], {}, "--seed must be >= 0 and <= 4294967295, got -1"),
+    ("preset", ["--eval-max-new-tokens", "99999999999999999999"], {}, "--eval-max-new-tokens must be at most"),
+]
+
+# The same checks through the seed's scripts, each in a fresh process (what a user runs).
+SCRIPT_CASES = [
+    ("evaluate", [], {"EVAL_SAMPLES": "1_0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '1_0'"),
+    ("evaluate", ["--model-path", "no-such-org/no-such-model"], {}, "is not a local path"),
+    ("evaluate", ["--output-dir", "{evaluated}", "--output-file", "e.csv", "--overwrite", "--temperature", "1e-45"],
+     {}, "--temperature must be at least 0.01"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--lora-target-modules", "nope_proj"],
+     {}, "--lora-target-modules 'nope_proj' matches no layer"),
+    ("train-sft", ["--stage", "prep", "--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("train-grpo", ["--lr-scheduler", "cosine_with_min_lr"], {}, "needs arguments of its own"),
+    ("generate-traces", ["--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
 ]
 
 
-@pytest.fixture(scope="session")
-def evaluated_template(tmp_path_factory, tiny_model_dir):
-    """A finished evaluation (e.csv, its settings and metrics) of the tiny model."""
-    out = tmp_path_factory.mktemp("evaluated")
-    r = subprocess.run([sys.executable, str(REPO / "src" / "evaluate_model.py"), "--model-path", str(tiny_model_dir),
-                        "--output-dir", str(out), "--output-file", "e.csv", "--max-new-tokens", "8", "--dtype", "fp32"],
-                       env={**os.environ, **TINY_ENV}, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out
-
-
-def _world(root: Path, chain: Path, evaluated: Path) -> dict:
-    """The case's folder: runs, a model folder and input files."""
-    names = {"dir": str(root)}
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
+    """The folder every case reads: runs, model folders and input files (built once, never changed)."""
+    root = tmp_path_factory.mktemp("world")
+    names = {"dir": str(root), "model": str(tiny_model_dir), "model_parent": str(tiny_model_dir.parent)}
 
     def f(name, content, binary=False):
         p = root / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(content) if binary else p.write_text(content)
         return str(p)
+
+    def folder(name, files=(), links=()):
+        """A folder holding copies of ``files`` and links to ``links`` of the tiny model."""
+        p = root / name
+        p.mkdir(parents=True)
+        for n in files:
+            shutil.copy(tiny_model_dir / n, p / n)
+        for n in links:
+            (p / n).symlink_to(tiny_model_dir / n)
+        names[name.replace("/", "_")] = str(p)
+        return p
 
     shutil.copytree(chain / "prep", root / "finished")
     names["finished"] = str(root / "finished")
@@ -183,16 +369,57 @@ def _world(root: Path, chain: Path, evaluated: Path) -> dict:
     names["nofield"] = f("nofield.jsonl", '{"question": "q"}\n')
     names["nomarker"] = f("nomarker.jsonl", '{"question": "q", "answer": "42"}\n')
     names["empty_file"] = f("empty.jsonl", "")
+    names["blank_lines"] = f("blank.jsonl", "\n\n")
+    names["numq"] = f("numq.jsonl", '{"question": 5, "answer": "#### 1"}\n')
+    names["notdict"] = f("notdict.jsonl", "[1, 2]\n")
     names["good_traces"] = f("traces.jsonl", GOOD_TRACE * 5)
     names["good_data"] = f("data.jsonl", GOOD_TRACE * 5)
+    os.link(root / "data.jsonl", root / "data_hardlink.jsonl")
+    names["hardlink"] = str(root / "data_hardlink.jsonl")
+    (root / "data_symlink.jsonl").symlink_to(root / "data.jsonl")
+    names["symlink"] = str(root / "data_symlink.jsonl")
+    names["same_bytes"] = f("data_copy.jsonl", GOOD_TRACE * 5)
+    os.link(root / "traces.jsonl", root / "traces_link.jsonl")
+    names["traces_link"] = str(root / "traces_link.jsonl")
     names["badyaml"] = f("bad.yaml", "eval: {samples: [unclosed\n")
     names["unknown_key"] = f("unknown.yaml", "eval:\n  sampels: 3\n")
     names["bad_value"] = f("value.yaml", "eval:\n  generation:\n    batch_size: 0\n")
+    names["targets_5"] = f("targets5.yaml", "lora:\n  target_modules: [5]\n")
+    names["no_targets"] = f("notargets.yaml", "lora:\n  target_modules: []\n")
     f("traced/grpo_traces_train.jsonl", GOOD_TRACE)
     f("traced/grpo_traces_train.jsonl.stats.json", "{}")
     names["traced"] = str(root / "traced")
     f("tracing/grpo_traces_train.jsonl.progress.jsonl", json.dumps({"settings": {"traces.split": "train"}}) + "\n")
     names["tracing"] = str(root / "tracing")
+    # model folders, each broken in one way
+    tokenizer = [p.name for p in tiny_model_dir.iterdir() if p.name.startswith(("tokenizer", "special", "chat"))]
+    folder("garbage_weights", ["config.json"], tokenizer)
+    f("garbage_weights/model.safetensors", b"\x00" * 64, binary=True)
+    folder("no_tokenizer", ["config.json"], ["model.safetensors"])
+    folder("bad_config", [], ["model.safetensors", *tokenizer])
+    f("bad_config/config.json", '{"model_type": "llama",')
+    folder("config_list", [], ["model.safetensors", *tokenizer])
+    f("config_list/config.json", "[]")
+    # run directories, each broken in one way
+    adapter = root / "finished" / "model"
+    for name, broken, content in (("no_base", "lineage.json", '{"parents": []}'),
+                                  ("bad_lineage", "lineage.json", "{oops"),
+                                  ("bad_adapter", "adapter_config.json", "{oops"),
+                                  ("bad_adapter_weights", "adapter_model.safetensors", "garbage"),
+                                  ("gone_base", "lineage.json", '{"base": "/nonexistent/base-model", "parents": []}'),
+                                  ("bad_run_json", "../run.json", "{oops")):
+        shutil.copytree(adapter, root / name / "model")
+        f(f"{name}/model/{broken}", content)
+        names[name] = str(root / name)
+    (root / "run_json_dir" / "run.json").mkdir(parents=True)
+    (root / "run_json_dir" / "model").mkdir()
+    names["run_json_dir"] = str(root / "run_json_dir")
+    # folders that cannot be written
+    (root / "locked_debug").mkdir()
+    (root / "locked_debug" / "debug").symlink_to(READ_ONLY)
+    names["locked_debug"] = str(root / "locked_debug")
+    (root / "locked_link").symlink_to(READ_ONLY)
+    names["locked_link"] = str(root / "locked_link")
     return names
 
 
@@ -201,46 +428,87 @@ def _snapshot(*folders: Path) -> dict:
     for folder in folders:
         for p in sorted(folder.rglob("*")):
             st = p.lstat()
-            out[str(p)] = (st.st_mode, hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            whole = p.is_file() and not p.is_symlink()
+            out[str(p)] = (st.st_mode, hashlib.sha256(p.read_bytes()).hexdigest() if whole else None)
     return out
 
 
-DEFAULTS = {"evaluate": ["--max-new-tokens", "8", "--dtype", "fp32"],
-            "generate-traces": ["--max-new-tokens", "8", "--dtype", "fp32"]}
+DEFAULTS = {"evaluate": EVALUATED_ARGS, "generate-traces": ["--max-new-tokens", "8", "--dtype", "fp32"]}
 
 
-@pytest.mark.parametrize("command,args,env,needle", CASES)
-def test_bad_input(tmp_path, chain, tiny_model_dir, evaluated_template, command, args, env, needle):
-    names = {**_world(tmp_path, chain, evaluated_template), "model": str(tiny_model_dir)}
-
+def _command(command, args, env, names, out):
+    """The full argument list (a model, an output folder and small sizes unless the case sets them)
+    and environment of a case."""
     def fill(text):
-        for k, v in names.items():
+        for k, v in sorted(names.items(), key=lambda kv: -len(kv[0])):
             text = text.replace("{" + k + "}", v)
         return text
 
     args = [fill(a) for a in args]
-    env = {**os.environ, **TINY_ENV, "HF_HUB_OFFLINE": "1", "OUTPUT_DIR": str(tmp_path / "outputs"),
-           **{k: fill(v) for k, v in env.items()}}
+    env = {**TINY_ENV, "HF_HUB_OFFLINE": "1", "OUTPUT_DIR": str(out / "outputs"), **{k: fill(v) for k, v in env.items()}}
     if command in SCRIPT:
         flag = {"evaluate": "--model-path", "generate-traces": "--grpo-model"}.get(command, "--base-model")
         if flag not in args and "MODEL_NAME" not in env:
             args += [flag, names["finished"] if command == "generate-traces" else names["model"]]
         if "--output-dir" not in args:
-            args += ["--output-dir", str(tmp_path / "out")]
+            args += ["--output-dir", str(out / "out")]
         extra = DEFAULTS.get(command, EVAL)
         for i in range(0, len(extra), 2):
             if extra[i] not in args:
                 args += extra[i:i + 2]
-        cmd = [sys.executable, str(REPO / "src" / SCRIPT[command]), *args]
-    else:
-        cmd = [sys.executable, "-m", "gsm8k_lab", command, *args]
-    before = _snapshot(tmp_path, tiny_model_dir)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2, r.stderr[-3000:]
+    return args, env, fill
+
+
+def _skip_if_not_bad_here(args):
+    if "fp16" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("fp16 is fine on a GPU")
+    if "flash_attention_2" in args and importlib.util.find_spec("flash_attn"):
+        pytest.skip("flash attention is installed here")
+    if any("locked" in a for a in args) and not os.access(READ_ONLY, os.F_OK):
+        pytest.skip(f"{READ_ONLY} is missing here")
+
+
+def _error_line(stderr: str) -> list[str]:
+    """The lines of stderr, less transformers' progress bars (a model loaded before the refusal)."""
+    return [line for line in stderr.strip().splitlines() if "it/s]" not in line and "s/it]" not in line]
+
+
+@pytest.mark.parametrize("command,args,env,needle", CASES)
+def test_bad_input(tmp_path, world, tiny_model_dir, monkeypatch, capsys, command, args, env, needle):
+    _skip_if_not_bad_here(args)
+    args, env, fill = _command(command, args, env, world, tmp_path)
+    for var in env_vars() - {"GSM8K_LAB_THREADS"}:
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path)
+    code = cli.main([command, *args])
+    err = capsys.readouterr().err
+    lines = _error_line(err)
+    assert code == 2, err[-3000:]
     assert len(lines) == 1 and lines[0].startswith("error: ") and fill(needle) in lines[0], lines
-    assert _snapshot(tmp_path, tiny_model_dir) == before, "a refused command changed files"
+    assert _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path) == before, "a refused command changed files"
+
+
+@pytest.mark.parametrize("command,args,env,needle", SCRIPT_CASES)
+def test_bad_input_through_the_scripts(tmp_path, world, tiny_model_dir, command, args, env, needle):
+    args, env, fill = _command(command, args, env, world, tmp_path)
+    before = _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path)
+    r = subprocess.run([sys.executable, str(REPO / "src" / SCRIPT[command]), *args],
+                       env={**{k: v for k, v in os.environ.items() if k not in env_vars() - {"GSM8K_LAB_THREADS"}},
+                            **env},
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    lines = _error_line(r.stderr)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fill(needle) in lines[0], lines
+    assert _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path) == before, "a refused command changed files"
 
 
 def test_the_matrix_is_large():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 120
+    assert {c[0] for c in CASES} == {*SCRIPT, "experiment1", "experiment2", "preset", "report"}

@@ -1,6 +1,7 @@
 """The settings tree: defaults, precedence (file < env < flags), parsing, validation, presets, sources."""
 
 import json
+import re
 
 import pytest
 
@@ -214,3 +215,69 @@ def test_set_and_get_paths():
     s = Settings()
     s.set("grpo.rollout.top_p", 0.9)
     assert s.get("grpo.rollout.top_p") == 0.9 and s.grpo.rollout.top_p == 0.9
+
+
+def test_further_evaluation_sets_go_with_the_test_split_only():
+    s = Settings()
+    s.eval.split, s.eval.extra_sources = "validation", ["gsm-symbolic:32"]
+    with pytest.raises(SettingError, match="eval.extra_sources gsm-symbolic:32: further evaluation sets go with "
+                       "eval.split test"):
+        validate(s)
+    s.eval.extra_sources = []
+    validate(s)
+    s.eval.samples = 600
+    with pytest.raises(SettingError, match=r"eval.samples=600 is larger than the validation split \(512 problems\)"):
+        validate(s, {"test": 512}, counts=["eval.samples"])
+
+
+def test_the_prep_stage_can_keep_its_own_learning_rate():
+    s = Settings()
+    s.sft.learning_rate = 1e-3
+    assert s.sft.stage_learning_rate("prep") == s.sft.stage_learning_rate("full") == 1e-3
+    s.sft.prep_learning_rate = 2e-4
+    assert (s.sft.stage_learning_rate("prep"), s.sft.stage_learning_rate("full")) == (2e-4, 1e-3)
+
+
+def test_defaults_are_what_the_libraries_accept():
+    """Library choices are loaded only for a value other than the default, so every default is checked here."""
+    from gsm8k_lab.config import library_choices
+
+    for path, f, _ in iter_settings():
+        default = Settings().get(path)
+        if f.metadata.get("library") and default is not None:
+            assert library_choices(f.metadata["library"]).get(default, "missing") is None, path
+
+
+@pytest.mark.parametrize("raw,ok", [("10", 10), (" +3 ", 3), ("-2", -2), ("1_0", None), ("0x10", None), ("1e3", None),
+                                    ("2.0", None), ("", None)])
+def test_integers_parse_strictly(raw, ok):
+    from gsm8k_lab.config import strict_int
+
+    if ok is None:
+        with pytest.raises(ValueError):
+            strict_int(raw)
+    else:
+        assert strict_int(raw) == ok
+
+
+@pytest.mark.parametrize("path,value,needle", [
+    ("seed", 2**32, "seed must be >= 0 and <= 4294967295, got 4294967296"),
+    ("eval.generation.seed", -1, "eval.generation.seed must be >= 0 and <= 4294967295"),
+    ("eval.generation.batch_size", 2**31, "eval.generation.batch_size must be at most 2147483647"),
+    ("eval.generation.temperature", 1e-45, "must be at least 0.01 (smaller temperatures overflow the logits"),
+    ("sft.lr_scheduler", "bogus", "sft.lr_scheduler must be one of linear, cosine, "),
+    ("grpo.lr_scheduler", "cosine_with_min_lr", "needs arguments of its own that this pipeline does not pass (One of "
+                                                "min_lr or min_lr_rate"),
+    ("model.attn_implementation", "bogus", "model.attn_implementation must be one of eager, "),
+    ("lora.target_modules", [], "lora.target_modules needs at least one layer name"),
+])
+def test_library_ranges(path, value, needle):
+    s = Settings()
+    s.set(path, value)
+    with pytest.raises(SettingError, match=re.escape(needle)):
+        validate(s)
+    usable = {"sft.lr_scheduler": "constant", "grpo.lr_scheduler": "linear", "model.attn_implementation": "sdpa",
+              "eval.generation.temperature": 0.01}.get(path)
+    if usable is not None:  # the library's own names (and the floor itself) pass
+        s.set(path, usable)
+        validate(s)

@@ -1,17 +1,19 @@
 """Data loading, budgets and formatting."""
 
-import json
+import hashlib
 
 import pytest
 
-from gsm8k_lab.config import SettingError, UsageError
+from gsm8k_lab.config import SettingError, Settings, UsageError
 from gsm8k_lab.data import (
     build_prompt,
+    eval_problems,
+    eval_split_size,
     format_target,
     load_split,
     load_traces,
     reasoning_to_trace,
-    take_budget,
+    train_regions,
 )
 
 
@@ -24,10 +26,65 @@ def test_bundled_splits_load_with_gold_numbers():
 
 def test_budgets_are_nested_and_shared():
     train = load_split("train")
-    small, big = take_budget(train, 32, seed=1234), take_budget(train, 64, seed=1234)
+    regions = train_regions(train, Settings())
+    small, big = regions.budget(32), regions.budget(64)
     assert big[:32] == small  # a larger budget contains the smaller one
-    assert take_budget(train, 32, seed=1234) == small  # the same for every run
+    assert train_regions(train, Settings()).budget(32) == small  # the same for every run
     assert [p.index for p in small] != list(range(32))  # shuffled, not the file's head
+
+
+def test_prep_validation_and_budgets_are_disjoint():
+    s = Settings()
+    train = load_split("train")
+    regions = train_regions(train, s)
+    validation, prep = regions.validation(), regions.prep()
+    largest = regions.budget(max(s.experiment.budgets))  # 2048, the largest default budget
+    ids = lambda ps: {p.index for p in ps}  # noqa: E731
+    assert (len(validation), len(prep), len(largest)) == (512, 64, 2048)
+    assert not ids(validation) & ids(prep) and not ids(validation) & ids(largest) and not ids(prep) & ids(largest)
+    everything = regions.budget(None)  # 'all': every problem before the held-out ones
+    assert len(everything) == 7473 - 512 - 64 and not ids(everything) & (ids(validation) | ids(prep))
+    assert ids(everything) | ids(validation) | ids(prep) == ids(train)
+    # a smaller prep or validation is nested in the larger one; the validation set never depends on prep
+    s.sft.prep_train_samples, s.data.validation_size = 32, 256
+    smaller = train_regions(train, s)
+    assert ids(smaller.validation()) < ids(validation) and smaller.validation() == validation[:256]
+    s.data.validation_size = 512
+    assert ids(train_regions(train, s).prep()) < ids(prep) and train_regions(train, s).validation() == validation
+
+
+def test_a_budget_that_reaches_held_out_problems_is_refused():
+    regions = train_regions(load_split("train"), Settings())
+    assert len(regions.budget(6897)) == 6897
+    with pytest.raises(SettingError, match=r"sft.train_samples=6898 reaches into the held-out problems: of the "
+                       r"train split's 7473 problems the last 512 .* validation .* the 64 before them prep "
+                       r".* at most 6897"):
+        regions.budget(6898)
+    s = Settings()
+    s.data.validation_size = 7450
+    with pytest.raises(SettingError, match="sft.prep_train_samples=64 and the 7450 validation problems"):
+        train_regions(load_split("train"), s).prep()
+    s.data.validation_size = 0
+    with pytest.raises(SettingError, match="eval.split 'validation' needs held-out problems"):
+        train_regions(load_split("train"), s).validation()
+
+
+def test_evaluation_problems_by_split_with_provenance():
+    s = Settings()
+    s.eval.samples = 16
+    test, prov = eval_problems(s)
+    assert [p.index for p in test] == list(range(16)) and prov["split"] == "test" and prov["n"] == 16
+    s.eval.split = "validation"
+    val, vprov = eval_problems(s)
+    assert val == train_regions(load_split("train"), s).validation()[:16]
+    assert vprov["split"] == "validation" and vprov["source"] == "bundled" and vprov["budget_seed"] == 1234
+    assert vprov["validation_size"] == 512 and vprov["region"] == "validation"
+    digest = hashlib.sha256(",".join(str(p.index) for p in val).encode()).hexdigest()
+    assert vprov["indices_sha256"] == digest and len(vprov["problems_sha256"]) == 64
+    assert eval_split_size(s) == 512
+    s.data.source = "gsm-symbolic"
+    with pytest.raises(SettingError, match="data.source 'gsm-symbolic' is a test set"):
+        eval_split_size(s)
 
 
 def test_corrupted_bundled_file(monkeypatch, tmp_path):
@@ -123,25 +180,3 @@ def test_grpo_prompts_tokenize_like_evaluation(llama3_like_tokenizer, qwen2_like
     llama_prompt = build_prompt(llama3_like_tokenizer, "What is 2+2?")
     bos = llama3_like_tokenizer.bos_token_id
     assert llama3_like_tokenizer(llama_prompt)["input_ids"][:2] == [bos, bos]  # the doubled BOS it avoids
-
-
-def test_gsm_symbolic_is_built_once_with_provenance_and_never_trains(tmp_path, monkeypatch):
-    monkeypatch.setenv("GSM8K_LAB_CACHE", str(tmp_path))
-    problems = load_split("test", "gsm-symbolic:12")
-    assert len(problems) == 12 and all("####" in p.answer for p in problems)
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["gsm-symbolic-12-seed1234.jsonl", "gsm-symbolic-12-seed1234.provenance.json"]
-    prov = json.loads((tmp_path / files[1]).read_text())
-    import hashlib
-
-    assert prov["package"] == "reasoning-gym" and prov["seed"] == 1234 and prov["size"] == 12
-    assert prov["sha256"] == hashlib.sha256((tmp_path / files[0]).read_bytes()).hexdigest()
-    assert prov["templates"] and all(isinstance(t, int) for t in prov["templates"])
-    assert [p.question for p in load_split("test", "gsm-symbolic:12")] == [p.question for p in problems]  # cached
-    with pytest.raises(SettingError, match="is an evaluation set .* never training data"):
-        load_split("train", "gsm-symbolic", "data.train_source")
-    (tmp_path / files[0]).write_text((tmp_path / files[0]).read_text().replace("a", "b", 1))
-    with pytest.raises(UsageError, match="does not match its provenance sha256"):
-        load_split("test", "gsm-symbolic:12")
-    with pytest.raises(SettingError, match="expected gsm-symbolic or gsm-symbolic:N"):
-        load_split("test", "gsm-symbolic:lots")

@@ -411,3 +411,87 @@ def test_an_int8_evaluation_says_so_in_its_metrics(run_cli, tiny_model_dir, tmp_
     metrics = json.loads((out / "debug" / "q_metrics.json").read_text())
     assert metrics["n"] == 3
     assert "float32, int8 dynamic linear layers" in metrics["backend"]
+
+
+def test_majority_vote_reads_exact_values_back_from_the_rows():
+    """2880000.4 twice is wrong (pass@K 0), and so is its majority vote: the rows keep exact values,
+    not 6 significant digits that would read back as 2880000."""
+    from gsm8k_lab.data import Problem
+    from gsm8k_lab.evaluate import score
+    from gsm8k_lab.generation import Completion
+
+    problem = Problem(0, "q", "x\n#### 2,880,000", 2880000.0)
+    half = Problem(1, "q2", "x\n#### 1234567.5", 1234567.5)
+    rows = [score(problem, Completion(f"x<end_working_out><SOLUTION>{v}</SOLUTION>", 5, False), k)
+            for k, v in enumerate(["2880000.4", "2880000.4"])]
+    rows += [score(half, Completion(f"x<end_working_out><SOLUTION>{v}</SOLUTION>", 5, False), k)
+             for k, v in enumerate(["1,234,567.5", "1234567.5"])]
+    assert [r["extracted_answer"] for r in rows] == ["2880000.4", "2880000.4", "1234567.5", "1234567.5"]
+    assert rows[2]["gold_answer"] == "1234567.5"
+    m = compute_metrics(rows, samples=2)  # the vote reads the rows' extracted_answer strings
+    assert m["pass_at_k"]["2"]["value"] == pytest.approx(0.5)  # problem 0 never right, problem 1 always
+    assert m["majority_accuracy"] == pytest.approx(0.5)
+
+
+def test_validation_split_is_recorded_and_a_resume_must_keep_it(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from gsm8k_lab.cli import main
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.data import load_split, train_regions
+
+    monkeypatch.setenv("EVAL_SAMPLES", "2")
+    args = ["evaluate", "--model-path", str(tiny_model_dir), "--output-dir", str(tmp_path), "--output-file", "v.csv",
+            "--max-new-tokens", "4", "--dtype", "fp32"]
+    assert main([*args, "--eval-split", "validation"]) == 0
+    metrics = json.loads((tmp_path / "debug" / "v_metrics.json").read_text())
+    validation = train_regions(load_split("train"), Settings()).validation(2)
+    assert metrics["split"] == "validation" and metrics["provenance"]["region"] == "validation"
+    assert sorted(int(r["index"]) for r in _rows(tmp_path / "debug" / "v.csv")) == sorted(p.index for p in validation)
+    assert [r["question"] for r in _rows(tmp_path / "debug" / "v.csv")] == \
+        [p.question for p in sorted(validation, key=lambda p: p.index)]
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2  # the same file continued on test problems: refused
+    assert "eval.split validation (then) vs (unset) (now)" in capsys.readouterr().err
+
+
+def _state(folder):
+    """Every file under ``folder`` with its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_overwrite_replaces_a_finished_evaluation_only_once_it_has_rows(tmp_path, evaluated, tiny_model_dir,
+                                                                          monkeypatch):
+    """A finished evaluation; ``--overwrite`` whose engine fails before its first rows leaves every
+    file as it was; a resume with its own settings changes nothing (metrics not even rewritten);
+    an overwrite that gets through replaces it."""
+    import shutil
+
+    from conftest import EVALUATED_ARGS, TINY_ENV
+
+    from gsm8k_lab import cli
+    from gsm8k_lab.generation.hf import TransformersBackend
+
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "ev"
+    shutil.copytree(evaluated, out)
+    before = _state(out)
+    own = ["evaluate", "--model-path", str(tiny_model_dir), "--output-dir", str(out), "--output-file", "e.csv",
+           *EVALUATED_ARGS]
+    other = [*own, "--max-new-tokens", "4", "--overwrite"]
+
+    def engine_fails(self, *args, **kwargs):
+        raise RuntimeError("the engine failed")
+        yield
+
+    with monkeypatch.context() as m:
+        m.setattr(TransformersBackend, "generate_iter", engine_fails)
+        with pytest.raises(RuntimeError, match="the engine failed"):
+            cli.main(other)
+    assert _state(out) == before
+    assert cli.main([*own, "--resume"]) == 0
+    assert _state(out) == before
+    assert cli.main(other) == 0
+    recorded = json.loads((out / "debug" / "e_settings.json").read_text())
+    assert recorded["eval.generation.max_new_tokens"] == 4
+    assert sorted(p.name for p in (out / "debug").iterdir()) == sorted(Path(p).name for p in before)

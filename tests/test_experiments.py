@@ -65,3 +65,14 @@ def test_a_whole_experiment_is_checked_before_its_first_step():
     s.experiment.traces_budget = 9999
     with pytest.raises(SettingError, match="experiment.traces_budget=9999 is larger than the split"):
         check_experiment(s, 2)
+
+
+def test_no_budget_of_an_experiment_reaches_the_held_out_problems():
+    s = Settings()
+    s.experiment.budgets = [256, 7000]
+    with pytest.raises(SettingError, match="experiment.budgets=7000 reaches into the held-out problems"):
+        check_experiment(s, 1)
+    s.experiment.budgets, s.data.validation_size = [256], 7420
+    with pytest.raises(SettingError, match="sft.prep_train_samples=64 and the 7420 validation problems"):
+        check_experiment(s, 1)
+

@@ -96,3 +96,51 @@ def test_bad_grpo_input(run_cli, tmp_path, tiny_model_dir, env, args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
     assert not out.exists()
+
+
+def test_rollouts_follow_the_run_seed(monkeypatch):
+    """The refill engine samples under seed + grpo.rollout.seed (moved per step and process), so two
+    seeds of one configuration never repeat each other's rollouts."""
+    from types import SimpleNamespace
+
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.generation import refill
+    from gsm8k_lab.grpo import refill_rollout, rollout_seed
+
+    used = []
+
+    def fake_decode(model, ids, jobs, gen, batch_size, eos, stop):
+        used.append(gen.seed)
+        return iter([(i, 0, [7], True) for i, _ in jobs])
+
+    monkeypatch.setattr(refill, "decode", fake_decode)
+    model = SimpleNamespace(training=True, eval=lambda: None, train=lambda mode: None)
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m, process_index=1), model=model,
+        processing_class=lambda text: {"input_ids": [[1, 2] for _ in text]}, state=SimpleNamespace(global_step=3),
+        max_completion_length=4, eos_token_ids=[0])
+    for seed in (42, 43):
+        settings = Settings()
+        settings.seed = seed
+        settings.grpo.rollout.seed = 5  # an offset on the run seed
+        out = refill_rollout(settings)(["p", "p"], trainer)
+        assert out["completion_ids"] == [[7], [7]]
+        assert rollout_seed(settings) == seed + 5
+    assert used == [42 + 5 + 3 * 1_000_003 + 1, 43 + 5 + 3 * 1_000_003 + 1]
+
+
+def test_run_json_records_the_rollout_seed(chain):
+    info = json.loads((chain / "grpo" / "run.json").read_text())
+    generation = info["generation"]
+    assert generation["rollout_seed"] == info["settings"]["seed"] + info["settings"]["grpo"]["rollout"]["seed"]
+    assert generation["rollout_seed_rule"].startswith("seed + grpo.rollout.seed")
+
+
+def test_vllm_rollouts_are_refused_on_a_cpu_before_anything_is_written(tmp_path, tiny_model_dir, run_cli):
+    """vLLM's CPU build repacks weights on load and cannot take TRL's weight updates (the first one fails
+    with "'Parameter' object has no attribute 'weight_loader'"): refused up front, in one line."""
+    out = tmp_path / "grpo"
+    r = run_cli("train_grpo.py", "--base-model", str(tiny_model_dir), "--output-dir", str(out), "--use-vllm",
+                "--vllm-mode", "colocate", "--dtype", "fp32", env={"TRAIN_SAMPLES": "2", "NUM_GENERATIONS": "2"})
+    assert r.returncode == 2 and "--use-vllm rolls out with vLLM on a GPU only" in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

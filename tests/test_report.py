@@ -10,14 +10,14 @@ import pytest
 
 from gsm8k_lab.config import UsageError
 from gsm8k_lab.evaluate import COLUMNS, wilson_interval
-from gsm8k_lab.report import collect_runs, write_report
-from gsm8k_lab.stats import mcnemar_exact
+from gsm8k_lab.report import _rolling_mean, collect_runs, write_report
+from gsm8k_lab.stats import mcnemar_exact, newcombe_paired_interval, paired_comparison
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete", answers=None,
-             samples=1, log=None, symbolic=None):
+             samples=1, log=None, symbolic=None, traces_file=None, split=None):
     """A finished run; ``correct`` (and ``answers``) per problem: a bool, or a list of K bools with samples=K."""
     d = root / rel
     (d / "debug").mkdir(parents=True)
@@ -40,17 +40,40 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
         (d / "train_log.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in log))
     correct = [sum(c) / len(c) if samples > 1 else c for c in correct]
     k = sum(correct)
-    info = {"status": status, "stage": stage, "run_id": "x", "settings": {"seed": seed},
-        "data": {"n": n, "source": source},
-        "train": {"examples_seen": n, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0},
+    group = 4 if stage == "grpo" else 1  # GRPO's batches count completions, num_generations per problem
+    info = {"status": status, "stage": stage, "run_id": "x",
+        "settings": {"seed": seed, "sft": {"learning_rate": 1e-3, "epochs": None},
+                     "grpo": {"learning_rate": 1e-4, "epochs": 1.0, "num_generations": group}},
+        "data": {"n": n, "source": source, **({"traces_file": str(traces_file)} if traces_file else {})},
+        "train": {"examples_seen": n * group, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0,
+                  "global_steps": n // 4, "epochs": 1.0 if stage != "prep_sft" else 2.0,
+                  **({"num_generations": group} if stage == "grpo" else {})},
         "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
         "eval": {"n": len(correct), "accuracy": k / len(correct), "samples_per_problem": samples,
                  "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
-                 "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0, "answer_proportion": 1.0, "csv": "e.csv"}}
-    if symbolic is not None:
+                 "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0,
+                 "answer_proportion": sum(map(_share, answers)) / len(answers), "csv": "e.csv"}}
+    if split is not None:
+        info["eval"]["split"] = split
+    if isinstance(symbolic, float):  # a run evaluated before the originals were: an accuracy only
         info["eval_extra"] = {"gsm-symbolic:10": {"accuracy": symbolic, "n": 10}}  # keyed as eval.extra_sources
+    elif symbolic is not None:  # (originals, variants): correct or not per test index, CSVs beside the run's
+        info["eval_extra"] = {}
+        for source, values in zip(("gsm-symbolic-originals:10", "gsm-symbolic:10"), symbolic):
+            name = source.replace(":", "-") + ".csv"
+            with open(d / "debug" / name, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=COLUMNS)
+                w.writeheader()
+                w.writerows({c: "" for c in COLUMNS} | {"index": i, "correct": ok, "has_thinking": True,
+                            "has_answer": True, "completion_tokens": 5, "truncated": False, "strict_match": False,
+                            "flexible_match": ok} for i, ok in values.items())
+            info["eval_extra"][source] = {"accuracy": sum(values.values()) / len(values), "csv": name}
     (d / "run.json").write_text(json.dumps(info))
     return d
+
+
+def _share(answer):
+    return sum(answer) / len(answer) if isinstance(answer, list) else float(answer)
 
 
 def test_mcnemar_matches_hand_computation():
@@ -90,9 +113,14 @@ def test_report_table_pairs_and_plots(tmp_path):
     p32 = 2 * sum(math.comb(10, i) for i in range(3)) / 1024
     row32 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
     assert "| 20 | 20.0% | 50.0% | +30.0% (" in row32
-    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | within noise |" in row32
+    # primary family: 3 pairs x 2 measures; p32 twice (the traces pair repeats it), the rest 1: Holm 6 * p32
+    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | {6 * p32:.3g} | > 50% | within noise |" in row32
+    lo, hi = newcombe_paired_interval(both=2, only_a=2, only_b=8, neither=8)
+    assert f"+30.0% ({lo:+.1%} to {hi:+.1%})" in row32
     row64 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 64 problems, seed 42 | accuracy"))
-    assert "+0.0% (+0.0% to +0.0%) | exact McNemar (0 vs 0 discordant) | 1 | within noise |" in row64
+    lo, hi = newcombe_paired_interval(both=4, only_a=0, only_b=0, neither=16)
+    assert f"+0.0% ({lo:+.1%} to {hi:+.1%}) | exact McNemar (0 vs 0 discordant) | 1 | 1 | – | within noise |" in row64
+    assert lo < -0.1 and hi > 0.1  # never a zero-width interval
     assert "| SFT vs GRPO, 32 problems, seed 42 | answer format | 20 |" in md
     assert "SFT original vs SFT on GRPO traces, 64 problems" in md
     for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png", "compute.png"):
@@ -110,10 +138,12 @@ def test_each_stage_is_compared_with_the_model_it_started_from(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| base model vs prep SFT (8 problems) |")]
     fmt = next(line for line in rows if "| answer format |" in line)
     assert "| 20 | 10.0% | 70.0% | +60.0% (" in fmt
-    assert f"exact McNemar (0 vs 12 discordant) | {2 / 4096:.3g} | prep SFT better |" in fmt
+    # secondary family: two pairs x two measures; Holm multiplies the smallest p by 4
+    assert f"exact McNemar (0 vs 12 discordant) | {2 / 4096:.3g} | {4 * 2 / 4096:.3g} |" in fmt
+    assert fmt.endswith("| prep SFT better |")
     start = next(line for line in md.splitlines()
                  if line.startswith("| prep SFT vs SFT from it, 32 problems, seed 42 | answer format |"))
-    assert f"(0 vs 2 discordant) | {mcnemar_exact(0, 2):.3g} | within noise |" in start
+    assert f"(0 vs 2 discordant) | {mcnemar_exact(0, 2):.3g} | 1 | > 10% | within noise |" in start
     assert summary["resolved"] == 1
     table = next(line for line in md.splitlines() if line.startswith("| base model | 0 |"))
     assert "| 0.0% |" in table
@@ -175,21 +205,51 @@ def test_sampled_runs_are_compared_on_every_sample(tmp_path):
     summary = write_report([tmp_path / "k"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     acc = next(line for line in md.splitlines() if "| accuracy |" in line and "SFT vs GRPO" in line)
-    assert "| 30 | 25.0% | 75.0% | +50.0% (+50.0% to +50.0%) | sign-flip" in acc and "GRPO better" in acc
+    assert "| 30 | 25.0% | 75.0% | +50.0% (" in acc and "| sign-flip" in acc and "GRPO better" in acc
+    assert "(+50.0% to +50.0%)" not in acc  # every difference is +50%, the interval still has a width
     fmt = next(line for line in md.splitlines() if "| answer format |" in line)
     assert "| 50.0% | 100.0% | +50.0%" in fmt and "GRPO better" in fmt
     assert summary["resolved"] == 2
 
 
-def test_generalisation_column(tmp_path):
-    make_run(tmp_path, "g/32/full_sft", "full_sft", 32, [True] * 5 + [False] * 5, symbolic=0.3)
-    make_run(tmp_path, "g/32/grpo", "grpo", 32, [True] * 4 + [False] * 6)
+def test_generalisation_is_a_paired_drop_on_the_test_index(tmp_path):
+    # 10 templates at test indices 11, 20, ...: originals right on 8, variants right on 3; the variants' right
+    # ones are among the originals' right ones, so the drop is 5 of 10 problems
+    idx = [11, 20, 43, 74, 99, 103, 107, 116, 125, 145]
+    originals = {i: k < 8 for k, i in enumerate(idx)}
+    variants = {i: k < 3 for k, i in enumerate(idx)}
+    make_run(tmp_path, "g/32/full_sft", "full_sft", 32, [True] * 5 + [False] * 5, symbolic=(originals, variants))
+    make_run(tmp_path, "g/32/grpo", "grpo", 32, [True] * 4 + [False] * 6, symbolic=0.3)  # no originals: no drop
     write_report([tmp_path / "g"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| GSM-Symbolic | drop |" in md
+    assert "| GSM-Symbolic pairs | original | variant | drop (95% CI) | drop p |" in md
     row = next(line for line in md.splitlines() if line.startswith("| SFT | 32 |"))
-    assert "| 50.0% |" in row and "| 30.0% | +20.0% |" in row
-    assert "| – | – |" in md  # the GRPO run was not evaluated there
+    drop = paired_comparison([float(originals[i]) for i in idx], [float(variants[i]) for i in idx])
+    assert drop.difference == pytest.approx(-0.5)
+    assert (f"| 10 | 80.0% | 30.0% | +50.0% ({-drop.ci_high:+.1%} to {-drop.ci_low:+.1%}) | "
+            f"{drop.p_value:.3g} |") in row
+    assert -drop.ci_high > 0  # 5 of 10 pairs drop, none rises: the interval excludes no drop
+    grpo = next(line for line in md.splitlines() if line.startswith("| GRPO | 32 |"))
+    assert "| – | – | – | – | – |" in grpo  # an accuracy on other problems is never shown as a drop
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "r" / "results.csv"))}
+    assert rows["SFT"]["symbolic_pairs"] == "10" and float(rows["SFT"]["symbolic_drop"]) == pytest.approx(0.5)
+
+
+def test_runs_on_different_splits_are_labelled_and_never_paired(tmp_path):
+    make_run(tmp_path, "s/64/full_sft", "full_sft", 64, [i < 2 for i in range(20)], split="test")
+    make_run(tmp_path, "s/64/grpo", "grpo", 64, [i < 12 for i in range(20)], split="test")
+    make_run(tmp_path, "v/64/full_sft", "full_sft", 64, [i < 3 for i in range(20)], split="validation", seed=7)
+    make_run(tmp_path, "v/64/grpo", "grpo", 64, [i < 4 for i in range(20)], split="validation", seed=7)
+    make_run(tmp_path, "x/64/grpo", "grpo", 64, [True] * 20, split="validation")  # test SFT's key, other split
+    summary = write_report([tmp_path / "s", tmp_path / "v", tmp_path / "x"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| method | train problems | seed | split |" in md and "paired comparisons are made only" in md
+    assert any(line.startswith("| SFT | 64 | 7 | validation |") for line in md.splitlines())
+    labels = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| SFT vs GRPO")]
+    assert labels == ["| SFT vs GRPO, 64 problems, seed 42"] * 2 + ["| SFT vs GRPO, 64 problems, seed 7"] * 2
+    # seed 42: test SFT (10%) against test GRPO (60%), never against the validation GRPO (100%)
+    assert "| SFT vs GRPO, 64 problems, seed 42 | accuracy | 20 | 10.0% | 60.0% |" in md
+    assert summary["pairs"] == 2
 
 
 def test_curves_and_reward_trends(tmp_path):
@@ -210,3 +270,74 @@ def test_curves_and_reward_trends(tmp_path):
     assert next(line for line in md.splitlines() if "| answer_correct |" in line).endswith("| within noise |")
     assert "curves_experiment_1.png" in summary["files"]
     assert (tmp_path / "r" / "curves_experiment_1.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_verdict_rests_on_the_holm_adjusted_p(tmp_path):
+    # 32 problems: GRPO alone solves 7 (raw McNemar p = 2/128 < 0.05); 64: identical runs. The primary
+    # family holds 4 tests (two pairs, two measures), so Holm's p is 4 * 2/128 = 0.0625: not called.
+    make_run(tmp_path, "h/32/full_sft", "full_sft", 32, [False] * 20)
+    make_run(tmp_path, "h/32/grpo", "grpo", 32, [i < 7 for i in range(20)])
+    make_run(tmp_path, "h/64/full_sft", "full_sft", 64, [False] * 20)
+    make_run(tmp_path, "h/64/grpo", "grpo", 64, [False] * 20)
+    summary = write_report([tmp_path / "h"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
+    assert f"| {2 / 128:.3g} | {4 * 2 / 128:.3g} |" in row and row.endswith("| within noise |")
+    assert summary["resolved"] == 0
+    assert "### Primary: the research questions" in md and "**primary** (4 tests)" in md
+
+
+def test_each_row_shows_what_training_paid(tmp_path):
+    make_run(tmp_path, "m/32/full_sft", "full_sft", 32, [True, False])
+    make_run(tmp_path, "m/32/grpo", "grpo", 32, [True, True])
+    write_report([tmp_path / "m"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| steps | epochs | learning rate | problems seen | completions sampled | tokens generated in training |" in md
+    sft = next(line for line in md.splitlines() if line.startswith("| SFT | 32 |"))
+    grpo = next(line for line in md.splitlines() if line.startswith("| GRPO | 32 |"))
+    assert "| 8 | 1 | 0.001 | 32 | 0 | 0 | 10 |" in sft
+    # GRPO recorded 128 examples (its batches count completions, 4 per problem): 32 problems, 128 completions
+    assert "| 8 | 1 | 0.0001 | 32 | 128 | 160 | 10 |" in grpo
+    with open(tmp_path / "r" / "results.csv", newline="") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert rows["GRPO"]["problems_seen"] == "32" and rows["GRPO"]["completions_sampled"] == "128"
+    assert rows["SFT"]["learning_rate"] == "0.001" and rows["GRPO"]["optimizer_steps"] == "8"
+
+
+def test_traces_run_reports_its_share_of_grpo_traces(tmp_path):
+    traces = tmp_path / "traces.jsonl"
+    lines = [{"question": f"q{i}", "answer": "x\n\n#### 1", "source": "grpo" if i < 9 else "fallback"}
+             for i in range(70)]  # the run trains on the first 64 lines
+    traces.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    make_run(tmp_path, "t/64/full_sft", "full_sft", 64, [True, False, False])
+    make_run(tmp_path, "t/traces/64", "full_sft", 64, [True, False, False], source="traces", traces_file=traces)
+    write_report([tmp_path / "t"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| 9 of 64 (14%) |" in md
+    assert "SFT original vs SFT on GRPO traces, 64 problems, seed 42; 9 of 64 examples are GRPO traces |" in md
+    with open(tmp_path / "r" / "results.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["method"] == "SFT on GRPO traces")
+    assert row["grpo_traces"] == "9" and float(row["grpo_trace_share"]) == pytest.approx(9 / 64)
+    traces.unlink()  # the file gone: the share is unknown, not zero
+    write_report([tmp_path / "t"], tmp_path / "r2")
+    md = (tmp_path / "r2" / "report.md").read_text()
+    assert "| GRPO traces |" not in md and "examples are GRPO traces" not in md
+
+
+def test_rolling_mean_by_hand():
+    assert _rolling_mean([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
+    assert _rolling_mean([4, 0, 2], 3) == [4, 2, 2]
+    assert _rolling_mean([5], 1) == [5]
+
+
+def test_report_states_what_the_design_can_detect(tmp_path):
+    from gsm8k_lab.stats import detectable_difference
+
+    make_run(tmp_path, "d/32/full_sft", "full_sft", 32, [False] * 100)
+    make_run(tmp_path, "d/32/grpo", "grpo", 32, [False] * 100)  # nothing discordant: the rows say '–'
+    write_report([tmp_path / "d"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    d = [detectable_difference(100, discordant=psi, alpha=0.05 / 2) for psi in (0.1, 0.2, 0.3)]
+    assert (f"Design, primary family: on 100 problems at 0.05/2 with 80% power, the smallest detectable paired "
+            f"difference is {d[0]:.1%} / {d[1]:.1%} / {d[2]:.1%} when 10% / 20% / 30% of the problems are "
+            "discordant") in md

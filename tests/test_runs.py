@@ -50,13 +50,36 @@ def test_a_run_dir_whose_parts_are_files(tmp_path):
         run.check(resume=False, overwrite=True)
 
 
-def test_clear_removes_only_the_runs_own_files(tmp_path):
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_an_overwrite_sets_the_old_run_aside_and_puts_it_back(tmp_path):
     run = RunDir(tmp_path / "r")
     _finish(run)
     (run.root / "notes.txt").write_text("mine")
     run.log_file.write_text("{}\n")
-    run.clear()
+    before = _tree(run.root)
+    assert run.set_aside()
+    assert sorted(p.name for p in run.root.iterdir()) == [".replaced", "notes.txt"]
+    run.write({"status": "training"})  # the new run starts, then fails
+    (run.checkpoints_dir / "checkpoint-1").mkdir(parents=True)
+    run.restore()
+    assert _tree(run.root) == before
+    assert run.set_aside()
+    run.drop_aside()  # the new run has its first durable result
     assert sorted(p.name for p in run.root.iterdir()) == ["notes.txt"]
+
+
+def test_an_interrupted_overwrite_is_undone_by_the_next_check(tmp_path):
+    run = RunDir(tmp_path / "r")
+    _finish(run)
+    before = _tree(run.root)
+    run.set_aside()
+    run.write({"status": "training"})  # killed here: no checkpoint, no model
+    with pytest.raises(SettingError, match="already holds a finished run"):
+        run.check(resume=False, overwrite=False)
+    assert _tree(run.root) == before
 
 
 def test_atomic_write_keeps_the_users_umask(tmp_path):
@@ -103,3 +126,20 @@ def test_resume_with_other_settings_names_every_difference():
     text = str(err.value)
     assert "a 1 (then) vs 2 (now)" in text and 'gone {"k": 1} (then) vs (unset) (now)' in text
     assert "new (unset) (then) vs unset (now)" in text and "b " not in text.split("settings:")[1]
+
+
+def test_a_new_run_that_fails_early_leaves_no_trace(tmp_path):
+    from gsm8k_lab.runs import NewRun
+
+    run = RunDir(tmp_path / "a" / "b" / "r")
+    new = NewRun(run)
+    run.write({"status": "training"})
+    run.log_file.write_text("{}\n")
+    new.undo()
+    assert list(tmp_path.iterdir()) == []  # the folders it made are gone too
+    _finish(run)
+    (run.root / "notes.txt").write_text("mine")
+    new = NewRun(run)
+    run.write({"status": "training"})
+    new.commit()  # its first checkpoint: the old run goes, the user's other files stay
+    assert sorted(p.name for p in run.root.iterdir()) == ["notes.txt", "run.json"]

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import EVAL, TINY_ENV
 
+from gsm8k_lab.data import load_split
+
 
 def _run_json(d):
     return json.loads((Path(d) / "run.json").read_text())
@@ -92,6 +94,16 @@ def test_a_run_is_also_evaluated_on_the_generalisation_set(chain):
     assert extra["n"] == 3 and 0 <= extra["accuracy"] <= 1
     assert (chain / "prep" / "debug" / extra["csv"]).is_file() and extra["csv"].endswith("_gsm-symbolic-3.csv")
     assert info["eval"]["n"] == 3 and info["status"] == "complete"
+    # with the test problems the variants come from, under the same prompt, for the report's paired drop
+    from gsm8k_lab.symbolic import EXPECTED_SHA256
+
+    originals = info["eval_extra"]["gsm-symbolic-originals:3"]
+    assert originals["n"] == 3 and originals["provenance"]["set"] == "originals"
+    assert extra["provenance"]["variants_sha256"] == EXPECTED_SHA256 and info["eval"]["split"] == "test"
+    from gsm8k_lab.evaluate import per_problem_scores
+
+    pair = [per_problem_scores(chain / "prep" / "debug" / e["csv"]) for e in (extra, originals)]
+    assert set(pair[0]) == set(pair[1]) == {11, 20, 43}  # keyed by the GSM8K test index
 
 
 def test_evaluation_data_is_never_the_training_file(tmp_path, run_cli, tiny_model_dir):
@@ -125,6 +137,9 @@ BAD = [
     ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{badjson}"], "line 2 is not valid JSON"),
     ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nofield}"], "line 1 needs string fields 'question' and 'answer'"),
     ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{nomarker}"], "line 1 answer lacks the '#### N' marker"),
+    # traces of test problems: recorded as such, or (older files) recognised by their question
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{fromtest}"], "line 2 is a test problem"),
+    ("train_sft.py", {}, ["--stage", "full", "--traces-file", "{testquestion}"], "line 1 is a test problem"),
 ]
 
 
@@ -138,6 +153,10 @@ def test_bad_training_input(run_cli, tmp_path, tiny_model_dir, script, env, args
         "{badjson}": _traces(tmp_path, "bad.jsonl", '{"question": "q", "answer": "#### 1"}\n{oops\n'),
         "{nofield}": _traces(tmp_path, "nofield.jsonl", '{"question": "q"}\n'),
         "{nomarker}": _traces(tmp_path, "nomarker.jsonl", '{"question": "q", "answer": "42"}\n'),
+        "{fromtest}": _traces(tmp_path, "fromtest.jsonl", '{"question": "q", "answer": "#### 1", "split": "train"}\n'
+                              '{"question": "r", "answer": "#### 2", "split": "test"}\n'),
+        "{testquestion}": _traces(tmp_path, "testq.jsonl", json.dumps(
+            {"question": load_split("test")[3].question, "answer": "#### 1", "source": "grpo"}) + "\n"),
     }
     resolved = []
     for a in args:

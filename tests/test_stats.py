@@ -6,10 +6,14 @@ import random
 import pytest
 
 from gsm8k_lab.stats import (
+    Z95,
     bootstrap_interval,
+    detectable_difference,
+    holm,
     ks_for,
     majority_vote,
     mcnemar_exact,
+    newcombe_paired_interval,
     paired_comparison,
     pass_at_k,
     sign_flip_p,
@@ -84,12 +88,12 @@ def test_sign_flip_by_hand():
 def test_paired_comparison_by_hand():
     a = [0.0, 0.25, 0.5, 1.0]
     b = [0.5, 0.25, 1.0, 1.0]
-    r = paired_comparison(a, b)
+    r = paired_comparison(a, b, samples=4)
     assert (r.n, r.mean_a, r.mean_b) == (4, pytest.approx(0.4375), pytest.approx(0.6875))
     assert r.difference == pytest.approx(0.25)
     # non-zero differences +0.5, +0.5: |sum| 1.0 is reached by (+,+) and (-,-): 2 of 4
     assert r.p_value == pytest.approx(0.5)
-    assert r.ci_low <= r.difference <= r.ci_high
+    assert r.ci_low <= r.difference <= r.ci_high and r.interval == "two-stage bootstrap"
 
 
 def test_a_clear_difference_resolves():
@@ -97,6 +101,7 @@ def test_a_clear_difference_resolves():
     a = [rng.random() < 0.2 for _ in range(200)]
     b = [rng.random() < 0.5 for _ in range(200)]
     r = paired_comparison([float(x) for x in a], [float(x) for x in b])
+    assert r.test == "exact McNemar" and r.interval.startswith("Newcombe")
     assert r.resolved and r.ci_low > 0
 
 
@@ -111,7 +116,7 @@ def test_calibration_two_samplings_of_one_model():
         p = [rng.betavariate(0.6, 2.0) for _ in range(problems)]  # hard and easy problems
         a = [sum(rng.random() < q for _ in range(k)) / k for q in p]
         b = [sum(rng.random() < q for _ in range(k)) / k for q in p]
-        rejections += paired_comparison(a, b, seed=split).p_value < 0.05
+        rejections += paired_comparison(a, b, samples=k, seed=split).p_value < 0.05
     rate = rejections / splits
     assert 0.01 <= rate <= 0.10, rate
 
@@ -125,3 +130,70 @@ def test_two_sample_permutation_by_hand():
     early = [rng.gauss(0, 1) for _ in range(40)]
     late = [rng.gauss(1.5, 1) for _ in range(40)]
     assert two_sample_p(early, late) < 0.01
+
+
+def test_newcombe_paired_interval_published_and_by_hand():
+    # Fagerland, Lydersen & Laake (2013), airway hyper-responsiveness (Bentur et al.): the table
+    # [[1, 1], [7, 12]]; rows = before, columns = after; the difference before - after is -6/21,
+    # and their Newcombe square-and-add interval is -0.507 to -0.026.
+    lo, hi = newcombe_paired_interval(both=1, only_a=7, only_b=1, neither=12)  # b = before
+    assert (round(lo, 3), round(hi, 3)) == (-0.507, -0.026)
+    # by hand, with phi != 0: [[59, 6], [16, 80]], n = 161; p1 = 65/161 (b), p2 = 75/161 (a).
+    # both*neither - only_a*only_b = 4720 - 96 = 4624 > n/2, so phi = (4624 - 80.5) / sqrt(65*96*75*86)
+    n, x1, x2 = 161, 65, 75
+    phi = (4624 - 80.5) / math.sqrt(65 * 96 * 75 * 86)
+    assert phi == pytest.approx(4543.5 / 6344.1, abs=1e-4)  # sqrt(40,248,000) = 6344.1
+    (l1, u1), (l2, u2) = wilson_interval(x1, n), wilson_interval(x2, n)
+    p1, p2 = x1 / n, x2 / n
+    low = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    high = p1 - p2 + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    assert newcombe_paired_interval(59, 16, 6, 80) == pytest.approx((low, high))
+    assert (round(low, 4), round(high, 4)) == (-0.1186, -0.0046)
+    # no discordant problems: difference 0, but the interval keeps a width
+    lo, hi = newcombe_paired_interval(both=3, only_a=0, only_b=0, neither=17)
+    assert lo < 0 < hi and hi - lo > 0.1
+
+
+def test_binary_comparison_uses_newcombe_and_mcnemar():
+    a = [1, 1, 0, 0, 0, 1] * 5
+    b = [1, 1, 1, 1, 0, 1] * 5
+    r = paired_comparison(a, b)
+    assert (r.only_a, r.only_b, r.test) == (0, 10, "exact McNemar")
+    assert r.p_value == pytest.approx(mcnemar_exact(0, 10))
+    assert (r.ci_low, r.ci_high) == pytest.approx(newcombe_paired_interval(15, 0, 10, 5))
+    same = paired_comparison(a, a)
+    assert same.difference == 0 and same.ci_low < 0 < same.ci_high and same.p_value == 1.0
+
+
+def test_sampled_interval_does_not_collapse_when_every_difference_is_equal():
+    a = [0.25] * 30  # 1 of 4 samples correct on every problem
+    b = [0.75] * 30  # 3 of 4
+    r = paired_comparison(a, b, samples=4)
+    assert r.difference == pytest.approx(0.5)
+    assert r.ci_low < 0.5 < r.ci_high and r.ci_high - r.ci_low > 0.1
+    # the plain bootstrap over problems would say +50% to +50%
+    assert bootstrap_interval([0.5] * 30) == (0.5, 0.5)
+    with pytest.raises(ValueError):
+        paired_comparison(a, b)  # shares without their sample count
+
+
+def test_holm_by_hand():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> raised to 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.02]) == [0.02] and holm([]) == []
+
+
+def test_detectable_difference_solves_connors_formula():
+    # Connor (1987): n = (z_a sqrt(psi) + z_b sqrt(psi - d^2))^2 / d^2; the d returned for n = 100,
+    # psi = 0.2 gives back n = 100
+    z_b = 0.841621
+    d = detectable_difference(100, discordant=0.2)
+    n_back = (Z95 * math.sqrt(0.2) + z_b * math.sqrt(0.2 - d * d)) ** 2 / d ** 2
+    assert n_back == pytest.approx(100, rel=1e-4) and d == pytest.approx(0.1238, abs=1e-4)
+    # a stricter level needs a larger difference; too few problems detect nothing
+    assert detectable_difference(100, discordant=0.2, alpha=0.01) > d
+    assert detectable_difference(5, discordant=0.1) is None
+    assert detectable_difference(100, discordant=0.0) is None
+    # several samples: (z_a + z_b) sd / sqrt(n) = (1.96 + 0.8416) * 0.5 / 8
+    assert detectable_difference(64, sd=0.5) == pytest.approx((Z95 + z_b) * 0.5 / 8, rel=1e-5)

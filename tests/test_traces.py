@@ -80,6 +80,7 @@ def test_kept_traces_fallbacks_attempts_and_stats(job):
     records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
     assert [r["source"] for r in records] == ["grpo", "grpo", "fallback", "grpo", "fallback"]
     assert [r["attempts"] for r in records] == [1, 2, 3, 3, 3]
+    assert {r["split"] for r in records} == {"train"}  # where the problems came from, on every line
     assert records[0]["answer"] == "1 + 1 = 2\n\n#### 2"
     assert records[2]["answer"] == job.problems[2].answer  # the original solution
     # rounds resample only the unsolved problems
@@ -124,6 +125,7 @@ def test_resume_after_kill(job):
     assert job.problems[0].question not in resumed.rounds[0]  # solved before the kill: not resampled
     records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
     assert [r["attempts"] for r in records] == [1, 2, 3, 3, 3]
+    assert {r["split"] for r in records} == {"train"}  # where the problems came from, on every line
 
 
 def test_completion_to_trace_strips_tags():
@@ -214,3 +216,48 @@ def test_a_resume_with_other_settings_is_refused(run_cli, tmp_path, chain):
     r = run_cli("generate_traces.py", *base, "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "grpo_traces_train.jsonl.stats.json").read_text())["total_samples"] == 3
+
+
+def test_traces_of_test_problems_say_so_on_every_line(job):
+    job.split = "test"
+    run_rejection_sampling(Scripted(_script(job.problems, PLANS)), job)
+    records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
+    assert {r["split"] for r in records} == {"test"}
+
+
+def test_traces_on_train_never_cover_held_out_problems(chain, tmp_path):
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.data import load_split, train_regions
+    from gsm8k_lab.traces import prepare_traces
+
+    s = Settings()
+    s.model.name = str(chain / "grpo")
+    problems, _, _ = prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)  # 'all' of train
+    regions = train_regions(load_split("train"), s)
+    assert problems == regions.budget(None) and len(problems) == 7473 - 512 - 64
+    s.traces.num_samples = 7000
+    with pytest.raises(SettingError, match="traces.num_samples=7000 reaches into the held-out problems"):
+        prepare_traces(s, tmp_path, "t.jsonl", resume=False, overwrite=False)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_an_overwrite_changes_nothing_until_its_first_batch_is_on_disk(job):
+    """A finished traces run, then a new run over it (overwrite) that fails before its first batch:
+    every old file is byte-identical and nothing else is left; one that fails after its first
+    batch has made its own progress file the one a resume continues."""
+    script = _script(job.problems, PLANS)
+    run_rejection_sampling(Scripted(script), job)
+    before = _files(job.output_path.parent)
+    with pytest.raises(KeyboardInterrupt):
+        run_rejection_sampling(Scripted(script, stop_after_batches=0), job)
+    assert _files(job.output_path.parent) == before
+    with pytest.raises(KeyboardInterrupt):
+        run_rejection_sampling(Scripted(script, stop_after_batches=1), job)
+    after = _files(job.output_path.parent)
+    assert sorted(after) == sorted([*before, progress_path(job.output_path).name])
+    assert all(after[name] == data for name, data in before.items())  # the old traces stay until the end
+    stats = run_rejection_sampling(Scripted(script), job, resume=True)
+    assert stats == json.loads(before[stats_path(job.output_path).name])

@@ -123,13 +123,30 @@ def test_a_run_cannot_overwrite_the_run_it_starts_from(chain, run_cli):
 
 def test_the_training_process_never_builds_a_generation_engine(tmp_path, tiny_model_dir, monkeypatch, capsys):
     """The evaluation after training runs in a fresh process: a GPU engine (vLLM) for it can never
-    meet the memory that training still holds. Here the training process refuses to build one."""
-    from gsm8k_lab import cli, generation
+    meet the memory that training still holds. Here the training process refuses to build one, and
+    the trained model is released (collected, nothing refers to it) before the evaluation starts."""
+    import weakref
+
+    from gsm8k_lab import cli, generation, training
 
     def refuse(*a, **k):
         raise AssertionError("a generation backend was built in the training process")
 
     monkeypatch.setattr(generation, "make_backend", refuse)
+    models, released = [], []
+    real_load, real_eval = training.load_model, training.evaluate_in_fresh_process
+
+    def load_model(*a, **k):
+        model = real_load(*a, **k)
+        models.append(weakref.ref(model))
+        return model
+
+    def evaluate(*a, **k):
+        released.append(all(ref() is None for ref in models))
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(training, "load_model", load_model)
+    monkeypatch.setattr(training, "evaluate_in_fresh_process", evaluate)
     for k, v in TINY_ENV.items():
         monkeypatch.setenv(k, v)
     out = tmp_path / "run"
@@ -138,6 +155,45 @@ def test_the_training_process_never_builds_a_generation_engine(tmp_path, tiny_mo
     assert code == 0, capsys.readouterr().err[-2000:]
     info = _run_json(out)
     assert info["status"] == "complete" and info["eval"]["n"] == 2
+    assert models and released == [True]
+    assert info["memory_estimate"]["checkpointing"] is False and info["memory_estimate"]["total"] > 0
+
+
+def test_a_colocated_rollout_engine_is_shut_down_before_the_evaluation():
+    from types import SimpleNamespace
+
+    from gsm8k_lab import training
+
+    stopped = []
+    core = SimpleNamespace(shutdown=lambda timeout=None: stopped.append(("engine core", timeout)))
+    trainer = SimpleNamespace(vllm_generation=SimpleNamespace(llm=SimpleNamespace(llm_engine=SimpleNamespace(
+        engine_core=core))))
+    training.stop_rollout_engine(trainer)
+    assert stopped == [("engine core", 30)] and trainer.vllm_generation.llm is None
+    training.stop_rollout_engine(SimpleNamespace())  # no engine: nothing to do
+
+
+def test_a_vllm_evaluation_that_cannot_fit_is_refused_before_training(monkeypatch, tiny_model_dir):
+    """On a GPU the training process keeps its CUDA context while its evaluation runs: the evaluation's
+    share must fit what is free less that, checked before any training."""
+    from gsm8k_lab import generation, runtime, training
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.models import resolve_model
+
+    gib = 1 << 30
+    monkeypatch.setattr(runtime, "_current", runtime.Runtime("cuda", "bf16", 2, 1))
+    monkeypatch.setattr(generation, "vllm_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.mem_get_info", lambda *a: (70 * gib, 80 * gib))
+    job = training.TrainingJob(stage="prep_sft", output_dir=tiny_model_dir, parent=resolve_model(str(tiny_model_dir)),
+                               build_trainer=None, data={}, train=Settings().sft)
+    s = Settings()
+    s.vllm.gpu_memory_utilization = 0.85  # 68 GiB: free after the parent's 1 GiB is 69
+    training.check_evaluation_memory(s, job)
+    s.vllm.gpu_memory_utilization = 0.87  # 69.6 GiB
+    with pytest.raises(SettingError, match="vllm.gpu_memory_utilization=0.87 asks vLLM for 69.6 GiB"):
+        training.check_evaluation_memory(s, job)
+    s.eval.generation.backend = "transformers"
+    training.check_evaluation_memory(s, job)  # no engine, nothing to check
 
 
 def test_resume_of_a_trained_run_only_evaluates(tmp_path, tiny_model_dir, run_cli):
@@ -311,3 +367,82 @@ def test_the_base_model_is_evaluated_as_a_run_the_report_reads(tmp_path, tiny_mo
     assert experiment1_steps(s, tmp_path / "sweep")[0].is_done()  # a rerun of the sweep skips it
     (run,) = collect_runs([tmp_path / "sweep"])
     assert (run.method, run.budget, run.n_eval) == ("base model", 0, 3)
+
+
+def test_a_validation_evaluation_is_part_of_a_runs_fingerprint():
+    from types import SimpleNamespace
+
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.training import run_fingerprint
+
+    job = SimpleNamespace(stage="full_sft", parent=SimpleNamespace(describe=lambda: "m"), data={"n": 4}, geometry={},
+                          build_trainer=object())
+    s = Settings()
+    on_test = run_fingerprint(s, job)
+    assert "eval.split" not in on_test  # as runs recorded before the split existed, so they still resume
+    s.eval.split = "validation"
+    on_validation = run_fingerprint(s, job)
+    assert on_validation["eval.split"] == "validation" and on_validation["data.validation_size"] == 512
+    assert "sft.prep_learning_rate" in on_test  # the prep stage's own rate is a training setting
+
+
+def test_a_budget_that_reaches_validation_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from gsm8k_lab.cli import main
+
+    monkeypatch.setenv("TRAIN_SAMPLES", "7000")
+    assert main(["train-sft", "--stage", "full", "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "TRAIN_SAMPLES=7000 reaches into the held-out problems" in err and "at most 6897" in err
+    assert not (tmp_path / "r").exists()
+
+
+def _state(folder):
+    """Every file under ``folder`` with its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_overwrite_that_fails_before_its_first_result_leaves_the_finished_run(tmp_path, chain, tiny_model_dir,
+                                                                                 monkeypatch, capsys):
+    """Finished runs, then ``--overwrite`` failing after the old run was set aside and the model
+    loaded: SFT with LoRA targets the model lacks, GRPO with a trainer that fails. Every file of
+    the old run is byte-identical (and untouched) afterwards; an overwrite that gets through
+    replaces the run."""
+    import shutil
+
+    import trl
+
+    from gsm8k_lab import cli
+
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    sft, grpo = tmp_path / "sft", tmp_path / "grpo"
+    shutil.copytree(chain / "prep", sft)
+    shutil.copytree(chain / "grpo", grpo)
+    sft_args = ["train-sft", "--stage", "prep", "--output-dir", str(sft), "--base-model", str(tiny_model_dir),
+                "--overwrite", *EVAL]
+    before = _state(sft)
+    assert cli.main([*sft_args, "--lora-target-modules", "q_proj", "nope_proj"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "it/s]" not in line]  # no progress bars
+    assert len(err) == 1 and "--lora-target-modules 'nope_proj' matches no layer of the model" in err[0], err
+    assert "its layers are down_proj, embed_tokens, gate_proj, k_proj" in err[0]
+    assert _state(sft) == before
+
+    def trainer_fails(self, *args, **kwargs):
+        raise RuntimeError("the trainer failed")
+
+    before_grpo = _state(grpo)
+    with monkeypatch.context() as m:
+        m.setattr(trl.GRPOTrainer, "train", trainer_fails)
+        with pytest.raises(RuntimeError, match="the trainer failed"):
+            cli.main(["train-grpo", "--output-dir", str(grpo), "--base-model", str(chain / "prep"), "--overwrite",
+                      "--max-completion-length", "8", "--gradient-accumulation-steps", "1", *EVAL])
+    assert _state(grpo) == before_grpo
+
+    old_id = _run_json(sft)["run_id"]
+    time.sleep(1.1)  # run ids are times to the second
+    assert cli.main([*sft_args, "--save-steps", "1", "--eval-samples", "2"]) == 0
+    info = _run_json(sft)
+    assert info["status"] == "complete" and info["run_id"] != old_id and info["eval"]["n"] == 2
+    assert not (sft / ".replaced").exists()
+    assert not any(name.startswith(f"prep_sft_{old_id}") for name in os.listdir(sft / "debug"))

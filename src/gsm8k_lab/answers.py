@@ -22,9 +22,12 @@ Rules, decided once:
   unclosed final ``<SOLUTION>`` is read up to the end of the text (a completion can
   stop at EOS right after the number); :class:`Parsed` records which case applied.
 - Inside the block the **last number** is the answer: ``$1,000.00``, ``18 dollars``,
-  ``x = 18.``, ``+18``, ``3/4``, ``1.5e3`` and ``-7`` all read as numbers. A comma
-  followed by exactly three digits groups thousands (``1,000`` = 1000); a dot is
-  always a decimal point (``1.000`` = 1).
+  ``x = 18.``, ``+18``, ``3/4``, ``1 1/2`` (1.5), ``1.5e3``, ``-7``, ``USD18`` and
+  ``x10`` all read as numbers. Commas group thousands in groups of exactly three
+  digits (``1,000`` = 1000); a dot is always a decimal point (``1.000`` = 1). A run
+  of digits, dots and commas is read whole: when it is malformed (``3,2``,
+  ``1,0005``, ``2,880,0000``, ``18.0.1``) the completion has no readable answer,
+  never a part of the run or an earlier number.
 - A sign counts only when attached to its number: ``-7`` is negative, but in
   ``20 - 5`` the last number is ``5``, not ``-5``.
 - An integer gold (every GSM8K test answer) is compared **exactly**: ``18.00``
@@ -54,13 +57,19 @@ PATTERNS: dict[str, re.Pattern] = {
     "reasoning_block": re.compile(
         rf"{re.escape(REASONING_START)}(.*?){re.escape(REASONING_END)}", re.DOTALL
     ),
-    # a number: sign, digits with optional thousands groups, decimals, exponent,
-    # or a simple fraction a/b
+    # a number-like token: an optional sign (only when nothing word-like is glued before it) or
+    # currency sign, then a mixed number (1 1/2), or a maximal run of digits joined by single dots or
+    # commas, with an optional exponent and an optional "/ denominator". The run is taken whole and
+    # checked afterwards (see NUMBER_BODY), so 2,880,0000 or 18.0.1 is one malformed token, never
+    # 2,880,000 or 18.0 with the rest dropped. Letters may precede the digits (USD18, x10).
     "number": re.compile(
-        r"(?<![\w.])(?:[-+−]\$?|\$\s?)?"
-        r"(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?"
-        r"(?:\s?/\s?\d+(?:\.\d+)?)?"
+        r"(?:(?<![\w.,])[-+−]\$?|(?<![\d.,])\$\s?|(?<![\d.,]))"
+        r"(?:(?P<whole>\d+)\s+(?=\d+\s?/\s?\d))?"
+        r"(?P<body>\d+(?:[.,]\d+)*|\.\d+)(?P<exponent>[eE][-+]?\d+)?"
+        r"(?:\s?/\s?(?P<denominator>\d+(?:[.,]\d+)*))?"
     ),
+    # a well-formed run of digits: thousands groups of exactly three digits, at most one decimal point
+    "number_body": re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"),
     # GSM8K gold marker and lm-evaluation-harness "strict-match"
     "gold_marker": re.compile(r"####\s*(.+?)\s*$", re.MULTILINE),
     "harness_strict": re.compile(r"#### (\-?[0-9\.\,]+)"),
@@ -111,15 +120,12 @@ def parse_completion(text: str) -> Parsed:
 
 
 def parse_number(text: str | None) -> float | None:
-    """Read the last number in ``text``; None when there is none."""
+    """Read the last number in ``text``; None when there is none, or when the last number-like
+    token is malformed (``3,2``, ``1,0005``, ``18.0.1``, ``5/0``): an earlier number is not the answer."""
     if not text:
         return None
-    candidates = [m.group(0) for m in PATTERNS["number"].finditer(text)]
-    for raw in reversed(candidates):
-        value = _to_float(raw)
-        if value is not None:
-            return value
-    return None
+    matches = list(PATTERNS["number"].finditer(text))
+    return _to_float(matches[-1]) if matches else None
 
 
 def parse_gold(answer: str) -> float:
@@ -146,7 +152,13 @@ def is_correct(completion: str, gold: float) -> bool:
 
 
 # --------------------------------------------------------------------------
-# lm-evaluation-harness GSM8K scores, for comparison with published numbers
+# lm-evaluation-harness GSM8K extraction rules, applied to this project's completions.
+# They are NOT comparable with published lm-eval GSM8K numbers: those come from a few-shot
+# prompt that asks for "#### N", while these completions answer a chat prompt in the
+# <SOLUTION> tags (so strict-match is near zero by construction). They are a cross-check of
+# the scorer: how much of the accuracy depends on reading the SOLUTION block (flexible: the
+# last number anywhere in the completion) and whether a model falls back to GSM8K's own
+# "#### N" style (strict).
 # --------------------------------------------------------------------------
 def harness_strict(text: str, gold_text: str) -> bool:
     """``strict-match``: the first ``#### N`` in the text equals the gold string."""
@@ -179,18 +191,19 @@ def _harness_norm(s: str) -> str:
     return s.strip().lower()
 
 
-def _to_float(raw: str) -> float | None:
-    s = raw.replace("−", "-").replace("$", "").replace(" ", "").replace(",", "")
-    if not any(ch.isdigit() for ch in s):
+def _to_float(m: re.Match) -> float | None:
+    """The value of a number token, or None when it is malformed (or divides by zero)."""
+    body, den = m.group("body"), m.group("denominator")
+    if not all(part is None or PATTERNS["number_body"].fullmatch(part) for part in (body, den)):
         return None
-    try:
-        if "/" in s:
-            num, den = s.split("/", 1)
-            den_v = float(den)
-            if den_v == 0:
-                return None
-            return float(num) / den_v
-        value = float(s)
-    except ValueError:
-        return None
+    value = float(body.replace(",", "") + (m.group("exponent") or ""))
+    if den is not None:
+        den_v = float(den.replace(",", ""))
+        if den_v == 0:
+            return None
+        value /= den_v
+        if m.group("whole") is not None and value < 1:  # 1 1/2; "2 3/2" is two numbers, the last 3/2
+            value += int(m.group("whole"))
+    negative = m.group(0).lstrip().startswith(("-", "−"))
+    value = -value if negative else value
     return value if math.isfinite(value) else None

@@ -73,3 +73,16 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.seconds.append(time.perf_counter() - self._t0)
+
+
+class OnFirstSave(TrainerCallback):
+    """Calls ``action`` once, when the first checkpoint is on disk (an overwrite's moment to let
+    the run it replaces go)."""
+
+    def __init__(self, action=None):
+        self.action = action
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.action is not None:
+            action, self.action = self.action, None
+            action()

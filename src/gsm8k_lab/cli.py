@@ -50,7 +50,7 @@ class Expose:
 
 
 DATA = (Expose("data.source", "--data"), Expose("data.train_source", "--train-data"),
-        Expose("data.budget_seed", "--budget-seed"))
+        Expose("data.budget_seed", "--budget-seed"), Expose("data.validation_size", "--validation-size"))
 ENGINE = (Expose("model"), Expose("vllm", "vllm-"), Expose("runtime"))
 TRAINING = (Expose("model.name", "--base-model"), *DATA, *ENGINE, Expose("seed", "--seed"),
             Expose("report_to", "--report-to"), Expose("lora", "lora-"), Expose("eval", "eval-"),
@@ -77,7 +77,7 @@ def _arg(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
 
 COMMANDS: dict[str, Command] = {
     "evaluate": Command(
-        "evaluate a model on GSM8K test problems",
+        "evaluate a model on GSM8K test (or validation) problems",
         (Expose("model.name", "--model-path"), Expose("eval.samples_per_problem", "--samples-per-problem"), *DATA,
          *ENGINE, Expose("eval", "eval-"), Expose("eval.generation")),
         "cmd_evaluate",
@@ -125,6 +125,16 @@ COMMANDS: dict[str, Command] = {
         "cmd_preset",
         [_arg("--name", default="small", choices=sorted(PRESETS), help="which preset"),
          _arg("--root", help="folder of the whole preset (default: <output_root>/preset)")], run_flags=False),
+    "sweep-lr": Command(
+        "learning-rate sweep of SFT and GRPO on the validation split; records the pick (resumable)",
+        (Expose("sweep.methods", "--methods"), Expose("sweep.sft_learning_rates", "--sft-learning-rates"),
+         Expose("sweep.grpo_learning_rates", "--grpo-learning-rates"), Expose("sweep.budget", "--budget"),
+         Expose("sweep.metric", "--metric"), *EXPERIMENT),
+        "cmd_sweep_lr",
+        [_arg("--root", help="sweep folder (default: <output_root>/sweep-lr)"),
+         _arg("--prep-model", help="finished prep run to start from (default: <root>/prep_sft, trained if missing)"),
+         _arg("--preset", choices=sorted(PRESETS), help="start from a preset's values (as the preset command)")],
+        run_flags=False),
     "report": Command(
         "results table, plots and paired tests over finished runs", (), "cmd_report",
         [_arg("folders", nargs="+", help="folders holding run directories"),
@@ -223,7 +233,7 @@ def _add_setting(group, path: str, flag: str) -> None:
         extra.append(f"env {meta['env']}")
     help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
     kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
-    if hint is bool:
+    if _base(hint) is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     elif "list" in str(hint):
         group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
@@ -265,7 +275,7 @@ class Context:
                      for path, flag in self.flags.items() if path in a}
         for dest, flag in self.arg_flags.items():  # plain arguments are named by their flags in errors
             self.sources[dest] = Source("flag", flag, a.get(dest) if isinstance(a.get(dest), str) else None)
-        preset = a.get("name") if self.name == "preset" else None
+        preset = a.get("name") if self.name == "preset" else a.get("preset")
         settings, sources = load_settings(config_file=a.get("config"), overrides=overrides, preset=preset)
         self.settings = settings
         self.sources.update(sources)
@@ -437,6 +447,23 @@ def _eval_dir(ctx: Context) -> str:
     return ctx.args.output_dir or os.path.join(ctx.settings.output_root, "base_eval")
 
 
+def cmd_sweep_lr(ctx: Context) -> int:
+    from .experiments import run_steps
+    from .sweep import check_sweep, sweep_settings, sweep_steps, write_sweep_report
+
+    s, a = ctx.settings, ctx.args
+    if ctx.sources.of("eval.split").kind != "default" and s.eval.split != "validation":
+        raise SettingError("eval.split", s.eval.split, "{name} {value}: a sweep tunes on the validation split")
+    s = sweep_settings(s)
+    check_sweep(s, a.prep_model)
+    root = Path(a.root or os.path.join(s.output_root, "sweep-lr"))
+    run_steps(sweep_steps(s, root, a.prep_model))
+    write_sweep_report(s, root, a.prep_model)
+    print(f"\nsweep: {root / 'sweep.md'}\npicked: {root / 'picked.yaml'} (use with --config)\n")
+    print((root / "sweep.md").read_text())
+    return 0
+
+
 def cmd_report(ctx: Context) -> int:
     a = ctx.args
     return _report([Path(f) for f in a.folders], Path(a.out) if a.out else Path(a.folders[0]) / "report")
@@ -449,15 +476,6 @@ def _report(folders: list[Path], out: Path) -> int:
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
     print((out / "report.md").read_text().split("## Plots")[0])
     return 0
-
-
-def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
-                    samples: int | None = None, model: str | None = None) -> list[str]:
-    """The command line that evaluates a finished run with its recorded settings (see training.py),
-    optionally on another evaluation set or of another model (a base model's evaluation run)."""
-    other = ["--data", source, "--eval-samples", str(samples)] if source else []
-    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
-            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]
 
 
 def _print_run(info: dict, output_dir: str) -> None:
@@ -474,7 +492,7 @@ def _print_run(info: dict, output_dir: str) -> None:
 def print_metrics(metrics: dict, csv_path: Path) -> None:
     from .evaluate import format_table, metrics_path
 
-    print(f"\nGSM8K test, {metrics['n']} problems ({metrics.get('model', '')})")
+    print(f"\nGSM8K {metrics.get('split', 'test')}, {metrics['n']} problems ({metrics.get('model', '')})")
     print(format_table(metrics))
     print(f"  per-example rows:    {csv_path}")
     print(f"  metrics:             {metrics_path(csv_path)}")

@@ -55,6 +55,17 @@ REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
 VLLM_MODES = ("colocate", "server")
 SPLITS = ("train", "test")
+EVAL_SPLITS = ("test", "validation")
+SWEEP_METHODS = ("sft", "grpo")
+SWEEP_METRICS = ("accuracy", "answer_proportion")
+
+#: Seeds go to ``random``, numpy and torch: numpy (through transformers' ``set_seed``) takes 0..2**32-1.
+SEED_MAX = 2**32 - 1
+#: The largest integer any setting takes without a range of its own (a C int: torch sizes, vLLM lengths).
+INT_MAX = 2**31 - 1
+#: The smallest sampling temperature (vLLM's own floor): logits / temperature stay finite, so the
+#: sampling probabilities stay a distribution; 0 means greedy.
+TEMPERATURE_FLOOR = 0.01
 
 
 class UsageError(ValueError):
@@ -89,16 +100,19 @@ def _show(value: Any) -> str:
 
 def setting(default: Any, help: str, *, env: str | None = None, choices: Iterable | None = None,
             min: float | None = None, max: float | None = None, above: float | None = None,
-            split: str | None = None, all_is_none: bool = False, why: str | None = None) -> Any:
+            split: str | None = None, all_is_none: bool = False, why: str | None = None,
+            floor: float | None = None, library: str | None = None) -> Any:
     """A settings field: default, help text and the rules :func:`validate` applies.
 
-    ``min``/``max`` bound it inclusively, ``above`` exclusively; ``split`` marks a
-    problem count checked against that split's size; ``all_is_none`` lets the
-    word ``all`` stand for None (the whole split); ``why`` explains a range in its error.
+    ``min``/``max`` bound it inclusively, ``above`` exclusively (an integer without ``max`` is
+    bounded by :data:`INT_MAX`); ``floor`` allows 0 or a value of at least ``floor``; ``split``
+    marks a problem count checked against that split's size; ``all_is_none`` lets the word
+    ``all`` stand for None (the whole split); ``why`` explains a range in its error;
+    ``library`` names the entry of :data:`LIBRARY_CHOICES` whose library lists the valid values.
     """
     meta = {"help": help, "env": env, "choices": tuple(choices) if choices is not None else None,
             "min": min, "max": max, "above": above, "split": split, "all_is_none": all_is_none,
-            "why": why}
+            "why": why, "floor": floor, "library": library}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -119,7 +133,8 @@ class ModelSettings:
     dtype: str = setting("auto", "Weights dtype: auto (bf16 where the device runs it natively, else fp32 "
                          "on CPU and fp16 on old GPUs), bf16, fp16 or fp32.", choices=DTYPES)
     attn_implementation: str | None = setting(
-        None, "Attention kernel (sdpa, flash_attention_2, eager); unset lets transformers choose.")
+        None, "Attention kernel (sdpa, flash_attention_2, eager, or a name transformers registers); unset "
+        "lets transformers choose.", library="attention")
     quantize: str | None = setting(None, "Generation on the CPU only (evaluation, traces): int8 runs the linear "
                                    "layers on int8 weights and per-call int8 activations (torch dynamic "
                                    "quantization); unset keeps the dtype.", choices=(None, "int8"))
@@ -132,7 +147,11 @@ class DataSettings:
     train_source: str = setting("bundled", "Training problems: bundled, hub or a JSONL file; never the "
                                 "file that a run evaluates on.")
     budget_seed: int = setting(1234, "Seed of the one shuffle of the train split from which every budget "
-                               "takes its first N problems (so budgets are nested and shared).")
+                               "takes its first N problems (so budgets are nested and shared); the same shuffle's "
+                               "end holds the validation and prep problems.", min=0, max=SEED_MAX)
+    validation_size: int = setting(512, "Validation problems: the last N of the train split's budget shuffle, "
+                                   "never trained on (budgets and prep stop before them); 0 holds none out.",
+                                   min=0)
 
 
 @dataclass
@@ -150,12 +169,12 @@ class GenerationSettings:
     """How text is generated for one purpose (see ``GENERATION``)."""
 
     max_new_tokens: int = setting(512, "Generation budget per completion, in tokens.", min=1)
-    temperature: float = setting(0.0, "Sampling temperature; 0 means greedy.", min=0.0)
+    temperature: float = setting(0.0, "Sampling temperature; 0 means greedy.", min=0.0, floor=TEMPERATURE_FLOOR)
     top_p: float = setting(1.0, "Nucleus sampling mass (1 disables; sampling only).", above=0.0, max=1.0)
     top_k: int = setting(0, "Top-k sampling (0 disables; sampling only).", min=0)
     min_p: float = setting(0.0, "Min-p sampling (0 disables; sampling only).", min=0.0, max=1.0)
     repetition_penalty: float = setting(1.0, "Repetition penalty (1 disables).", above=0.0)
-    seed: int = setting(0, "Sampling seed.")
+    seed: int = setting(0, "Sampling seed.", min=0, max=SEED_MAX)
     batch_size: int = setting(64, "Completions decoded together (rows of the continuous batch).", min=1)
     backend: str = setting("auto", "auto (vLLM on a CUDA GPU when installed, else transformers), "
                            "transformers or vllm.", choices=BACKENDS)
@@ -187,24 +206,35 @@ class TrainSettings:
     per_device_batch_size: int | None = setting(4, "Examples per device per step.", min=1)
     gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1)
     warmup_ratio: float = setting(0.05, "Share of steps used for linear warm-up.", min=0.0, max=1.0)
-    lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name).")
+    lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name that needs no "
+                                "arguments of its own).", library="scheduler")
     save_steps: int = setting(50, "Checkpoint every N optimizer steps (the resume points).", min=1)
     logging_steps: int = setting(5, "Log training curves every N steps.", min=1)
-    gradient_checkpointing: bool = setting(False, "Trade compute for memory.")
+    gradient_checkpointing: bool | None = setting(
+        None, "Trade compute for memory (unset: on where the memory estimate printed at start-up says a step "
+        "would not fit the GPU without it; off on a CPU).")
 
 
 @dataclass
 class SFTSettings(TrainSettings):
     epochs: float | None = setting(None, "Passes over the training problems (unset: 2 for the prep stage, "
                                    "which has few problems, 1 for full).", above=0.0)
-    prep_train_samples: int = setting(64, "Problems in the prep stage.", env="PREP_TRAIN_SAMPLES",
-                                      min=1, split="train")
+    prep_train_samples: int = setting(64, "Problems in the prep stage, taken from the budget shuffle just before "
+                                      "the validation problems, so no budget contains them.",
+                                      env="PREP_TRAIN_SAMPLES", min=1, split="train")
+    prep_learning_rate: float | None = setting(None, "Peak learning rate of the prep stage (unset: "
+                                               "sft.learning_rate).", above=0.0, max=1.0)
     train_samples: int | None = setting(1024, "Problems in the full stage ('all': the whole split).",
                                         env="TRAIN_SAMPLES", min=1, split="train", all_is_none=True)
     max_length: int = setting(768, "Longest tokenised example (prompt + target); longer ones are cut.", min=16)
 
     def stage_samples(self, stage: str) -> int | None:
         return self.prep_train_samples if stage == "prep" else self.train_samples
+
+    def stage_learning_rate(self, stage: str) -> float:
+        """The prep stage's own rate when set, so a sweep of the full stage's rate keeps its prep model."""
+        return self.prep_learning_rate if stage == "prep" and self.prep_learning_rate is not None \
+            else self.learning_rate
 
     def stage_epochs(self, stage: str) -> float:
         """Passes for a stage: the setting, or 2 for prep (few problems) and 1 for full."""
@@ -252,13 +282,17 @@ class GRPOSettings(TrainSettings):
 
 @dataclass
 class EvalSettings:
-    samples: int | None = setting(512, "Test problems, the first N of the test split ('all': 1,319).",
-                                  env="EVAL_SAMPLES", min=1, split="test", all_is_none=True)
+    split: str = setting("test", "Problems evaluated: test (the GSM8K test split, for final reports) or "
+                         "validation (data.validation_size held-out train problems, for tuning).",
+                         choices=EVAL_SPLITS)
+    samples: int | None = setting(512, "Problems evaluated, the first N of eval.split ('all': the whole split; "
+                                  "test has 1,319).", env="EVAL_SAMPLES", min=1, split="test", all_is_none=True)
     samples_per_problem: int = setting(1, "Completions per problem: 1 is the seed's greedy evaluation; K > 1 "
                                        "samples K (with the generation temperature, > 0) and reports mean@K, "
                                        "pass@k and majority-vote accuracy.", min=1)
-    extra_sources: list[str] = setting([], "Further evaluation sets after training, each on its first "
-                                       "eval.samples problems (e.g. gsm-symbolic: the generalisation column).")
+    extra_sources: list[str] = setting([], "Further evaluation sets after training (test split only), each on its "
+                                       "first eval.samples problems; gsm-symbolic[:N] (variants of N test problems) "
+                                       "also evaluates those test problems, for the report's paired drop.")
     generation: GenerationSettings = section(generation("eval"), "How answers are generated.")
 
 
@@ -296,9 +330,20 @@ class ExperimentSettings:
 
 
 @dataclass
+class SweepSettings:
+    methods: list[str] = setting(["sft", "grpo"], "Methods whose learning rate is swept (sft, grpo).")
+    sft_learning_rates: list[float] = setting([2e-4, 5e-4, 1e-3, 2e-3], "SFT (full stage) learning rates tried.")
+    grpo_learning_rates: list[float] = setting([2e-5, 5e-5, 1e-4, 3e-4], "GRPO learning rates tried.")
+    budget: int | None = setting(None, "Training problems of each sweep run (unset: the largest of "
+                                 "experiment.budgets).", min=1, split="train")
+    metric: str = setting("accuracy", "What the pick maximises on validation: accuracy or answer_proportion; "
+                          "ties go to the other measure, then to the smaller learning rate.", choices=SWEEP_METRICS)
+
+
+@dataclass
 class Settings:
     output_root: str = setting("outputs", "Root of default output paths.", env="OUTPUT_DIR")
-    seed: int = setting(42, "Training seed.")
+    seed: int = setting(42, "Training seed.", min=0, max=SEED_MAX)
     report_to: str = setting("none", "Tracking backend for TRL.", choices=REPORT_TO)
     model: ModelSettings = section(ModelSettings, "The model.")
     data: DataSettings = section(DataSettings, "Where problems come from.")
@@ -310,6 +355,7 @@ class Settings:
     vllm: VLLMSettings = section(VLLMSettings, "The vLLM engine (GPU).")
     runtime: RuntimeSettings = section(RuntimeSettings, "This process.")
     experiment: ExperimentSettings = section(ExperimentSettings, "Experiments 1 and 2.")
+    sweep: SweepSettings = section(SweepSettings, "Learning-rate sweeps on the validation split.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -449,7 +495,7 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         if isinstance(raw, bool):
             raise bad(_expected(base, meta))
         try:
-            value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+            value = raw if isinstance(raw, int) else strict_int(raw)
         except ValueError:
             raise bad(_expected(base, meta)) from None
         if meta.get("split") and value <= 0:  # counts are named for what they are
@@ -457,7 +503,7 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         return value
     if base is float:
         try:
-            value = float(str(raw).strip()) if not isinstance(raw, (int, float)) or isinstance(raw, bool) else raw
+            value = strict_float(raw) if not isinstance(raw, (int, float)) or isinstance(raw, bool) else raw
         except ValueError:
             raise bad("a number") from None
         return float(value)
@@ -469,7 +515,7 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         out = []
         for x in items:
             try:
-                out.append(item(x) if not (item is int and isinstance(x, bool)) else _raise())
+                out.append(strict_int(x) if item is int else item(x))
             except (TypeError, ValueError):
                 label = (source or Source("default")).label(path)
                 kind = "integers" if item is int else f"{item.__name__} values"
@@ -478,8 +524,24 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
     raise TypeError(f"unsupported setting type for {path}: {hint}")  # pragma: no cover
 
 
-def _raise():
-    raise ValueError
+def strict_int(raw: Any) -> int:
+    """An integer written as plain decimal digits (Python's ``1_0`` or ``0x10`` are not numbers to a user)."""
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if isinstance(raw, int):
+        return raw
+    text = str(raw).strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(raw)
+    return int(text)
+
+
+def strict_float(raw: Any) -> float:
+    """A number as a user writes it: Python's ``1_0.5`` is refused."""
+    text = str(raw).strip()
+    if "_" in text:
+        raise ValueError(raw)
+    return float(text)
 
 
 def _unwrap(hint) -> tuple[Any, bool]:
@@ -578,10 +640,11 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
              counts: Iterable[str] | None = None, processes: int = 1) -> None:
     """Check every setting before any work starts; raise the first :class:`SettingError`.
 
-    Ranges and choices of every field; the problem counts in ``counts`` (paths;
-    default all) against ``splits`` (split name -> problems available; a count
-    whose split is not given is not compared); GRPO's group against its global
-    batch of ``processes`` processes; the experiments' budgets.
+    Ranges and choices of every field (a value other than the default also against the library
+    that takes it: transformers' schedulers and attention functions); the problem counts in
+    ``counts`` (paths; default all) against ``splits`` (split name -> problems available; a count
+    whose split is not given is not compared); GRPO's group against its global batch of
+    ``processes`` processes; the seeds an experiment repeats; the experiments' budgets.
     """
     splits = splits or {}
     wanted = set(counts) if counts is not None else None
@@ -605,10 +668,14 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
             raise SettingError(path, value, "{name} must be one of " + names + ", got {value}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             _check_range(path, value, meta)
+        if meta.get("library") and value != _DEFAULTS.get(path):  # defaults are tested against the library
+            _check_library_choice(path, value, meta["library"])
         split = meta.get("split")
         if split and split in splits and (wanted is None or path in wanted) and value > splits[split]:
             available = splits[split]
-            word = "the split" if split != "traces" else f"the {settings.traces.split} split"
+            word = {"traces": f"the {settings.traces.split} split",
+                    "test": f"the {settings.eval.split} split" if settings.eval.split != "test" else "the split",
+                    }.get(split, "the split")
             raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
                                f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
     for purpose in ("eval", "traces"):
@@ -623,25 +690,88 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
             "{name}={value} does not divide the GRPO batch of " + f"{global_batch} completions "
             f"({g.batch()} per device x {processes} processes x {g.gradient_accumulation_steps} accumulation); "
             f"use a per-device batch that is a multiple of {g.num_generations}")
+    if settings.eval.split != "test" and settings.eval.extra_sources:
+        raise SettingError("eval.extra_sources", settings.eval.extra_sources, "{name} {value}: further evaluation "
+                           "sets go with eval.split test (they are test problems), not " + settings.eval.split)
+    if not settings.lora.target_modules:
+        raise SettingError("lora.target_modules", [], "{name} needs at least one layer name")
+    repeats = settings.experiment.seeds
+    if settings.seed + repeats - 1 > SEED_MAX:
+        raise SettingError("experiment.seeds", repeats, "{name}={value} repeats seed " + f"{settings.seed} up to "
+                           f"{settings.seed + repeats - 1}, beyond the largest seed {SEED_MAX}")
     budgets = settings.experiment.budgets
     if not budgets:
         raise SettingError("experiment.budgets", budgets, "{name} needs at least one positive integer")
     for b in budgets:
         if b <= 0:
             raise SettingError("experiment.budgets", budgets, "{name} must be positive integers, got {value}")
+        if b > INT_MAX:
+            raise SettingError("experiment.budgets", budgets, "{name} " + f"{b} is larger than {INT_MAX}")
         if "train" in splits and (wanted is None or "experiment.budgets" in wanted) and b > splits["train"]:
             raise SettingError("experiment.budgets", budgets,
                                "{name} " + f"{b} is larger than the train split ({splits['train']} problems)")
 
 
+#: Which values a library accepts, for settings whose ``library`` names it: value -> None (usable) or
+#: why it cannot be used here. Loaded only for a value other than the default (they import transformers).
+LIBRARY_CHOICES: dict[str, Any] = {}
+
+
+def library_choices(name: str) -> dict[str, str | None]:
+    if name not in LIBRARY_CHOICES:
+        LIBRARY_CHOICES[name] = {"scheduler": _scheduler_choices, "attention": _attention_choices}[name]()
+    return LIBRARY_CHOICES[name]
+
+
+def _scheduler_choices() -> dict[str, str | None]:
+    """transformers' schedulers (``SchedulerType``), each built as the trainer builds it: a scheduler that
+    needs arguments of its own (``min_lr``, ``num_decay_steps``) fails there, and is refused here with
+    transformers' own reason."""
+    import torch
+    from transformers import get_scheduler
+    from transformers.trainer_utils import SchedulerType
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    out: dict[str, str | None] = {}
+    for kind in SchedulerType:
+        try:
+            get_scheduler(kind.value, optimizer=optimizer, num_warmup_steps=1, num_training_steps=2)
+            out[kind.value] = None
+        except (TypeError, ValueError) as exc:
+            out[kind.value] = str(exc).splitlines()[0]
+    return out
+
+
+def _attention_choices() -> dict[str, str | None]:
+    """transformers' registered attention functions, and eager (the model's own code)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return {name: None for name in ("eager", *ALL_ATTENTION_FUNCTIONS.valid_keys())}
+
+
+def _check_library_choice(path: str, value: Any, library: str) -> None:
+    if library == "attention" and "/" in str(value):
+        return  # a hub kernel ("kernels-community/..."): transformers fetches and checks it at load
+    choices = library_choices(library)
+    usable = ", ".join(k for k, why in choices.items() if why is None)
+    if value not in choices:
+        raise SettingError(path, value, "{name} must be one of " + usable + ", got {value}")
+    if choices[value] is not None:
+        raise SettingError(path, value, "{name} {value} needs arguments of its own that this pipeline does not "
+                           f"pass ({choices[value]}); use one of " + usable)
+
+
 def _check_range(path: str, value: float, meta: Mapping) -> None:
-    lo, hi, above = meta.get("min"), meta.get("max"), meta.get("above")
-    if lo is None and hi is None and above is None:
-        return
+    lo, hi, above, floor = meta.get("min"), meta.get("max"), meta.get("above"), meta.get("floor")
+    if floor is not None and 0 < value < floor:
+        raise SettingError(path, value, "{name} must be at least " + f"{floor:g}" + " (smaller temperatures "
+                           "overflow the logits; 0 means greedy), got {value}")
     if (lo is not None and value < lo) or (hi is not None and value > hi) or (above is not None and value <= above):
         why = f" ({meta['why']})" if meta.get("why") else ""
         raise SettingError(path, value, "{name} must be " + _range_words(lo, hi, above, isinstance(value, int))
                            + why + ", got {value}")
+    if isinstance(value, int) and hi is None and value > INT_MAX:  # a count or size nothing could allocate
+        raise SettingError(path, value, "{name} must be at most " + f"{INT_MAX}" + ", got {value}")
 
 
 def _range_words(lo, hi, above, integer: bool) -> str:
@@ -651,12 +781,21 @@ def _range_words(lo, hi, above, integer: bool) -> str:
         return "a non-negative integer"
     parts = []
     if lo is not None:
-        parts.append(f">= {lo:g}")
+        parts.append(f">= {_num(lo)}")
     if above is not None:
-        parts.append(f"> {above:g}")
+        parts.append(f"> {_num(above)}")
     if hi is not None:
-        parts.append(f"<= {hi:g}")
+        parts.append(f"<= {_num(hi)}")
     return " and ".join(parts)
+
+
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _defaults() -> dict[str, Any]:
+    tree = Settings()
+    return {path: tree.get(path) for path, _, _ in iter_settings()}
 
 
 def describe_settings(settings: Settings) -> str:
@@ -667,3 +806,6 @@ def describe_settings(settings: Settings) -> str:
 def env_vars() -> set[str]:
     """The environment variables that settings read."""
     return {f.metadata["env"] for _, f, _ in iter_settings() if f.metadata.get("env")}
+
+
+_DEFAULTS = _defaults()

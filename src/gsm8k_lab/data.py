@@ -6,10 +6,21 @@ Sources:
 - ``hub``: ``openai/gsm8k`` config ``main`` through ``datasets`` (needs network);
 - a path to a JSONL file of ``{"question", "answer"}`` lines (one split).
 
-Budgets: training runs take the first N problems of one seeded shuffle of the
-train split, the same for every run, so SFT and GRPO at the same budget see the
-same problems and a larger budget contains every smaller one. Evaluation takes
-the first N test problems in file order, as published GSM8K subsets do.
+Regions of the train split (:class:`TrainRegions`): one seeded shuffle
+(``data.budget_seed``), cut into three disjoint parts::
+
+    [ budgets: first N ...                | prep (P) | validation (V) ]
+
+Training runs take the first N problems of the shuffle, the same for every run,
+so SFT and GRPO at the same budget see the same problems and a larger budget
+contains every smaller one; the prep stage takes the P problems just before the
+validation problems, so no budget repeats them and every SFT or GRPO run starts
+on problems the prep model never saw; validation is the shuffle's last V
+problems, never trained on (a budget that would reach prep or validation is
+refused). Evaluation takes the first N problems of ``eval.split``: the test
+split in file order, as published GSM8K subsets do, or the validation problems
+from the shuffle's end backwards (so a smaller validation split, and a smaller
+evaluation on it, is the head of a larger one).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import json
 import random
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -47,7 +59,7 @@ _CALCULATOR = re.compile(r"<<[^<>]*>>")
 
 @dataclass(frozen=True)
 class Problem:
-    index: int  # position in its split (file order)
+    index: int  # position in its split's file (validation: in train; GSM-Symbolic: the test problem it pairs with)
     question: str
     answer: str  # the worked solution ending in "#### N"
     gold: float
@@ -76,11 +88,21 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
         records = _read_jsonl(file, path)
     problems = []
     for i, rec in enumerate(records):
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
+            got = ", ".join(f"{k} {type(rec[k]).__name__ if k in rec else 'missing'}" for k in ("question", "answer")) \
+                if isinstance(rec, dict) else type(rec).__name__
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
+                               f"as text, got {got}")
         try:
-            problems.append(Problem(i, rec["question"], rec["answer"], parse_gold(rec["answer"])))
+            # a GSM-Symbolic problem is known by the test problem it pairs with
+            index = rec["test_index"] if symbolic.is_symbolic(source) else i
+            problems.append(Problem(index, rec["question"], rec["answer"], parse_gold(rec["answer"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
                                f"with '#### N' ({exc})") from None
+    if not problems:
+        raise SettingError(path, source, "{name} {value} holds no problems: expected JSONL lines with question and "
+                           "answer")
     return problems
 
 
@@ -88,15 +110,108 @@ def split_size(split: str, source: str, path: str = "data.source") -> int:
     return len(load_split(split, source, path))
 
 
-def take_budget(problems: list[Problem], n: int, seed: int) -> list[Problem]:
-    """The first ``n`` problems of the split's fixed seeded shuffle (nested budgets)."""
-    order = list(range(len(problems)))
-    random.Random(seed).shuffle(order)
-    return [problems[i] for i in order[:n]]
+@dataclass(frozen=True)
+class TrainRegions:
+    """The train split's seeded shuffle cut into budgets, prep and validation (disjoint by construction)."""
+
+    problems: list[Problem]
+    seed: int
+    validation_size: int
+    prep_size: int
+
+    @cached_property
+    def order(self) -> list[int]:
+        order = list(range(len(self.problems)))
+        random.Random(self.seed).shuffle(order)
+        return order
+
+    @property
+    def capacity(self) -> int:
+        """The most problems a budget can take without reaching prep or validation."""
+        return len(self.problems) - self.validation_size - self.prep_size
+
+    def budget(self, n: int | None, path: str = "sft.train_samples") -> list[Problem]:
+        """The first ``n`` problems of the shuffle (None: every problem before prep); ``path`` names the count."""
+        n = self.capacity if n is None else n
+        if n > self.capacity:
+            raise SettingError(path, n, "{name}={value} reaches into the held-out problems: of the train split's "
+                               f"{len(self.problems)} problems the last {self.validation_size} of its shuffle are "
+                               f"validation (data.validation_size) and the {self.prep_size} before them prep "
+                               f"(sft.prep_train_samples), so a budget takes at most {max(self.capacity, 0)}")
+        return self._take(self.order[:n])
+
+    def prep(self) -> list[Problem]:
+        """The prep stage's problems: the ``prep_size`` just before validation."""
+        if self.capacity < 0:
+            raise SettingError("sft.prep_train_samples", self.prep_size, "{name}={value} and the "
+                               f"{self.validation_size} validation problems (data.validation_size) are more than the "
+                               f"train split's {len(self.problems)} problems")
+        end = len(self.problems) - self.validation_size
+        return self._take(self.order[end - self.prep_size:end])
+
+    def validation(self, n: int | None = None) -> list[Problem]:
+        """The first ``n`` validation problems (None: all), read from the shuffle's end backwards, so a
+        smaller validation split or evaluation is the head of a larger one."""
+        if self.validation_size == 0:
+            raise SettingError("eval.split", "validation", "{name} {value} needs held-out problems, but "
+                               "data.validation_size is 0")
+        if self.validation_size > len(self.problems):
+            raise SettingError("data.validation_size", self.validation_size, "{name}={value} is more than the "
+                               f"train split's {len(self.problems)} problems")
+        region = self.order[len(self.problems) - self.validation_size:][::-1]  # from the end, so sizes nest
+        return self._take(region[:n] if n is not None else region)
+
+    def provenance(self, region: str, problems: list[Problem]) -> dict:
+        """Where ``problems`` (of ``region``) came from, for run.json and evaluation metrics."""
+        return {"region": region, "n": len(problems), "budget_seed": self.seed,
+                "validation_size": self.validation_size, "prep_size": self.prep_size, **problems_digest(problems)}
+
+    def _take(self, indices: list[int]) -> list[Problem]:
+        return [self.problems[i] for i in indices]
 
 
-def take_first(problems: list[Problem], n: int) -> list[Problem]:
-    return problems[:n]
+def train_regions(problems: list[Problem], settings) -> TrainRegions:
+    """The regions of the train split ``problems`` under these settings."""
+    return TrainRegions(problems, settings.data.budget_seed, settings.data.validation_size,
+                        settings.sft.prep_train_samples)
+
+
+def problems_digest(problems: list[Problem]) -> dict:
+    """sha256 of the selected problems' indices (in order) and of their text: two runs with equal
+    digests trained or were evaluated on exactly the same problems."""
+    indices = ",".join(str(p.index) for p in problems)
+    text = "".join(json.dumps([p.index, p.question, p.answer], ensure_ascii=False) + "\n" for p in problems)
+    return {"indices_sha256": hashlib.sha256(indices.encode()).hexdigest(),
+            "problems_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def eval_problems(settings) -> tuple[list[Problem], dict]:
+    """The problems an evaluation runs on (the first ``eval.samples`` of ``eval.split``) and their provenance."""
+    from . import symbolic
+
+    if settings.eval.split == "validation":
+        regions = train_regions(load_split("train", settings.data.train_source, "data.train_source"), settings)
+        problems = regions.validation(settings.eval.samples)
+        return problems, {"split": "validation", "source": settings.data.train_source,
+                          **regions.provenance("validation", problems)}
+    test = load_split("test", settings.data.source)
+    problems = test[: settings.eval.samples or len(test)]
+    extra = symbolic.provenance(settings.data.source) if symbolic.is_symbolic(settings.data.source) else {}
+    return problems, {"split": "test", "source": settings.data.source, "n": len(problems),
+                      **problems_digest(problems), **extra}
+
+
+def eval_split_size(settings) -> int:
+    """How many problems ``eval.split`` holds (what ``eval.samples`` is checked against)."""
+    from . import symbolic
+
+    if settings.eval.split == "validation":
+        if symbolic.is_symbolic(settings.data.source):
+            raise SettingError("data.source", settings.data.source, "{name} {value} is a test set; eval.split "
+                               "validation draws from data.train_source")
+        return len(train_regions(load_split("train", settings.data.train_source, "data.train_source"),
+                                 settings).validation())
+    return len(load_split("test", settings.data.source))
 
 
 def load_traces(file: str | Path, path: str = "traces_file") -> list[Problem]:

@@ -13,8 +13,15 @@ the seed's greedy evaluation, with the seed's columns. Metrics:
 - answer proportion: share with a number readable from a SOLUTION block;
 - with K > 1: unbiased pass@k for k = 1, 2, 4, ..., K and majority-vote
   accuracy, each with a bootstrap interval;
-- lm-evaluation-harness strict and flexible scores over the whole completion,
-  mean completion tokens, truncated share and generation throughput.
+- lm-evaluation-harness strict (``#### N``) and flexible (last number) rules over
+  the whole completion: a cross-check of this scorer and of format drift, not
+  numbers comparable with published lm-eval results (those prompt few-shot for
+  ``#### N``; these completions answer a chat prompt in SOLUTION tags);
+- mean completion tokens, truncated share and generation throughput.
+
+``extracted_answer`` and ``gold_answer`` hold exact values (integers as integers,
+other numbers in their shortest exact decimal form), so majority votes read back
+from the CSV compare exact values.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import errno
 import io
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +47,7 @@ from .answers import (
 from .config import GenerationSettings, SettingError, Settings
 from .data import Problem
 from .generation import Completion, GenerationBackend, decoding
-from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail
+from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail, fsync_dir
 from .stats import bootstrap_interval, ks_for, majority_vote, pass_at_k, wilson_interval
 
 COLUMNS = [
@@ -83,9 +92,15 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
     Rows are appended and fsynced per batch; ``resume`` keeps the complete rows already written
     (a torn last row is cut off in place, which needs no free space) and generates the rest.
     ``fingerprint`` (the settings that determine the rows) is recorded beside the CSV.
+    A new evaluation (not ``resume``) is written beside any earlier one until its first rows are
+    on disk, and only then takes its place: a failure before that changes nothing.
     """
-    csv_path = Path(csv_path)
+    target = csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = None
+    if not resume:
+        staging = Path(tempfile.mkdtemp(prefix=f".{csv_path.name}.new-", dir=csv_path.parent))
+        csv_path = staging / target.name
     for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
         stale.unlink(missing_ok=True)  # written again at the end; never left beside other rows
     try:
@@ -110,14 +125,23 @@ def evaluate(backend: GenerationBackend, problems: list[Problem], prompts: list[
                         gen_tokens += sum(r["completion_tokens"] for r in rows)
                     fh.flush()
                     os.fsync(fh.fileno())
+                    if staging is not None:  # the first rows are durable: they replace the old evaluation
+                        _swap_in(staging, target)
+                        staging, csv_path = None, target
             gen_seconds = time.perf_counter() - t0
+        if staging is not None:  # nothing was generated (no problem to do)
+            _swap_in(staging, target)
+            staging, csv_path = None, target
         rows = [r for i in sorted(done) for r in done[i]]
         _rewrite(csv_path, rows, samples)  # in problem order
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise SettingError("output_file", str(csv_path), f"no space left on the device writing {csv_path}; the rows "
+        raise SettingError("output_file", str(target), f"no space left on the device writing {target}; the rows "
                            "written so far are kept: free space and continue with {resume}") from None
+    finally:
+        if staging is not None:  # failed before the new evaluation had rows: the old one stays as it was
+            shutil.rmtree(staging, ignore_errors=True)
     metrics = compute_metrics(rows, samples)
     metrics.update({
         "generated_problems": len(todo),
@@ -194,6 +218,19 @@ def per_problem_scores(csv_path: str | Path) -> dict[int, dict[str, float]]:
             for i, g in groups.items()}
 
 
+def finished_metrics(csv_path: str | Path, problems: list[Problem], samples: int = 1) -> dict | None:
+    """The metrics of an evaluation of exactly these problems that is complete (every row written,
+    nothing torn, metrics beside it); None when something is left to do."""
+    csv_path = Path(csv_path)
+    try:
+        metrics = json.loads(metrics_path(csv_path).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    rows, good, size = _complete_rows(csv_path, problems, samples)
+    whole = good == size and {r["index"] for r in rows} == {p.index for p in problems}
+    return metrics if whole and isinstance(metrics, dict) and metrics.get("n") == len(problems) else None
+
+
 def metrics_path(csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     return csv_path.with_name(f"{csv_path.stem}_metrics.txt")
@@ -244,6 +281,10 @@ def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
     """What determines an evaluation's rows: the model, the problems and the decoding."""
     fp = {"model": model_ref.describe(), "data.source": settings.data.source, "eval.samples": n,
           "eval.samples_per_problem": settings.eval.samples_per_problem}
+    if settings.eval.split != "test":  # recorded only when set, so test evaluations made before still resume
+        fp.update({"eval.split": settings.eval.split, "data.train_source": settings.data.train_source,
+                   "data.budget_seed": settings.data.budget_seed,
+                   "data.validation_size": settings.data.validation_size})
     fp.update({f"eval.generation.{k}": v for k, v in decoding(settings.eval.generation).items()
                if k not in ("greedy", "stop")})
     return fp
@@ -301,6 +342,21 @@ def _complete_rows(csv_path: Path, problems: list[Problem], samples: int = 1) ->
     return rows, good, len(raw)
 
 
+def _swap_in(staging: Path, csv_path: Path) -> None:
+    """Put the new evaluation (CSV and settings in ``staging``) in place of the old one: the old
+    metrics go first, so no metrics ever sit beside rows they do not describe."""
+    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
+        stale.unlink(missing_ok=True)
+    os.replace(staging / csv_path.name, csv_path)
+    new_settings = settings_path(staging / csv_path.name)
+    if new_settings.exists():
+        os.replace(new_settings, settings_path(csv_path))
+    else:
+        settings_path(csv_path).unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    fsync_dir(csv_path.parent)
+
+
 def _continue_csv(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict[int, list[dict]]:
     """Keep the complete rows for resuming; cut a torn tail off in place (no second copy needed)."""
     rows, good, size = _complete_rows(csv_path, problems, samples)
@@ -354,7 +410,8 @@ def _rewrite(csv_path: Path, rows: list[dict], samples: int = 1) -> None:
 
 
 def _fmt_number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    """Integers as integers, other numbers in their shortest exact form (repr round-trips a float)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _fmt(v) -> str:
@@ -367,23 +424,25 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
                        overwrite: bool = False):
     """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
     from .config import validate
-    from .data import load_split
-    from .models import resolve_model
-    from .runs import check_file_name, check_writable_dir
+    from .data import eval_split_size
+    from .models import preflight, resolve_model
+    from .runs import check_can_write, check_file_name, check_writable_dir
 
     check_file_name("output_file", output_file, ".csv")
-    test_size = len(load_split("test", settings.data.source))
+    test_size = eval_split_size(settings)
     validate(settings, {"test": test_size}, counts=["eval.samples"])
     n = settings.eval.samples or test_size
     output_dir = check_writable_dir(output_dir)
     debug = output_dir / "debug"
     if debug.exists() and not debug.is_dir():
         raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
+    check_can_write(debug, "output_dir", str(output_dir))
     csv_path = debug / output_file
     if csv_path.exists() and not (resume or overwrite):
         raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
                            "it or {overwrite} to replace it")
     ref = resolve_model(settings.model.name)
+    preflight(settings, ref, ("eval.generation",))
     if resume and csv_path.exists() and settings_path(csv_path).is_file():
         try:
             recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
@@ -394,27 +453,58 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
 
 
 def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
-    """Evaluate a model reference on the first ``eval.samples`` test problems.
+    """Evaluate a model reference on the first ``eval.samples`` problems of ``eval.split``.
 
     The entry point shared by ``evaluate_model.py`` and the training scripts'
     automatic evaluation; the settings were validated before any work started.
+    The metrics record the split and the provenance of its problems. A finished evaluation resumed
+    (with its own settings, checked before) is left as it is; an overwrite replaces one only once the
+    new evaluation has rows (see :func:`evaluate`).
     """
-    from .data import build_prompt, load_split
+    from .data import build_prompt, eval_problems
     from .generation import make_backend
 
-    test = load_split("test", settings.data.source)
-    problems = test[: settings.eval.samples or len(test)]
+    problems, provenance = eval_problems(settings)
+    finished = finished_metrics(csv_path, problems, settings.eval.samples_per_problem) if resume else None
+    if finished is not None:
+        print(f"[gsm8k-lab] {csv_path} is already complete with these settings: nothing to do", flush=True)
+        return finished
     t0 = time.perf_counter()
     backend = make_backend(settings, model_ref, "eval.generation")
     try:
         prompts = [build_prompt(backend.tokenizer, p.question) for p in problems]
         model_name = str(model_ref.run_dir or model_ref.base)
-        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} test problems with {backend.describe()}",
-              flush=True)
+        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} {settings.eval.split} problems with "
+              f"{backend.describe()}", flush=True)
         return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
-                        extra={"model": model_name, "data_source": settings.data.source,
+                        extra={"model": model_name, "data_source": provenance["source"],
+                               "split": settings.eval.split, "provenance": provenance,
                                "load_seconds": round(time.perf_counter() - t0, 1)},
                         fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
                         samples=settings.eval.samples_per_problem)
     finally:
         backend.close()
+
+
+def extra_evaluations(settings: Settings) -> dict[str, int]:
+    """Each further evaluation set of ``eval.extra_sources`` (loaded, so a bad one is refused now)
+    and its problem count: the first eval.samples problems, or all of a smaller set. A GSM-Symbolic
+    set brings the test problems its variants come from, so the report can pair them."""
+    from .data import load_split
+    from .symbolic import with_originals
+
+    out = {}
+    for source in (s for given in settings.eval.extra_sources for s in with_originals(given)):
+        size = len(load_split("test", source, "eval.extra_sources"))
+        out[source] = min(size, settings.eval.samples or size)
+    return out
+
+
+def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
+                    samples: int | None = None, model: str | None = None) -> list[str]:
+    """The ``gsm8k-lab`` command line that evaluates a finished run with its recorded settings, as
+    ``evaluate_model.py`` would (the evaluation after training runs it in a fresh process);
+    optionally on another evaluation set, or of another model (a base model's evaluation run)."""
+    other = ["--data", source, "--eval-samples", str(samples)] if source else []
+    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
+            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]

@@ -62,13 +62,16 @@ def run_steps(steps: list[Step]) -> list[str]:
 
 def check_experiment(settings: Settings, which: int) -> None:
     """Every budget of a whole experiment against the data, before its first step trains."""
-    from .data import load_split
+    from .data import eval_split_size, load_split, train_regions
 
-    splits = {"train": len(load_split("train", settings.data.train_source, "data.train_source")),
-              "test": len(load_split("test", settings.data.source))}
-    counts = ["sft.prep_train_samples", "eval.samples",
-              "experiment.budgets" if which == 1 else "experiment.traces_budget"]
-    validate(settings, splits, counts=counts)
+    train = load_split("train", settings.data.train_source, "data.train_source")
+    budgets = "experiment.budgets" if which == 1 else "experiment.traces_budget"
+    validate(settings, {"train": len(train), "test": eval_split_size(settings)},
+             counts=["sft.prep_train_samples", "eval.samples", budgets])
+    regions = train_regions(train, settings)
+    regions.prep()  # prep and validation fit in the split
+    for n in settings.experiment.budgets if which == 1 else [settings.experiment.traces_budget]:
+        regions.budget(n, budgets)  # no budget reaches the held-out problems
 
 
 def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:

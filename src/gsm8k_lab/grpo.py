@@ -6,6 +6,13 @@ SFT at the same budget see the same problems. Each step samples
 ``grpo.num_generations`` completions per prompt with the ``grpo.rollout``
 generation settings; the per-device batch counts completions, so the global
 batch must be a multiple of the group size (checked before anything starts).
+
+**Rollouts follow the run seed.** The refill engine samples under
+``seed + grpo.rollout.seed`` (the rollout setting is an offset, so ``--seeds``
+repeats get different rollouts), moved on with each step and process; TRL's own
+generation draws from torch's generator, which TRL seeds with the run seed.
+vLLM rollouts are the exception: TRL 1.16 seeds its colocated vLLM engine with
+the process index, whatever the run seed (``run.json`` says which applies).
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
-from .data import build_prompt, load_split, take_budget, trl_prompt
+from .data import build_prompt, eval_split_size, load_split, prompt_ids, train_regions, trl_prompt
+from .evaluate import extra_evaluations
 from .generation import decoding
-from .models import resolve_model
+from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
-from .sft import check_eval_data_apart, check_tracker, extra_evaluations
+from .sft import check_eval_data_apart, check_tracker
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -34,12 +42,15 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     check_eval_data_apart(settings)
     check_tracker(settings)
     train = load_split("train", settings.data.train_source, "data.train_source")
-    test_size = len(load_split("test", settings.data.source))
+    test_size = eval_split_size(settings)
     validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"],
              processes=world_size())
     g = settings.grpo
-    problems = take_budget(train, g.train_samples or len(train), settings.data.budget_seed)
+    check_rollout_engine(settings)
+    regions = train_regions(train, settings)
+    problems = regions.budget(g.train_samples, "grpo.train_samples")
     parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("grpo.rollout", "eval.generation"), train="grpo")
     extra_eval = extra_evaluations(settings)
     geometry = batch_geometry(settings, world_size())
     if len(problems) < geometry["prompts_per_step"]:  # TRL's sampler would yield no batch and training fail
@@ -51,12 +62,26 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
 
     return TrainingJob(stage="grpo", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, problems),
-                       data={"source": settings.data.train_source, "split": "train", "n": len(problems),
-                             "budget_seed": settings.data.budget_seed},
+                       data={"source": settings.data.train_source, "split": "train",
+                             **regions.provenance("budget", problems)},
                        train=g, geometry=geometry, extra_eval=extra_eval,
+                       micro_batch_tokens=lambda tok: g.batch() * (g.rollout.max_new_tokens + max(
+                           len(prompt_ids(tok, build_prompt(tok, p.question))) for p in problems)),
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
                                    "continuous_batching": g.continuous_batching,
-                                   "rollout_engine": rollout_engine(settings)})
+                                   "rollout_engine": rollout_engine(settings), **rollout_seed_record(settings)})
+
+
+def check_rollout_engine(settings: Settings) -> None:
+    """TRL's vLLM rollouts need a GPU: vLLM's CPU build repacks each linear layer's weights for its
+    kernels when it loads them and drops the originals, so the weight updates TRL sends after every
+    optimizer step (``load_weights``) have nowhere to go (measured: ``AttributeError: 'Parameter'
+    object has no attribute 'weight_loader'`` at the first update)."""
+    from . import runtime
+
+    if settings.grpo.use_vllm and not runtime.current(settings).on_gpu:
+        raise SettingError("grpo.use_vllm", True, "{name} rolls out with vLLM on a GPU only: vLLM's CPU build cannot "
+                           "take the weight updates TRL sends after each optimizer step; leave it off on a CPU")
 
 
 def batch_geometry(settings: Settings, processes: int) -> dict:
@@ -125,12 +150,29 @@ def rollout_engine(settings: Settings) -> str:
     return "trl" if runtime.current(settings).on_gpu else "refill"
 
 
+def rollout_seed(settings: Settings) -> int:
+    """The refill engine's rollout seed: the run seed plus the ``grpo.rollout.seed`` offset."""
+    return settings.seed + settings.grpo.rollout.seed
+
+
+def rollout_seed_record(settings: Settings) -> dict:
+    """What seeds the rollouts of this run, for ``run.json``."""
+    engine = rollout_engine(settings)
+    if engine.startswith("refill"):
+        return {"rollout_seed": rollout_seed(settings),
+                "rollout_seed_rule": "seed + grpo.rollout.seed, + 1000003 x step + process index"}
+    if settings.grpo.use_vllm:
+        return {"rollout_seed": None, "rollout_seed_rule": "TRL seeds its vLLM engine with the process index: "
+                "rollouts do not follow the run seed"}
+    return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
+
+
 def refill_rollout(settings: Settings, merged: bool = False):
     """A TRL ``rollout_func``: the group completions from the refill engine (``generation/refill.py``).
 
     The prompts are tokenized as TRL tokenizes them, each one (already repeated once per
     completion of its group by TRL's sampler) gets one completion, sampled with the
-    ``grpo.rollout`` settings under a seed that moves with the step and the process; no stop
+    ``grpo.rollout`` settings under :func:`rollout_seed`, moved with the step and the process; no stop
     string, so completions end at EOS or the length budget exactly as TRL's own generation.
     The policy samples in eval mode (no LoRA dropout); with ``merged`` the adapter is merged
     into the weights for the rollout and unmerged after.
@@ -146,7 +188,7 @@ def refill_rollout(settings: Settings, merged: bool = False):
         tok = trainer.processing_class
         ids = tok(text=prompts)["input_ids"]
         g = settings.grpo.rollout
-        seed = g.seed + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
+        seed = rollout_seed(settings) + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
         gen = replace(g, seed=seed, max_new_tokens=trainer.max_completion_length)
         eos = set(getattr(trainer, "eos_token_ids", None) or [tok.eos_token_id])
         training = model.training

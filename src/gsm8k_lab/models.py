@@ -59,6 +59,10 @@ def resolve_model(spec: str | None, path: str = "model.name") -> ModelRef:
         raise SettingError(path, spec, "{name} {value} is a file, expected a model folder or run directory")
     if where.is_dir():
         model_dir = where / "model"
+        if (where / "run.json").is_dir():
+            raise SettingError(path, spec, "{name} {value}: run.json is a directory, expected the run's JSON record")
+        if (where / "run.json").is_file():
+            read_json_file(where / "run.json", path, spec)
         if model_dir.is_dir() or (where / "run.json").is_file():
             if not (model_dir / ADAPTER_FILE).is_file():
                 raise SettingError(path, spec, "{name} {value} is an unfinished run directory: model/ has no "
@@ -70,6 +74,7 @@ def resolve_model(spec: str | None, path: str = "model.name") -> ModelRef:
             if not any(where.glob("*.safetensors")) and not any(where.glob("*.bin")) and not any(where.glob("*.gguf")):
                 raise SettingError(path, spec, "{name} {value} holds config.json but no weights "
                                    "(*.safetensors or *.bin): expected a complete model folder")
+            check_model_folder(where, path, spec)
             return ModelRef(str(where.resolve()))
         raise SettingError(path, spec, "{name} {value} holds no model: expected a run directory "
                            "(model/ with an adapter) or a model folder with config.json")
@@ -77,6 +82,92 @@ def resolve_model(spec: str | None, path: str = "model.name") -> ModelRef:
         raise SettingError(path, spec, "{name} {value} does not exist")
     _check_hub_reachable(spec, path)
     return ModelRef(spec)
+
+
+def check_model_folder(folder: Path, path: str, spec: str, config: str = "config.json", tokenizer: bool = True) -> None:
+    """A model (or adapter) folder is whole before anything loads it: its ``config`` file parses, its
+    safetensors files have a readable header, a ``tokenizer`` is there. A SettingError names the file."""
+    read_json_file(folder / config, path, spec)
+    for weights in sorted(folder.glob("*.safetensors")):
+        _check_safetensors(weights, path, spec)
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+    if tokenizer and not any((folder / t).is_file() for t in tokenizer_files):
+        raise SettingError(path, spec, "{name} {value} has no tokenizer (expected " + ", ".join(tokenizer_files)
+                           + f" in {folder})")
+
+
+def read_json_file(file: Path, path: str, spec: str, needs: tuple[str, ...] = ()) -> dict:
+    """A JSON object from a model or run folder, with the keys it ``needs``; a SettingError naming the file."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        why = "is a directory" if file.is_dir() else f"is not readable JSON ({str(exc).splitlines()[0]})"
+        raise SettingError(path, spec, "{name} {value}: " + f"{file} {why}") from None
+    if not isinstance(data, dict):
+        raise SettingError(path, spec, "{name} {value}: " + f"{file} must hold a JSON object")
+    missing = [k for k in needs if k not in data]
+    if missing:
+        raise SettingError(path, spec, "{name} {value}: " + f"{file} lacks " + ", ".join(map(repr, missing)))
+    return data
+
+
+def preflight(settings: Settings, ref: ModelRef, generation: tuple[str, ...] = (), train: str | None = None) -> None:
+    """What depends on the model, checked from its ``config.json`` before any weights load: the
+    generation budgets of ``generation`` (setting paths) and vLLM's length within its context,
+    the LoRA rank within its hidden size and, for ``train`` (sft or grpo), the SFT example length;
+    fp16 only where it runs natively (a GPU)."""
+    if settings.model.dtype == "fp16":
+        from . import runtime
+
+        if not runtime.current(settings).on_gpu:
+            raise SettingError("model.dtype", "fp16", "{name} {value} needs a GPU: a CPU has no fp16 arithmetic "
+                               "(emulated: slow, and lossy in fp16's small range); use bf16 or fp32")
+    config = model_config(ref)
+    if config is None:  # a hub model not yet downloaded: transformers checks it when it loads
+        return
+    context, key = _first(config, ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
+                                   "n_ctx"))
+    where = f"the model's context ({context} tokens, {key} in config.json)"
+    lengths = [f"{g}.max_new_tokens" for g in generation] + (["sft.max_length"] if train == "sft" else [])
+    for length in lengths:
+        if context and settings.get(length) > context:
+            raise SettingError(length, settings.get(length), "{name}={value} is longer than " + where)
+    if context and settings.vllm.max_model_len > context and any(_uses_vllm(settings, g) for g in generation):
+        raise SettingError("vllm.max_model_len", settings.vllm.max_model_len, "{name}={value} is longer than " + where)
+    hidden, key = _first(config, ("hidden_size", "n_embd", "d_model"))
+    if train and hidden and settings.lora.r > hidden:
+        raise SettingError("lora.r", settings.lora.r, "{name}={value} is larger than the model's hidden size "
+                           f"({hidden}, {key} in config.json): a rank beyond it adds nothing")
+
+
+def model_config(ref: ModelRef) -> dict | None:
+    """The base model's config.json (its text part for a multimodal model), or None for a hub model not in the cache."""
+    if ref.base == EMBEDDED or Path(ref.base).is_dir():
+        file = Path(base_path(ref)) / "config.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ref.base, "config.json")
+        if not isinstance(cached, str):
+            return None
+        file = Path(cached)
+    config = read_json_file(file, "model.name", ref.base)
+    return config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+
+
+def check_lora_targets(model, settings: Settings) -> None:
+    """Every ``lora.target_modules`` entry names layers of the loaded model that PEFT can adapt (a name
+    matches a module whose path is it or ends in ``.name``, as PEFT matches); the error lists the names there are."""
+    import torch
+
+    adaptable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+    names = [n for n, m in model.named_modules() if isinstance(m, adaptable) or type(m).__name__ == "Conv1D"]
+    missing = [t for t in settings.lora.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        there = sorted({n.rsplit(".", 1)[-1] for n in names})
+        raise SettingError("lora.target_modules", settings.lora.target_modules,
+                           "{name} " + ", ".join(map(repr, missing)) + " matches no layer of the model; its layers "
+                           "are " + ", ".join(there))
 
 
 def embedded_model_dir() -> Path:
@@ -147,6 +238,13 @@ def load_model(ref: ModelRef, settings: Settings, device: str | None = None, mer
             f"could not load model {ref.base!r}: not a local model folder and not reachable "
             f"on the hub ({str(exc).splitlines()[0]})"
         ) from None
+    except (ImportError, ValueError) as exc:
+        attn = settings.model.attn_implementation
+        if not attn:
+            raise
+        # a registered kernel this machine or this model cannot run (flash attention without its package)
+        raise SettingError("model.attn_implementation", attn, "{name} {value} cannot load this model here: "
+                           + str(exc).strip().splitlines()[0]) from None
     if ref.adapters:
         from peft import PeftModel
 
@@ -237,19 +335,28 @@ def _fsync_tree(root: Path) -> None:
 # --------------------------------------------------------------------------
 def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None, path: str) -> ModelRef:
     adapter_dir = adapter_dir.resolve()
+    spec = str(run_dir or adapter_dir)
     lineage_file = adapter_dir / LINEAGE_FILE
-    if lineage_file.is_file():
-        lineage = json.loads(lineage_file.read_text())
+    config = read_json_file(adapter_dir / ADAPTER_FILE, path, spec)
+    if lineage_file.exists():
+        lineage = read_json_file(lineage_file, path, spec, needs=("base",))
         base = lineage["base"]
         parents = [adapter_dir / p for p in lineage.get("parents", [])]
     else:  # an adapter made elsewhere: trust its own record of the base
-        config = json.loads((adapter_dir / ADAPTER_FILE).read_text())
         base = config.get("base_model_name_or_path") or EMBEDDED
         parents = []
+    if not isinstance(base, str) or not base:
+        raise SettingError(path, spec, "{name} {value}: the base model it records is not a name, got " + repr(base))
     for p in parents:
         if not (p / ADAPTER_FILE).is_file():
-            raise SettingError(path, str(run_dir or adapter_dir),
-                               "{name} {value} is incomplete: parent adapter " + f"{p} is missing")
+            raise SettingError(path, spec, "{name} {value} is incomplete: parent adapter " + f"{p} is missing")
+    for adapter in [*parents, adapter_dir]:  # the tokenizer loads from the last adapter's folder
+        check_model_folder(adapter, path, spec, config=ADAPTER_FILE, tokenizer=adapter == adapter_dir)
+    if Path(base).is_absolute():
+        if not (Path(base) / "config.json").is_file():
+            raise SettingError(path, spec, "{name} {value} starts from " + f"{base}, which holds no model "
+                               "(config.json)")
+        check_model_folder(Path(base), path, spec)
     ref = ModelRef(base, [*parents, adapter_dir], run_dir.resolve() if run_dir else None)
     # lineage.json may name any hub id or absolute path: say what will be loaded
     chain = " + ".join([base if base != EMBEDDED else "embedded SmolLM2-135M-Instruct",
@@ -257,6 +364,36 @@ def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None, path: str) ->
                           for a in ref.adapters)])
     print(f"[gsm8k-lab] {run_dir or adapter_dir} loads {chain}", flush=True)
     return ref
+
+
+def _first(config: dict, keys: tuple[str, ...]) -> tuple[int | None, str | None]:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    return None, None
+
+
+def _uses_vllm(settings: Settings, generation: str) -> bool:
+    backend = settings.get(f"{generation}.backend")
+    if backend != "auto":
+        return backend == "vllm"
+    from .generation import vllm_available
+
+    return vllm_available()
+
+
+def _check_safetensors(file: Path, path: str, spec: str) -> None:
+    """A safetensors file starts with an 8-byte little-endian length and that many bytes of JSON header."""
+    try:
+        with file.open("rb") as fh:
+            head = fh.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            ok = 0 < size <= file.stat().st_size - 8 and isinstance(json.loads(fh.read(size)), dict)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        raise SettingError(path, spec, "{name} {value}: " + f"{file} is not a readable safetensors file")
 
 
 def _looks_local(spec: str) -> bool:

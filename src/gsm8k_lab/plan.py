@@ -242,6 +242,7 @@ def model_facts(ref, settings: Settings) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from . import runtime
+    from .memory import ModelShape
     from .models import base_path
 
     config = AutoConfig.from_pretrained(base_path(ref))
@@ -258,7 +259,8 @@ def model_facts(ref, settings: Settings) -> dict:
     return {"name": _model_name(ref), "parameters": params, "lora_parameters": lora,
             "layers": text.num_hidden_layers, "hidden_size": text.hidden_size,
             "kv_heads": getattr(text, "num_key_value_heads", None) or heads, "head_dim": head_dim,
-            "vocab_size": text.vocab_size, "dtype": dtype, "_bytes": {"bf16": 2, "fp16": 2, "fp32": 4}[dtype]}
+            "vocab_size": text.vocab_size, "dtype": dtype, "_bytes": {"bf16": 2, "fp16": 2, "fp32": 4}[dtype],
+            "_shape": ModelShape.from_config(config)}
 
 
 # --------------------------------------------------------------------------
@@ -387,13 +389,17 @@ def _time(run: Run, rates: dict) -> None:
 
 def _memory(run: Run, facts: dict, settings: Settings, available: int | None) -> None:
     """Peak bytes per phase: training, then each generation (evaluation, traces), each in its own process."""
+    from . import runtime
+    from .generation import uses_vllm
+
     s = run.settings or settings
+    gpu = runtime.current(settings).on_gpu
     b = facts["_bytes"]
     weights = facts["parameters"] * b
     kv_per_token = 2 * facts["layers"] * facts["kv_heads"] * facts["head_dim"] * b
     prompt = 256  # tokens: the chat template, system prompt and a GSM8K question fit well within it
     phases: dict[str, dict[str, int]] = {}
-    vllm = _uses_vllm(s)
+    vllm = uses_vllm(s)
     for ev in run.evaluations:
         p = {"weights": weights}
         if vllm:
@@ -406,19 +412,23 @@ def _memory(run: Run, facts: dict, settings: Settings, available: int | None) ->
                             **({"vllm share": int(s.vllm.gpu_memory_utilization * (available or 0))} if vllm else
                                {"kv cache": run.trace_batch * (prompt + run.trace_tokens) * kv_per_token})}
     if run.kind in ("sft", "grpo"):
-        lora = facts["lora_parameters"]
-        ckpt = (s.grpo if run.kind == "grpo" else s.sft).gradient_checkpointing
+        from .memory import estimate_training, needs_checkpointing
+
         seq = run.max_length if run.kind == "sft" else prompt + run.rollout_tokens
         tokens = run.per_device_batch * seq
-        per_layer = 2 if ckpt else 17  # values kept per token and hidden unit per layer for backward
-        p = {"weights": weights + lora * 4, "optimizer state": lora * 12,
-             "activations": tokens * facts["layers"] * facts["hidden_size"] * per_layer * b
-             + tokens * facts["vocab_size"] * 4 * 2}
-        if run.kind == "grpo":
-            if s.grpo.use_vllm and s.grpo.vllm_mode == "colocate":
-                p["vllm share"] = int(s.grpo.colocate_gpu_memory_utilization * (available or 0))
-            else:
-                p["kv cache"] = run.per_device_batch * seq * kv_per_token
+        colocated = run.kind == "grpo" and s.grpo.use_vllm and s.grpo.vllm_mode == "colocate"
+        vllm_bytes = int(s.grpo.colocate_gpu_memory_utilization * (available or 0)) if colocated else 0
+        ckpt = (s.grpo if run.kind == "grpo" else s.sft).gradient_checkpointing
+        if ckpt is None:  # as training decides it: on where a GPU step would not fit without it
+            ckpt = gpu and needs_checkpointing(facts["_shape"], facts["dtype"], s.lora.r, s.lora.target_modules,
+                                               tokens, available or 0, vllm_bytes)
+        m = estimate_training(facts["_shape"], facts["dtype"], s.lora.r, s.lora.target_modules, tokens, bool(ckpt),
+                              vllm_bytes)
+        p = {"weights": m.weights, "optimizer state": m.optimizer, "activations": m.activations + m.logits}
+        if colocated:
+            p["vllm share"] = vllm_bytes
+        elif run.kind == "grpo":
+            p["kv cache"] = run.per_device_batch * seq * kv_per_token
         phases["training"] = p
     run.memory = phases
     if not phases:
@@ -442,19 +452,6 @@ def _change_first(kind: str, phase: str, parts: dict) -> str:
     if largest == "vllm share":
         return "grpo.colocate_gpu_memory_utilization" if phase == "training" else "vllm.gpu_memory_utilization"
     return "model.dtype"
-
-
-def _uses_vllm(settings: Settings) -> bool:
-    from . import runtime
-
-    backend = settings.eval.generation.backend
-    if backend == "vllm":
-        return True
-    if backend == "auto" and runtime.current(settings).on_gpu:
-        from .generation import vllm_available
-
-        return vllm_available()
-    return False
 
 
 def _memory_available(settings: Settings) -> tuple[dict, int | None]:

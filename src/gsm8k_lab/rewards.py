@@ -15,30 +15,32 @@ format_exact       the whole turn is ``…<end_working_out><SOLUTION>…</SOLUTI
                    and nothing after it
 format_approx      each generated tag (end_working_out, SOLUTION,          -0.75 … 0.75
                    /SOLUTION) present exactly once: +0.25, else -0.25
-answer_correct     the SOLUTION number equals the gold number, in one      0 or 4
-                   closed SOLUTION block after a closed reasoning block
+answer_correct     evaluation scores the completion correct                0 or 4
+                   (:func:`gsm8k_lab.answers.is_correct`, the same judge)
 number_check       SOLUTION holds a bare number: 0.5; a number among        -0.5, 0, 0.5
                    words: 0; no readable number: -0.5
 =================  =====================================================  ==============
 
-**Correctness strictly outweighs all format rewards together.** The format
-rewards span 3.5 (from -1.25 to 2.25), and a correct answer pays 4: so any
-correct completion, however sloppy its format, scores more than any wrong one,
-however tidy (GRPO ranks completions within a group, so a tie would teach
-"format over answer").
+**Every completion that evaluation scores correct outranks every completion it
+scores wrong.** ``answer_correct`` pays exactly when evaluation counts the
+completion correct (one judge, so reward and accuracy cannot disagree); the
+format rewards together span 3.5 (from -1.25 to 2.25) and a correct answer pays
+4, so the sloppiest correct completion scores more than the tidiest wrong one
+(GRPO ranks completions within a group: a tie would teach "format over answer").
+tests/test_rewards.py checks this over every completion of a small grammar of
+tags, numbers and noise.
 
-**The answer reward needs a well-formed answer block**: exactly one closed
-SOLUTION block, after the closed reasoning block (what ``format_exact``
-assumes). Evaluation reads the last block, so a policy could otherwise hedge
-with several blocks, or keep long unclosed rambles that happen to end on the
-right number.
+Form is paid for by the format rewards, not withheld from the answer: several
+SOLUTION blocks, an unclosed block or a missing reasoning block lose
+``format_exact`` and ``format_approx`` points (up to 3.5), never the answer's 4.
+Hedging earns nothing at evaluation either, which reads the last block only.
 """
 
 from __future__ import annotations
 
 import re
 
-from .answers import PATTERNS, assistant_text, numbers_match, parse_completion
+from .answers import PATTERNS, assistant_text, is_correct, parse_completion
 from .config import REASONING_END, REASONING_START, SOLUTION_END, SOLUTION_START
 
 FORMAT_EXACT = 1.0
@@ -68,14 +70,7 @@ def format_approx(completions, **kwargs) -> list[float]:
 
 
 def answer_correct(completions, gold, **kwargs) -> list[float]:
-    scores = []
-    for text, g in zip(_texts(completions), gold):
-        turn = assistant_text(text)
-        parsed = parse_completion(turn)
-        reasoning_closed = -1 < turn.find(REASONING_END) < turn.find(SOLUTION_START)
-        well_formed = parsed.closed and parsed.n_solution_blocks == 1 and reasoning_closed
-        scores.append(ANSWER_CORRECT if well_formed and numbers_match(parsed.value, float(g)) else 0.0)
-    return scores
+    return [ANSWER_CORRECT if is_correct(text, float(g)) else 0.0 for text, g in zip(_texts(completions), gold)]
 
 
 def number_check(completions, **kwargs) -> list[float]:

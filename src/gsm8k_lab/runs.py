@@ -7,6 +7,8 @@ Layout of ``[output-dir]``::
     checkpoints/  trainer checkpoints, the resume points of an unfinished run
     run.json      resolved config, versions, seed, git commit, model chain, timings, status
     train_log.jsonl  training curves, one JSON object per logging step
+    .replaced/    while an overwrite has not yet produced a checkpoint or a model: the run it
+                  replaces, moved aside whole, put back if the new run fails before that
 """
 
 from __future__ import annotations
@@ -89,6 +91,19 @@ def check_writable_dir(path: str | Path, name: str = "output_dir") -> Path:
     return path
 
 
+def check_can_write(folder: Path, name: str, value: str) -> None:
+    """An existing ``folder`` takes new files (tried, not inferred from permission bits, which do not
+    bind every user); a SettingError naming ``name`` if not."""
+    if not folder.is_dir():
+        return
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+    except OSError as exc:
+        raise SettingError(name, value, "{name} {value}: " + f"{folder} cannot be written ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_file_name(name: str, value: str, suffix: str) -> None:
     """An output file name without a directory part, with the expected suffix."""
     if Path(value).name != value or value in ("", ".", ".."):
@@ -111,6 +126,7 @@ class RunDir:
         self.checkpoints_dir = self.root / "checkpoints"
         self.run_file = self.root / RUN_FILE
         self.log_file = self.root / "train_log.jsonl"
+        self.aside_dir = self.root / ".replaced"
 
     # -- state ---------------------------------------------------------
     def read(self) -> dict:
@@ -149,12 +165,19 @@ class RunDir:
         return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
     def check(self, *, resume: bool, overwrite: bool) -> dict:
-        """Refuse to clobber what is there (writes nothing); returns the run.json to continue, or {}."""
+        """Refuse to clobber what is there; returns the run.json to continue, or {}. Writes nothing,
+        except putting back a run that an interrupted overwrite had moved aside (:meth:`recover`)."""
         check_writable_dir(self.root)
+        if self.run_file.is_dir():
+            raise SettingError("output_dir", str(self.root), "{name} {value} is not a run directory: "
+                               f"{RUN_FILE} is a directory")
         for sub in (self.debug_dir, self.model_dir, self.checkpoints_dir):
             if sub.exists() and not sub.is_dir():
                 raise SettingError("output_dir", str(self.root), "{name} {value} is not a run directory: "
                                    f"{sub.name} is a file")
+        for folder in (self.root, self.debug_dir, self.checkpoints_dir):
+            check_can_write(folder, "output_dir", str(self.root))
+        self.recover()
         if overwrite:
             return {}
         previous = self.read()
@@ -166,15 +189,88 @@ class RunDir:
                                "pass {resume} to continue it or {overwrite} to start again")
         return previous
 
-    def clear(self) -> None:
-        for p in (self.model_dir, self.debug_dir, self.checkpoints_dir,
-                  self.model_dir.with_name("model.tmp")):
-            shutil.rmtree(p, ignore_errors=True)
-        for f in (self.run_file, self.log_file):
-            f.unlink(missing_ok=True)
+    def set_aside(self) -> bool:
+        """Make room for a new run (overwrite) without deleting the old one: its files move into
+        ``.replaced/`` (renames: nothing is copied) until :meth:`drop_aside` or :meth:`restore`.
+        Other files in the folder stay where they are. False when there was nothing to move."""
+        present = [p for p in self._own() if p.exists()]
+        if not present:
+            return False
+        self.aside_dir.mkdir()
+        for p in present:
+            os.rename(p, self.aside_dir / p.name)
+        fsync_dir(self.root)
+        return True
+
+    def drop_aside(self) -> None:
+        """The new run has a durable result (a checkpoint or its model): the old one goes."""
+        shutil.rmtree(self.aside_dir, ignore_errors=True)
+
+    def restore(self) -> None:
+        """The new run failed before a durable result: remove what it wrote, put the old run (if any) back."""
+        for p in self._own():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        if self.aside_dir.is_dir():
+            for p in self.aside_dir.iterdir():
+                os.rename(p, self.root / p.name)
+            self.aside_dir.rmdir()
+        if self.root.is_dir():
+            fsync_dir(self.root)
+
+    def recover(self) -> None:
+        """After an overwrite that was killed: keep the new run if it got as far as a checkpoint or
+        its model, else put the old one back."""
+        if not self.aside_dir.is_dir():
+            return
+        if self.latest_checkpoint() is not None or (self.model_dir / "adapter_config.json").is_file():
+            self.drop_aside()
+        else:
+            print(f"[gsm8k-lab] {self.root}: an overwrite was interrupted before its first checkpoint; "
+                  "the run it was replacing is put back", flush=True)
+            self.restore()
+
+    def _own(self) -> list[Path]:
+        """What belongs to the run (everything else in the folder is left alone)."""
+        return [self.model_dir, self.debug_dir, self.checkpoints_dir, self.model_dir.with_name("model.tmp"),
+                self.run_file, self.log_file]
 
     def write(self, info: dict) -> None:
         atomic_write_json(self.run_file, info)
+
+
+class NewRun:
+    """A new run in a run directory (fresh, or replacing one: overwrite) until its first durable
+    result, a checkpoint or its model: :meth:`undo` removes what it wrote (and the folders it
+    created) and puts the run it replaces back; after :meth:`commit` the replaced run is gone."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        missing = [p for p in (run.root, *run.root.parents) if not p.exists()]
+        self.created = missing[-1] if missing else None  # the topmost folder this run creates
+        run.set_aside()
+        self.open = True
+
+    def commit(self) -> None:
+        if self.open:
+            self.run.drop_aside()
+            self.open = False
+
+    def undo(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self.run.restore()
+        if self.created is not None:
+            for folder in (self.run.root, *self.run.root.parents):
+                try:
+                    folder.rmdir()  # only folders this run made, and only while empty
+                except OSError:
+                    break
+                if folder == self.created:
+                    break
 
 
 def checkpoint_is_whole(path: Path) -> bool:

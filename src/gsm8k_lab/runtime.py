@@ -4,7 +4,9 @@ Every module that loads a model or sets up training asks :func:`current` for
 the one :class:`Runtime`; nothing else looks at CUDA, ``/proc/cpuinfo`` or the
 thread count. The choice is printed once at start-up.
 
-- **device**: CUDA when available, else the CPU;
+- **device**: CUDA when available, else the CPU; an NVIDIA GPU that torch cannot
+  use (a driver older than torch's CUDA build needs) is refused rather than
+  silently left idle while the work crawls on the CPU;
 - **dtype**: bf16 where the hardware runs it natively (CUDA with bf16, a CPU
   with AVX512-BF16 or AMX), fp16 on older GPUs, fp32 on other CPUs; or what
   ``model.dtype`` asks for;
@@ -21,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from .config import Settings, UsageError
 
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -71,9 +73,62 @@ def decide(settings: Settings) -> Runtime:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        check_gpu_usable(torch.version.cuda)
     local = local_processes()
     threads = settings.runtime.threads or max(1, available_cores() // local)
     return Runtime(device, pick_dtype(settings.model.dtype, device), threads, local)
+
+
+#: The oldest NVIDIA driver each CUDA major release runs on (NVIDIA's compatibility table).
+MIN_DRIVER = {11: 450, 12: 525, 13: 580}
+NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
+
+
+def check_gpu_usable(torch_cuda: str | None, driver_file: Path | None = None) -> None:
+    """Refuse to run on the CPU when an NVIDIA GPU is present that torch cannot use.
+
+    The locked torch wheels are a CUDA 13.0 build, which needs driver 580 or newer; on an older
+    driver ``torch.cuda.is_available()`` is simply False. A GPU hidden on purpose
+    (``CUDA_VISIBLE_DEVICES`` empty or -1) is respected.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return
+    driver = nvidia_driver_version(driver_file or NVIDIA_DRIVER_FILE)
+    if driver is None:
+        return
+    import torch
+
+    version = torch.__version__.split("+")[0]
+    hide = "or set CUDA_VISIBLE_DEVICES= to run on the CPU on purpose"
+    if torch_cuda is None:
+        why = "it is a CPU-only build; install a CUDA build (docs/gpu-and-scale-out.md)"
+    else:
+        need = MIN_DRIVER.get(int(torch_cuda.split(".")[0]))
+        if need is not None and _major(driver) is not None and _major(driver) < need:
+            why = (f"it is built for CUDA {torch_cuda}, which needs driver {need} or newer; install a torch built for "
+                   "this driver (docs/gpu-and-scale-out.md)")
+        else:
+            why = (f"it is built for CUDA {torch_cuda} and finds no usable device; check nvidia-smi and the "
+                   "container's GPU access")
+    raise UsageError(f"an NVIDIA GPU is present (driver {driver}) but torch {version} cannot use it: {why}, {hide}")
+
+
+def _major(version: str) -> int | None:
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else None
+
+
+def nvidia_driver_version(driver_file: Path = NVIDIA_DRIVER_FILE) -> str | None:
+    """The loaded NVIDIA kernel driver's version (``535.104.05``), or None without one."""
+    import re
+
+    try:
+        text = driver_file.read_text()
+    except OSError:
+        return None
+    m = re.search(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else "of unknown version"
 
 
 def pick_dtype(setting: str, device: str) -> str:
@@ -128,6 +183,18 @@ def _apply(rt: Runtime) -> None:
 
     if not rt.on_gpu:
         torch.set_num_threads(rt.threads)
+
+
+def release_memory() -> None:
+    """Collect what the process dropped and give the CUDA allocator's cached blocks back to the
+    device, so that another process (a vLLM engine) can have them."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def reset() -> None:

@@ -23,11 +23,24 @@ A separator instead would depend on each pre-tokenizer's rules (Qwen2's merges
 
 from __future__ import annotations
 
+import hashlib
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
-from .data import Problem, build_prompt, format_target, load_split, load_traces, prompt_ids, take_budget
-from .models import resolve_model
+from .data import (
+    Problem,
+    build_prompt,
+    eval_split_size,
+    format_target,
+    load_split,
+    load_traces,
+    prompt_ids,
+    train_regions,
+)
+from .evaluate import extra_evaluations
+from .models import preflight, resolve_model
 from .runtime import world_size
 
 STAGES = ("prep", "full")
@@ -50,9 +63,10 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         raise SettingError("traces_file", traces_file, "{name} goes with the full stage, not prep")
     check_eval_data_apart(settings, traces_file)
     check_tracker(settings)
-    test_size = len(load_split("test", settings.data.source))
+    test_size = eval_split_size(settings)
     if traces_file:
         traces = load_traces(traces_file)
+        check_traces_apart(settings, traces_file)
         count = "sft.train_samples"
         validate(settings, {"train": len(traces), "test": test_size}, counts=[count, "eval.samples"],
                  processes=world_size())
@@ -63,10 +77,12 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         count = "sft.prep_train_samples" if stage == "prep" else "sft.train_samples"
         validate(settings, {"train": len(train), "test": test_size}, counts=[count, "eval.samples"],
                  processes=world_size())
-        problems = take_budget(train, settings.sft.stage_samples(stage) or len(train), settings.data.budget_seed)
-        data = {"source": settings.data.train_source, "split": "train", "n": len(problems),
-                "budget_seed": settings.data.budget_seed}
+        regions = train_regions(train, settings)
+        problems = regions.prep() if stage == "prep" else regions.budget(settings.sft.train_samples)
+        data = {"source": settings.data.train_source, "split": "train",
+                **regions.provenance("prep" if stage == "prep" else "budget", problems)}
     parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("eval.generation",), train="sft")
     extra_eval = extra_evaluations(settings)
     from .training import TrainingJob  # heavy imports after validation
 
@@ -77,7 +93,10 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 "epochs": s.stage_epochs(stage)}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, stage, problems), data=data,
-                       train=s, geometry=geometry, extra_eval=extra_eval)
+                       train=replace(s, learning_rate=s.stage_learning_rate(stage)), geometry=geometry,
+                       extra_eval=extra_eval,
+                       micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
+                           s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)))
 
 
 def tokenize_example(tokenizer, problem: Problem) -> dict:
@@ -87,16 +106,6 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     completion = tokenizer(format_target(problem.answer), add_special_tokens=False)["input_ids"]
     completion = [*completion, tokenizer.eos_token_id]
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
-
-
-def extra_evaluations(settings: Settings) -> dict[str, int]:
-    """Each further evaluation set (loaded, so a bad one is refused now) and its problem count:
-    the first eval.samples problems, or all of a smaller set."""
-    out = {}
-    for source in settings.eval.extra_sources:
-        size = len(load_split("test", source, "eval.extra_sources"))
-        out[source] = min(size, settings.eval.samples or size)
-    return out
 
 
 def check_tracker(settings: Settings) -> None:
@@ -111,15 +120,49 @@ def check_tracker(settings: Settings) -> None:
 
 
 def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
-    """A run never evaluates on the file it trains on."""
+    """A run never evaluates on the file it trains on: the same file under another name (a hard
+    link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
     source = settings.data.source
-    if source in ("bundled", "hub"):
+    if not Path(source).is_file():
         return
     for _path, train in (("data.train_source", settings.data.train_source),
-                        *(("traces_file", f) for f in training_files if f)):
-        if train not in ("bundled", "hub") and Path(train).resolve() == Path(source).resolve():
+                         *(("traces_file", f) for f in training_files if f)):
+        if Path(train).is_file() and _same_file(Path(train), Path(source)):
             raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
                                "be evaluated on the problems it trains on")
+
+
+def check_traces_apart(settings: Settings, traces_file: str) -> None:
+    """Traces never come from the problems evaluation uses: a line that says ``"split": "test"``
+    (as generate_traces records) or whose question is a problem of the evaluation data's test
+    split (which also catches files written before lines recorded their split) is refused."""
+    import json
+
+    test_questions = {p.question.strip() for p in load_split("test", settings.data.source)}
+    with open(traces_file, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)  # load_traces has checked every line
+            if rec.get("split") == "test" or rec["question"].strip() in test_questions:
+                raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
+                                   "(traces generated from the test split): a run must not train on the problems "
+                                   "it is evaluated on")
+def _same_file(a: Path, b: Path) -> bool:
+    """One file (device and inode, through any link) or two files with the same content."""
+    if os.path.samefile(a, b):
+        return True
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return _sha256(a) == _sha256(b)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):

@@ -10,9 +10,15 @@
 - :func:`two_sample_p`: a permutation test of two independent samples' means
   (a training curve early vs late);
 - :func:`paired_comparison`: a difference of per-problem scores between two runs
-  evaluated on the same problems, with a paired bootstrap 95% interval and a
-  sign-flip permutation p-value (exact when the problems with a non-zero
-  difference are few, Monte Carlo otherwise).
+  evaluated on the same problems, with a 95% interval that is never zero-width
+  (Newcombe's paired interval for binary per-problem results, a two-stage
+  bootstrap over problems and their samples otherwise), a p-value (exact
+  McNemar for binary results, a sign-flip permutation test otherwise) and the
+  smallest difference the comparison could detect;
+- :func:`newcombe_paired_interval`: Newcombe's (1998) method 10 for the difference
+  of two paired proportions, built on Wilson intervals;
+- :func:`detectable_difference`: the smallest paired difference found with 80% power;
+- :func:`holm`: Holm's step-down adjustment of a family of p-values.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Z95 = 1.959964
+POWER = 0.80
 BOOTSTRAP_RESAMPLES = 2000
 PERMUTATIONS = 10000
 EXACT_UP_TO = 16  # enumerate all 2**n sign flips up to this many non-zero differences
@@ -93,7 +101,8 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
 
 @dataclass(frozen=True)
 class Paired:
-    """``b - a`` on the same problems: the mean difference, its 95% interval and a two-sided p."""
+    """``b - a`` on the same problems: the mean difference, its 95% interval, a two-sided p and
+    the smallest difference the comparison could detect (two-sided, at ``alpha``, 80% power)."""
 
     n: int
     mean_a: float
@@ -103,21 +112,145 @@ class Paired:
     ci_high: float
     p_value: float
     test: str  # which test gave p
+    interval: str = ""  # which method gave the interval
+    only_a: int | None = None  # binary results: problems only a solved
+    only_b: int | None = None
+    detectable: float | None = None  # None: no difference is detectable with 80% power
 
     @property
     def resolved(self) -> bool:
         return self.p_value < 0.05
 
 
-def paired_comparison(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Paired:
-    """Compare per-problem scores (each in [0, 1], e.g. the share of a problem's samples that are
-    correct) of two runs on the same problems: paired bootstrap interval, sign-flip p."""
+def paired_comparison(a: Sequence[float], b: Sequence[float], samples: int | tuple[int, int] = 1, seed: int = 0,
+                      alpha: float = 0.05) -> Paired:
+    """Compare per-problem scores of two runs on the same problems: each score is the share of a
+    problem's ``samples`` completions that have the property (correct, an answer), one sample
+    count for both runs or one each.
+
+    When every score is 0 or 1 the results are binary per problem: Newcombe's paired interval
+    and the exact McNemar test. Otherwise a two-stage bootstrap (problems with replacement, then
+    each problem's samples from its observed share) and a sign-flip test; the bootstrap's
+    within-problem draws keep it from collapsing to zero width when every difference is equal.
+    ``detectable`` is computed at ``alpha`` (pass a corrected level for a family of tests).
+    """
     if len(a) != len(b):
         raise ValueError("paired scores need the same problems")
+    ka, kb = (samples, samples) if isinstance(samples, int) else samples
     diffs = [y - x for x, y in zip(a, b)]
-    lo, hi = bootstrap_interval(diffs, seed=seed)
+    n = len(diffs)
+    if all(v in (0, 1) for v in (*a, *b)):
+        only_a = sum(x > y for x, y in zip(a, b))
+        only_b = sum(y > x for x, y in zip(a, b))
+        both = sum(x == y == 1 for x, y in zip(a, b))
+        lo, hi = newcombe_paired_interval(both, only_a, only_b, n - both - only_a - only_b)
+        detectable = detectable_difference(n, discordant=(only_a + only_b) / n if n else 0.0, alpha=alpha)
+        return Paired(n, _mean(a), _mean(b), _mean(diffs), lo, hi, mcnemar_exact(only_a, only_b), "exact McNemar",
+                      "Newcombe (Wilson)", only_a, only_b, detectable)
+    if min(ka, kb) < 1 or (ka == kb == 1):
+        raise ValueError(f"scores between 0 and 1 need the number of samples per problem, got {samples}")
+    lo, hi = two_stage_bootstrap(a, b, (ka, kb), seed=seed)
     p, test = sign_flip_p(diffs, seed=seed)
-    return Paired(len(diffs), _mean(a), _mean(b), _mean(diffs), lo, hi, p, test)
+    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    detectable = detectable_difference(n, sd=sd, alpha=alpha)
+    return Paired(n, _mean(a), _mean(b), _mean(diffs), lo, hi, p, test, "two-stage bootstrap",
+                  detectable=detectable)
+
+
+def newcombe_paired_interval(both: int, only_a: int, only_b: int, neither: int,
+                             z: float = Z95) -> tuple[float, float]:
+    """95% interval of ``p_b - p_a`` for paired binary results (Newcombe 1998, method 10).
+
+    ``both``/``neither``: problems both or neither run solved; ``only_a``/``only_b``: solved by one
+    run only. Each proportion gets its Wilson interval; the two are combined by "square and
+    add" with the correlation coefficient phi of the 2x2 table, whose numerator
+    ``both * neither - only_a * only_b`` is continuity-corrected as Newcombe defines it
+    (reduced by n/2 when above n/2, zero between 0 and n/2, unchanged when negative). Never
+    zero-width: each Wilson interval has positive width for any n >= 1.
+    """
+    n = both + only_a + only_b + neither
+    if n == 0:
+        return (-1.0, 1.0)
+    # first proportion p1: the run b; second p2: the run a (so the interval is of p_b - p_a)
+    x1, x2 = both + only_b, both + only_a
+    p1, p2 = x1 / n, x2 / n
+    l1, u1 = wilson_interval(x1, n, z)
+    l2, u2 = wilson_interval(x2, n, z)
+    margins = x1 * (n - x1) * x2 * (n - x2)
+    phi = 0.0
+    if margins:
+        cross = both * neither - only_a * only_b
+        if cross > n / 2:
+            phi = (cross - n / 2) / math.sqrt(margins)
+        elif cross < 0:
+            phi = cross / math.sqrt(margins)
+    d = p1 - p2
+    low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = d + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return (max(-1.0, low), min(1.0, high))
+
+
+def two_stage_bootstrap(a: Sequence[float], b: Sequence[float], samples: tuple[int, int], seed: int = 0,
+                        resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile 95% interval of ``mean(b - a)`` when each score is the share of a problem's
+    samples: problems are drawn with replacement, then each drawn problem's ``k`` samples are
+    drawn again from its observed share (a binomial), so the interval reflects both the
+    problems and the finite number of samples per problem."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ka, kb = samples
+    pick = rng.integers(0, len(xa), size=(resamples, len(xa)))
+    da = rng.binomial(ka, xa[pick]) / ka
+    db = rng.binomial(kb, xb[pick]) / kb
+    draws = np.sort((db - da).mean(axis=1))
+    return (float(draws[int(0.025 * resamples)]), float(draws[min(resamples - 1, int(0.975 * resamples))]))
+
+
+def detectable_difference(n: int, discordant: float | None = None, sd: float | None = None,
+                          alpha: float = 0.05, power: float = POWER) -> float | None:
+    """The smallest paired difference a two-sided test at ``alpha`` finds with ``power``, on n problems.
+
+    Binary results (``discordant``: the share of problems on which the runs disagree): Connor's
+    (1987) sample size for McNemar's test, ``n = (z_a sqrt(psi) + z_b sqrt(psi - d^2))^2 / d^2``,
+    solved for d (at most psi: a difference cannot exceed the discordance). Scores with several
+    samples (``sd``: the standard deviation of the per-problem differences): ``(z_a + z_b) sd / sqrt(n)``.
+    None when nothing up to the largest possible difference is detectable (or n is 0).
+    """
+    z_a, z_b = _z(1 - alpha / 2), _z(power)
+    if n <= 0:
+        return None
+    if sd is not None:
+        return (z_a + z_b) * sd / math.sqrt(n) if sd > 0 else None
+    psi = discordant or 0.0
+    if psi <= 0:
+        return None
+
+    def excess(d: float) -> float:  # > 0 once d is detectable
+        return math.sqrt(n) * d - z_a * math.sqrt(psi) - z_b * math.sqrt(max(0.0, psi - d * d))
+
+    if excess(psi) < 0:
+        return None
+    low, high = 0.0, psi
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (low, mid) if excess(mid) >= 0 else (mid, high)
+    return high
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (in the input order): the i-th smallest of m is
+    multiplied by m - i + 1, and the adjusted values are made non-decreasing in that order.
+    Rejecting where the adjusted p < alpha controls the family-wise error rate at alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def sign_flip_p(diffs: Sequence[float], seed: int = 0, permutations: int = PERMUTATIONS) -> tuple[float, str]:
@@ -165,6 +298,10 @@ def two_sample_p(x: Sequence[float], y: Sequence[float], seed: int = 0,
         rng.shuffle(shuffled)
         hits += abs(_mean(shuffled[nx:]) - _mean(shuffled[:nx])) >= observed - eps
     return (hits + 1) / (permutations + 1)
+
+
+def _z(q: float) -> float:
+    return statistics.NormalDist().inv_cdf(q)
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -8,8 +8,9 @@ still unsolved, so the cost follows the number of unsolved problems rather
 than attempts x problems, and every round is one batched pass of the engine.
 
 Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
-"source": "grpo"|"fallback", "attempts": k}`` (the input of
-SFT on traces) and ``<file>.stats.json``:
+"source": "grpo"|"fallback", "attempts": k, "split": "train"|"test"}`` (the input
+of SFT on traces; ``split`` names the GSM8K split the problems came from, so
+training refuses traces of test problems) and ``<file>.stats.json``:
 
 - ``total_samples``: problems covered (``grpo_successes + fallback_count``);
 - ``grpo_successes``: problems whose trace is a GRPO completion;
@@ -38,7 +39,14 @@ from .config import REASONING_END, REASONING_START, GenerationSettings, SettingE
 from .data import Problem, reasoning_to_trace
 from .generation import GenerationBackend, decoding
 from .rewards import answer_correct, format_exact
-from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail, read_jsonl
+from .runs import (
+    atomic_write_json,
+    atomic_write_text,
+    check_same_settings,
+    drop_torn_tail,
+    fsync_dir,
+    read_jsonl,
+)
 
 
 @dataclass
@@ -49,6 +57,7 @@ class TraceJob:
     max_attempts: int
     gen: GenerationSettings  # temperature etc.; the seed moves on each round
     fingerprint: dict | None = None  # what determines the traces; a resume must match it
+    split: str = "train"  # the split the problems come from, recorded on every line
 
 
 def generate_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
@@ -66,7 +75,7 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
         prompts = [build_prompt(backend.tokenizer, p.question) for p in job_problems]
         print(f"[gsm8k-lab] traces for {len(job_problems)} {t.split} problems from {ref.run_dir}, up to "
               f"{t.max_attempts} attempts at temperature {t.generation.temperature}", flush=True)
-        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation, fingerprint)
+        job = TraceJob(job_problems, prompts, out, t.max_attempts, t.generation, fingerprint, t.split)
         return out, run_rejection_sampling(backend, job, resume=resume)
     finally:
         backend.close()
@@ -76,24 +85,28 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
                    overwrite: bool) -> tuple[list[Problem], Path, dict]:
     """Check everything before any work: settings, model, data, output (and, to resume, that the
     unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
-    from .data import load_split, take_budget
-    from .models import resolve_model
-    from .runs import check_file_name, check_writable_dir
+    from .data import load_split, train_regions
+    from .models import preflight, resolve_model
+    from .runs import check_can_write, check_file_name, check_writable_dir
 
     check_file_name("output_file", output_file, ".jsonl")
     t = settings.traces
     source, source_path = ((settings.data.train_source, "data.train_source") if t.split == "train"
                            else (settings.data.source, "data.source"))
     problems_all = load_split(t.split, source, source_path)
+    regions = train_regions(problems_all, settings) if t.split == "train" else None
     validate(settings, {"traces": len(problems_all)}, counts=["traces.num_samples"])
     ref = resolve_model(settings.model.name)
     if ref.run_dir is None:
         raise SettingError("model.name", settings.model.name or "the embedded model",
                            "{name} {value} is not a run directory (expected model/ with an adapter)")
-    n = t.num_samples or len(problems_all)
-    # train: the budget shuffle, so traces cover the problems the budgets train on
-    problems = take_budget(problems_all, n, settings.data.budget_seed) if t.split == "train" else problems_all[:n]
+    preflight(settings, ref, ("traces.generation",))
+    # train: the budget region of the shuffle, so traces cover the problems the budgets train on and
+    # never the prep or validation problems
+    problems = regions.budget(t.num_samples, "traces.num_samples") if regions else problems_all[:t.num_samples]
+    n = len(problems)
     out = check_writable_dir(output_dir) / output_file
+    check_can_write(out.parent, "output_dir", str(output_dir))
     unfinished = progress_path(out).exists()
     if out.exists() and stats_path(out).exists() and not unfinished and not overwrite:
         raise SettingError("output_file", str(out), "{name} {value} already exists; pass {overwrite} to replace it")
@@ -114,33 +127,45 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
 
     Completion is marked by the progress file's removal: the stats are written
     first, then the traces file, then the progress file goes; a kill anywhere
-    in between leaves the progress file, and ``resume`` rewrites both.
+    in between leaves the progress file, and ``resume`` rewrites both. A new run over an
+    earlier one (overwrite) writes its progress beside it until its first batch is on disk,
+    so a failure before that leaves the earlier files exactly as they were.
     """
     progress = progress_path(job.output_path)
     solved, rounds_done = _read_progress(progress) if resume and progress.exists() else ({}, 0)
     job.output_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = None  # an overwrite's progress, beside the old run's files until its first batch is on disk
     if not (resume and progress.exists() and _progress_settings(progress) is not None):
         # a fresh start, or a header torn by a kill (then nothing after it was kept either)
-        atomic_write_text(progress, json.dumps({"settings": job.fingerprint or {}}) + "\n")
-    with progress.open("a", encoding="utf-8") as log:
-        for attempt in range(rounds_done + 1, job.max_attempts + 1):
-            todo = [i for i in range(len(job.problems)) if i not in solved]
-            if not todo:
-                break
-            gen = replace(job.gen, seed=job.gen.seed + attempt)
-            desc = f"attempt {attempt}/{job.max_attempts}"
-            for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
-                for j, c in zip(idx, comps):
-                    i = todo[j]
-                    if accept(c[0].text, job.problems[i].gold):
-                        solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
-                        log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+        header = json.dumps({"settings": job.fingerprint or {}}) + "\n"
+        if any(p.exists() for p in (progress, job.output_path, stats_path(job.output_path))):
+            staging = progress.with_name(f".{progress.name}.new")
+        atomic_write_text(staging or progress, header)
+    try:
+        with (staging or progress).open("a", encoding="utf-8") as log:
+            for attempt in range(rounds_done + 1, job.max_attempts + 1):
+                todo = [i for i in range(len(job.problems)) if i not in solved]
+                if not todo:
+                    break
+                gen = replace(job.gen, seed=job.gen.seed + attempt)
+                desc = f"attempt {attempt}/{job.max_attempts}"
+                for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
+                    for j, c in zip(idx, comps):
+                        i = todo[j]
+                        if accept(c[0].text, job.problems[i].gold):
+                            solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
+                            log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())
+                    staging = _take_over(staging, progress)
+                log.write(json.dumps({"round_done": attempt}) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
-            log.write(json.dumps({"round_done": attempt}) + "\n")
-            log.flush()
-            os.fsync(log.fileno())
-    records = build_records(job.problems, solved, job.max_attempts)
+        staging = _take_over(staging, progress)
+    finally:
+        if staging is not None:  # failed before the first batch: the old files are as they were
+            staging.unlink(missing_ok=True)
+    records = build_records(job.problems, solved, job.max_attempts, job.split)
     stats = compute_stats(records, job.max_attempts)
     atomic_write_json(stats_path(job.output_path), stats)
     atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -164,15 +189,16 @@ def completion_to_trace(completion: str) -> str:
     return reasoning_to_trace(reasoning, final)
 
 
-def build_records(problems: list[Problem], solved: dict[int, dict], max_attempts: int) -> list[dict]:
+def build_records(problems: list[Problem], solved: dict[int, dict], max_attempts: int,
+                  split: str = "train") -> list[dict]:
     records = []
     for i, p in enumerate(problems):
         if i in solved:
             records.append({"question": p.question, "answer": solved[i]["answer"], "source": "grpo",
-                            "attempts": solved[i]["attempts"]})
+                            "attempts": solved[i]["attempts"], "split": split})
         else:
             records.append({"question": p.question, "answer": p.answer, "source": "fallback",
-                            "attempts": max_attempts})
+                            "attempts": max_attempts, "split": split})
     return records
 
 
@@ -198,6 +224,14 @@ def stats_path(output_path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------
+def _take_over(staging: Path | None, progress: Path) -> None:
+    """The new run's first batch is on disk: its progress file becomes the one a resume continues."""
+    if staging is not None:
+        os.replace(staging, progress)
+        fsync_dir(progress.parent)
+    return None
+
+
 def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
     """Solved problems and finished rounds; a torn last record (a kill) is cut off before appending."""
     records, good, torn = read_jsonl(path)

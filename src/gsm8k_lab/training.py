@@ -26,9 +26,19 @@ from pathlib import Path
 
 from . import runtime
 from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, validate
-from .models import EMBEDDED, ModelRef, load_model, load_tokenizer, resolve_model, save_run_model
+from .models import (
+    EMBEDDED,
+    ModelRef,
+    check_lora_targets,
+    load_model,
+    load_tokenizer,
+    preflight,
+    resolve_model,
+    save_run_model,
+)
 from .runs import (
     BASE_STAGE,
+    NewRun,
     RunDir,
     RunStatus,
     atomic_write_text,
@@ -50,6 +60,7 @@ class TrainingJob:
     data: dict  # what the stage trains on, for run.json
     train: TrainSettings  # the stage's own section (optimizer, schedule, checkpoints, logging)
     geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
+    micro_batch_tokens: Callable | None = None  # (tokenizer) -> tokens of the largest micro-batch (memory estimate)
     generation: dict | None = None  # rollout settings (GRPO), for run.json
     extra_eval: dict = field(default_factory=dict)  # further evaluation sets: source -> problems
 
@@ -66,61 +77,79 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     # everything is checked: now the heavy imports and the work
     from accelerate import PartialState
 
-    from .callbacks import JsonlLogger, TrainClock
+    from .callbacks import JsonlLogger, OnFirstSave, TrainClock
 
     rt = runtime.current(settings)
+    check_evaluation_memory(settings, job)  # before training: an evaluation that cannot start is known now
 
     # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
     state = PartialState(cpu=not rt.on_gpu)
     state.wait_for_everyone()
     is_main = state.is_main_process
-    if is_main and overwrite:
-        run.clear()
-    run_id = previous.get("run_id") or new_run_id()
-    untrained = RunStatus.TRAINING if job.build_trainer else RunStatus.TRAINED  # no trainer: the model as it is
-    status = RunStatus(previous.get("status", untrained))
-    info = {
-        **previous,
-        "stage": job.stage, "run_id": run_id, "status": status.value, "fingerprint": fingerprint,
-        "settings": settings.to_dict(), "runtime": rt.as_dict(), "model_chain": job.parent.describe(),
-        "data": job.data, "environment": environment_info(), "timings": previous.get("timings", {}),
-    }
-    if is_main:
-        run.write(info)
-    state.wait_for_everyone()
-
-    if status is RunStatus.TRAINING:
-        print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
-        tokenizer = load_tokenizer(job.parent)
-        model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
-        checkpoint = run.latest_checkpoint() if resume else None
-        if checkpoint is not None:
-            print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
-        # curves past the resume point (all of them without a checkpoint) are logged again
-        _trim_log(run.log_file, _checkpoint_step(checkpoint) if checkpoint else 0)
-        common = _common_args(settings, rt, run, job.train)
-        logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
-        clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
-        trainer = job.build_trainer(model, tokenizer, common, [logger, clock])
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        trainer.accelerator.wait_for_everyone()
+    # A new run (an overwrite moves the old one aside) is undone if anything fails before its first
+    # checkpoint or its model is on disk: the old run is back as it was; only then is it deleted.
+    new_run = NewRun(run) if is_main and not (resume and previous) else None
+    try:
+        run_id = previous.get("run_id") or new_run_id()
+        untrained = RunStatus.TRAINING if job.build_trainer else RunStatus.TRAINED  # no trainer: the model as it is
+        status = RunStatus(previous.get("status", untrained))
+        info = {
+            **previous,
+            "stage": job.stage, "run_id": run_id, "status": status.value, "fingerprint": fingerprint,
+            "settings": settings.to_dict(), "runtime": rt.as_dict(), "model_chain": job.parent.describe(),
+            "data": job.data, "environment": environment_info(), "timings": previous.get("timings", {}),
+        }
         if is_main:
-            save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
-            info["timings"]["train_seconds"] = clock.seconds()
-            info["train"] = {
-                "global_steps": trainer.state.global_step,
-                "examples_seen": _examples_seen(trainer),
-                "train_loss": mean_logged_loss(run.log_file),
-                "num_processes": trainer.accelerator.num_processes,
-                **job.geometry,
-                "tokens_generated": logger.tokens_generated(),
-            }
-            if job.generation is not None:
-                info["generation"] = job.generation
-            info["status"] = RunStatus.TRAINED.value
             run.write(info)
-        trainer.accelerator.wait_for_everyone()
-        del trainer, model
+        state.wait_for_everyone()
+
+        if status is RunStatus.TRAINING:
+            print(f"[gsm8k-lab] training on {rt.describe()} base weights (LoRA weights in fp32)", flush=True)
+            tokenizer = load_tokenizer(job.parent)
+            estimate = training_memory(settings, job, rt, tokenizer)
+            info["memory_estimate"] = estimate.as_dict()
+            model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
+            check_lora_targets(model, settings)
+            checkpoint = run.latest_checkpoint() if resume else None
+            if checkpoint is not None:
+                print(f"[gsm8k-lab] resuming from {checkpoint}", flush=True)
+            # curves past the resume point (all of them without a checkpoint) are logged again
+            _trim_log(run.log_file, _checkpoint_step(checkpoint) if checkpoint else 0)
+            common = _common_args(settings, rt, run, job.train, estimate.checkpointing)
+            logger = JsonlLogger(run.log_file, job.geometry.get("completions_per_step", 0))
+            clock = TrainClock(run, info, _checkpoint_step(checkpoint) if checkpoint else 0, is_main)
+            first_save = OnFirstSave(new_run.commit if new_run else None)
+            trainer = job.build_trainer(model, tokenizer, common, [logger, clock, first_save])
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            trainer.accelerator.wait_for_everyone()
+            if is_main:
+                save_run_model(trainer.model, tokenizer, job.parent, run.model_dir)
+                if new_run:
+                    new_run.commit()
+                info["timings"]["train_seconds"] = clock.seconds()
+                info["train"] = {
+                    "global_steps": trainer.state.global_step,
+                    "examples_seen": _examples_seen(trainer),
+                    "train_loss": mean_logged_loss(run.log_file),
+                    "num_processes": trainer.accelerator.num_processes,
+                    **job.geometry,
+                    "tokens_generated": logger.tokens_generated(),
+                }
+                if job.generation is not None:
+                    info["generation"] = job.generation
+                info["status"] = RunStatus.TRAINED.value
+                run.write(info)
+            trainer.accelerator.wait_for_everyone()
+            # the evaluation's engine starts in a fresh process: give it what training held
+            stop_rollout_engine(trainer)
+            del trainer, model
+            runtime.release_memory()
+    except BaseException:
+        if new_run:
+            new_run.undo()
+        raise
+    if new_run:
+        new_run.commit()
 
     if not is_main:
         return info
@@ -148,7 +177,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
 EVAL_SUMMARY = ("n", "samples_per_problem", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
                 "thinking_proportion", "answer_proportion", "answer_proportion_ci95", "thinking_proportion_ci95",
                 "pass_at_k", "majority_accuracy", "majority_accuracy_ci95", "mean_completion_tokens",
-                "truncated_proportion", "csv", "backend", "decoding")
+                "truncated_proportion", "csv", "backend", "decoding", "split", "provenance")
 
 #: Settings that change nothing a run produces: left out of its fingerprint.
 _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vllm", "vllm_mode",
@@ -178,11 +207,17 @@ def time_steps(settings: Settings, job: TrainingJob) -> list[float]:
     run = RunDir(job.output_dir)
     tokenizer = load_tokenizer(job.parent)
     model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
-    common = {**_common_args(settings, rt, run, job.train), "save_strategy": "no", "disable_tqdm": True}
+    checkpointing = training_memory(settings, job, rt, tokenizer).checkpointing
+    common = {**_common_args(settings, rt, run, job.train, checkpointing), "save_strategy": "no", "disable_tqdm": True}
     timer = StepTimer()
     trainer = job.build_trainer(model, tokenizer, common, [timer])
     trainer.train()
     return timer.seconds
+
+
+#: What picks the problems of a validation evaluation (a fingerprint holds them only then, so runs
+#: evaluated on test before the split existed still resume).
+_VALIDATION = ("eval.split", "data.train_source", "data.validation_size", "data.budget_seed")
 
 
 def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
@@ -198,7 +233,8 @@ def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
         if name in _NOT_CONTENT:
             continue
         trained = section is not None and (head in (section, "lora") or path in ("seed", "data.budget_seed"))
-        if trained or path in ("data.source", "eval.samples") or path.startswith("eval.generation."):
+        if trained or path in ("data.source", "eval.samples") or path.startswith("eval.generation.") \
+                or (path in _VALIDATION and settings.eval.split != "test"):
             fp[path] = value
     return fp
 
@@ -212,14 +248,19 @@ def _flat(tree: dict, prefix: str = ""):
 
 
 def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
-    """The run dir may not hold what training loads: its parent run, or a model folder inside it."""
+    """The run dir may not hold what training loads: its parent run, or a model folder inside it;
+    nor be, or lie inside, the folder of the base model it reads."""
     owned = [run.model_dir, run.checkpoints_dir, run.debug_dir, run.model_dir.with_name("model.tmp")]
-    loads = [*job.parent.adapters, *([Path(job.parent.base)] if Path(job.parent.base).is_absolute() else [])]
+    base = Path(job.parent.base) if Path(job.parent.base).is_absolute() else None
+    loads = [*job.parent.adapters, *([base] if base else [])]
     parent_run = job.parent.run_dir
     if (parent_run is not None and _same_path(parent_run, run.root)) or any(
             _inside(p, o) for p in loads for o in owned):
         raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
                            "write the new run somewhere else")
+    if base is not None and (_inside(run.root, base) or _inside(base, run.root)):
+        raise SettingError("output_dir", str(run.root), "{name} {value} " + ("is or lies inside" if _inside(
+            run.root, base) else "holds") + f" the base model's folder {base}; write the new run somewhere else")
 
 
 def mean_logged_loss(log_file: Path) -> float | None:
@@ -243,9 +284,12 @@ def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = 
     run was configured with; it resumes a partial CSV from an interrupted
     evaluation. ``model`` evaluates that model instead of the run's own.
     """
-    from .cli import evaluation_argv
-    from .evaluate import metrics_path
+    from .evaluate import evaluation_argv, metrics_path
+    from .generation import uses_vllm
 
+    recorded = run_settings(run)
+    if uses_vllm(recorded):  # what is free now, after training let go of its memory
+        check_evaluation_memory(recorded, None, resume_hint=True)
     env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
     argv = evaluation_argv(run.run_file, run.root, csv_path.name, source, samples, model)
     cmd = [sys.executable, "-m", "gsm8k_lab", *argv]
@@ -271,8 +315,88 @@ def lora_config(settings: Settings):
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
+def training_memory(settings: Settings, job: TrainingJob, rt: runtime.Runtime, tokenizer):
+    """The memory estimate of one training step (printed), with gradient checkpointing resolved:
+    the setting, or on where the step would not fit the GPU without it."""
+    from .memory import ModelShape, estimate_training, needs_checkpointing
+    from .models import base_path
+
+    shape = ModelShape.from_folder(base_path(job.parent))
+    tokens = job.micro_batch_tokens(tokenizer) if job.micro_batch_tokens else 0
+    lora = settings.lora
+    vllm_bytes, device_bytes = 0, None
+    if rt.on_gpu:
+        import torch
+
+        device_bytes = torch.cuda.get_device_properties(0).total_memory
+        g = settings.grpo
+        if job.stage == "grpo" and g.use_vllm and g.vllm_mode == "colocate":
+            vllm_bytes = int(g.colocate_gpu_memory_utilization * device_bytes)
+    checkpointing = job.train.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = device_bytes is not None and needs_checkpointing(
+            shape, rt.dtype_name, lora.r, lora.target_modules, tokens, device_bytes, vllm_bytes)
+    estimate = estimate_training(shape, rt.dtype_name, lora.r, lora.target_modules, tokens, checkpointing, vllm_bytes)
+    where = f" of the GPU's {device_bytes / (1 << 30):.0f} GiB" if device_bytes else ""
+    print(f"[gsm8k-lab] memory estimate of a training step: {estimate.describe()}{where}", flush=True)
+    return estimate
+
+
+def check_evaluation_memory(settings: Settings, job: TrainingJob | None, resume_hint: bool = False) -> None:
+    """When the evaluation after training will start a vLLM engine: its memory must fit what is free.
+
+    Before training (``job`` given) the training process will still hold about
+    :data:`PARENT_KEEPS` of the GPU when its evaluation starts (its CUDA context; training's own
+    memory is released first), so the share must fit the free memory less that; after training
+    the check uses what is free then. On a CPU the engine's KV cache must hold one sequence.
+    A refusal names the setting to lower; after training the trained model is kept.
+    """
+    from .generation import uses_vllm
+
+    if not uses_vllm(settings):
+        return
+    from .generation.vllm import check_gpu_share, cpu_kv_cache_bytes, kv_bytes_per_token
+    from .models import base_path
+
+    rt = runtime.current(settings)
+    try:
+        if rt.on_gpu:
+            check_gpu_share(settings.vllm.gpu_memory_utilization, PARENT_KEEPS if job is not None else 0)
+        elif job is not None:
+            per_token = kv_bytes_per_token(base_path(job.parent), rt.dtype_name)
+            cpu_kv_cache_bytes(per_token, settings.vllm.max_model_len, 1)
+    except SettingError as exc:
+        if not resume_hint:
+            raise
+        raise SettingError(exc.path, exc.value, exc.template + "; the trained model is kept: continue with "
+                           "{resume} to evaluate it") from None
+
+
+#: GPU memory the training process keeps while its evaluation runs (CUDA context and allocator pools).
+PARENT_KEEPS = 1 << 30
+
+
+def stop_rollout_engine(trainer) -> None:
+    """Shut down the vLLM engine that TRL colocated with GRPO training, if there is one."""
+    vllm_generation = getattr(trainer, "vllm_generation", None)
+    llm = getattr(vllm_generation, "llm", None)
+    if llm is not None:
+        from .generation.vllm import shutdown_engine
+
+        vllm_generation.llm = None
+        shutdown_engine(llm)
+
+
+def run_settings(run: RunDir) -> Settings:
+    """The settings a run recorded in its run.json."""
+    from .config import load_settings
+
+    return load_settings(env={}, config_file=run.run_file)[0]
+
+
 # --------------------------------------------------------------------------
-def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: TrainSettings) -> dict:
+def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: TrainSettings,
+                 checkpointing: bool) -> dict:
     """TrainingArguments fields that SFT and GRPO share, from the stage's section."""
     return dict(
         learning_rate=train.learning_rate,
@@ -292,8 +416,8 @@ def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: Tr
         report_to=[] if settings.report_to == "none" else [settings.report_to],
         disable_tqdm=False,
         dataloader_num_workers=0,
-        # TRL turns checkpointing on by default; here it is opt-in (it slows small models down)
-        **{_checkpointing_field(): train.gradient_checkpointing},
+        # TRL turns checkpointing on by default; here it follows the setting, or the memory estimate
+        **{_checkpointing_field(): checkpointing},
     )
 
 
@@ -349,10 +473,12 @@ __all__ = ["TrainingJob", "run_training", "evaluate_base", "lora_config", "resol
 def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
     """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
     decoding and further evaluation sets as the trained runs, so the report compares them."""
-    from .data import load_split
-    from .sft import extra_evaluations
+    from .data import eval_split_size
+    from .evaluate import extra_evaluations
 
-    validate(settings, {"test": len(load_split("test", settings.data.source))}, counts=["eval.samples"])
-    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=resolve_model(settings.model.name),
+    validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
+    parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("eval.generation",))
+    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=parent,
                       build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
     return run_training(settings, job, resume=resume, overwrite=False)

