@@ -19,7 +19,7 @@ import torch
 
 from gsm8k_lab import runtime
 from gsm8k_lab.config import GenerationSettings, Settings
-from gsm8k_lab.data import build_prompt, load_split, take_budget
+from gsm8k_lab.data import build_prompt, load_split, train_regions
 from gsm8k_lab.generation import generate
 from gsm8k_lab.generation.hf import TransformersBackend
 from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
@@ -41,7 +41,7 @@ def main() -> None:
     device = runtime.current(settings).device
     tok = load_tokenizer(ref)
     model = load_model(ref, settings)
-    problems = take_budget(load_split("train"), args.problems, seed=1234)
+    problems = train_regions(load_split("train"), settings).budget(args.problems)  # what the budgets train on
     prompts = [build_prompt(tok, p.question) for p in problems]
     params = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=0)
 
