@@ -29,6 +29,8 @@ def fresh_runtime():
 
     threads = torch.get_num_threads()
     runtime.reset()
+    # autograd on, as in a fresh process: importing some command-line parsers (test_docs.py) switches it off
+    torch.set_grad_enabled(True)
     yield
     runtime.reset()
     torch.set_num_threads(threads)
