@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
+    torch.set_grad_enabled(False)  # generation only (after parsing: a parse-only import keeps autograd)
 
     ref = resolve_model(args.model_path)
     settings = Settings()
@@ -74,5 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
     main()

@@ -29,7 +29,7 @@ def fresh_runtime():
 
     threads = torch.get_num_threads()
     runtime.reset()
-    # autograd on, as in a fresh process: importing some command-line parsers (test_docs.py) switches it off
+    # autograd on, as in a fresh process, whatever an earlier test left
     torch.set_grad_enabled(True)
     yield
     runtime.reset()

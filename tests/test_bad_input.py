@@ -479,16 +479,22 @@ def _error_line(stderr: str) -> list[str]:
     return [line for line in stderr.strip().splitlines() if "it/s]" not in line and "s/it]" not in line]
 
 
-@pytest.mark.parametrize("command,args,env,needle", CASES)
-def test_bad_input(tmp_path, world, tiny_model_dir, monkeypatch, capsys, command, args, env, needle):
-    _skip_if_not_bad_here(args)
+def _enter_case(command, args, env, world, tmp_path, tiny_model_dir, monkeypatch):
+    """Set up one case: its arguments filled in, only its own settings variables set, the working
+    directory its folder; returns the arguments, the needle filler and the files' snapshot before."""
     args, env, fill = _command(command, args, env, world, tmp_path)
     for var in env_vars() - {"GSM8K_LAB_THREADS"}:
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
-    before = _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path)
+    return args, fill, _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path)
+
+
+@pytest.mark.parametrize("command,args,env,needle", CASES)
+def test_bad_input(tmp_path, world, tiny_model_dir, monkeypatch, capsys, command, args, env, needle):
+    _skip_if_not_bad_here(args)
+    args, fill, before = _enter_case(command, args, env, world, tmp_path, tiny_model_dir, monkeypatch)
     code = cli.main([command, *args])
     err = capsys.readouterr().err
     lines = _error_line(err)

@@ -270,3 +270,8 @@ def _check_bench(argv: list[str], command: DocCommand, monkeypatch) -> None:
             runpy.run_path(str(REPO / argv[0]), run_name="__main__")
         except SystemExit:
             pytest.fail(f"{command}: not accepted by its parser (see the message above)")
+    import torch
+
+    # parsing alone changes nothing in the process (a benchmark that switched autograd off before its
+    # parser once broke every training test after this file)
+    assert torch.is_grad_enabled(), f"{command}: parsing its arguments switched autograd off"

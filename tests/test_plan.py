@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EVAL, TINY_ENV
-from test_bad_input import CASES, _command, _error_line, _skip_if_not_bad_here, _snapshot, world  # noqa: F401
+from test_bad_input import CASES, _enter_case, _error_line, _skip_if_not_bad_here, _snapshot, world  # noqa: F401
 
 from gsm8k_lab import cli
 from gsm8k_lab.plan import Plan, Run, grpo_steps, sft_steps
@@ -188,17 +188,10 @@ def test_plan_refuses_what_the_command_refuses(tmp_path, world, tiny_model_dir, 
     """The same one-line error as the command (test_bad_input.py, the same folder of runs and inputs),
     in-process, nothing measured or written."""
     from gsm8k_lab import plan
-    from gsm8k_lab.config import env_vars
 
     _skip_if_not_bad_here(args)
-    args, env, fill = _command(command, args, env, world, tmp_path)
-    for var in env_vars() - {"GSM8K_LAB_THREADS"}:
-        monkeypatch.delenv(var, raising=False)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
+    args, fill, before = _enter_case(command, args, env, world, tmp_path, tiny_model_dir, monkeypatch)
     monkeypatch.setattr(plan, "estimate", lambda *a, **k: pytest.fail("plan accepted what the command refuses"))
-    before = _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path)
     try:
         code = cli.main(["plan", command, *args])
     except SystemExit as exc:  # argparse

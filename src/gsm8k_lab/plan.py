@@ -464,9 +464,7 @@ def _memory_available(settings: Settings) -> tuple[dict, int | None]:
         free, total = torch.cuda.mem_get_info()
         return {"memory": "GPU"}, total
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return {"memory": "RAM available"}, int(line.split()[1]) * 1024
+        return {"memory": "RAM available"}, runtime.available_memory()
     except OSError:
         pass
     return {"memory": "unknown"}, None

@@ -185,6 +185,15 @@ def _apply(rt: Runtime) -> None:
         torch.set_num_threads(rt.threads)
 
 
+def available_memory() -> int:
+    """Bytes of the machine's memory free for a new allocation (``MemAvailable`` in ``/proc/meminfo``)."""
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no MemAvailable in /proc/meminfo")  # pragma: no cover - not Linux
+
+
 def release_memory() -> None:
     """Collect what the process dropped and give the CUDA allocator's cached blocks back to the
     device, so that another process (a vLLM engine) can have them."""

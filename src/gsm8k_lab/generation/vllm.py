@@ -32,6 +32,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .. import runtime
 from ..config import GenerationSettings, SettingError, Settings
 from .base import STOP, Completion
 
@@ -85,8 +86,6 @@ class VLLMBackend:
 
 def engine_args(settings: Settings, model_path: str | Path, batch_size: int) -> dict:
     """``vllm.LLM`` keyword arguments for this machine (see the module docstring)."""
-    from .. import runtime
-
     rt = runtime.current(settings)
     v = settings.vllm
     args = {"dtype": _DTYPE[rt.dtype_name], "max_model_len": v.max_model_len,
@@ -120,7 +119,7 @@ def check_gpu_share(share: float, keep_bytes: int = 0) -> None:
 def cpu_kv_cache_bytes(per_token: int, max_model_len: int, sequences: int, free: int | None = None) -> int:
     """The KV cache of a CPU engine: room for ``sequences`` sequences of ``max_model_len`` tokens,
     capped by a quarter of the free memory, which must hold one whole sequence (else a SettingError)."""
-    free = available_memory() if free is None else free
+    free = runtime.available_memory() if free is None else free
     one = per_token * max_model_len
     cap = int(CPU_KV_SHARE_OF_FREE * free)
     if one > cap:
@@ -142,15 +141,6 @@ def kv_bytes_per_token(model_path: str | Path, dtype_name: str) -> int:
     return 2 * c.num_hidden_layers * kv_heads * head_dim * _BYTES[dtype_name]
 
 
-def available_memory() -> int:
-    """Bytes of memory free for a new allocation (``MemAvailable``)."""
-    with open("/proc/meminfo", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no MemAvailable in /proc/meminfo")  # pragma: no cover - not Linux
-
-
 #: Seconds an engine's processes get to finish their own teardown (shared memory included).
 SHUTDOWN_GRACE = 30
 
@@ -161,8 +151,6 @@ def shutdown_engine(llm) -> None:
     The engine core is given time to tear down in order: without a timeout vLLM aborts it at
     once and its shared-memory queues stay behind until this process exits.
     """
-    from .. import runtime
-
     if llm is not None:
         engine = getattr(llm, "llm_engine", None)
         core = getattr(engine, "engine_core", None)
