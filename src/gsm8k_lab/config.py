@@ -376,25 +376,29 @@ class Settings:
 
 #: Presets as data: paths of the tree and the values they set.
 PRESETS: dict[str, dict[str, Any]] = {
-    # Both experiments at a size that fits 2 CPU cores in about an hour, tuned so that something
-    # resolves and the traces hold GRPO completions: greedy evaluation of 64 test problems (the
-    # answer-format proportion moves on a 135M model even where accuracy cannot); SFT at a LoRA
-    # learning rate of 1e-3 (at 2e-4 a 32-problem prep stage left no completion in the exact format,
-    # so GRPO's format_exact reward never fired; at 1e-3 on 64 problems 31 of 64 greedy completions
-    # are exact, most under 128 tokens); GRPO at a LoRA learning rate that moves the policy in 16-32
-    # steps; traces with 8 attempts of at most 256 tokens (an accepted trace is closed, and the
-    # 512-token attempts were mostly runaway repetition); the GSM-Symbolic column on 32 variants.
+    # Both experiments at a size that fits 2 CPU cores in about an hour. Sizes: greedy evaluation of
+    # 64 test problems (the answer-format proportion moves on a 135M model even where accuracy cannot);
+    # prep SFT on 64 problems at a LoRA learning rate of 1e-3 (at 2e-4 a 32-problem prep stage left no
+    # completion in the exact format, so GRPO's format_exact reward never fired); GRPO with 4
+    # completions of at most 128 tokens per prompt; traces with 8 attempts of at most 256 tokens (an
+    # accepted trace is closed; 512-token attempts were mostly runaway repetition); the GSM-Symbolic
+    # column on 32 variants and their 32 originals. Learning rates: chosen on the validation split,
+    # never on test (docs/preset/sweep/: `gsm8k-lab sweep-lr --metric answer_proportion` from that
+    # prep model at budget 64; the highest validation answer proportion, both picks inside the grid:
+    # SFT 2e-4..4e-3 -> 2e-3, GRPO 3e-5..1e-3 -> 3e-4).
     # The seed's scripts take the same sizes (EVAL_SAMPLES=64, NUM_GENERATIONS=4, train_sft.py
-    # --learning-rate 1e-3, train_grpo.py --gradient-accumulation-steps 1 --max-completion-length 128
-    # --learning-rate 1e-4), so runs made by hand with them are reused.
+    # --stage prep --learning-rate 1e-3, --stage full --learning-rate 2e-3, train_grpo.py
+    # --gradient-accumulation-steps 1 --max-completion-length 128 --learning-rate 3e-4), so runs made
+    # by hand with them are reused.
     "small": {
-        "sft.learning_rate": 1e-3,
+        "sft.prep_learning_rate": 1e-3,
+        "sft.learning_rate": 2e-3,
         "eval.samples": 64,
         "eval.extra_sources": ["gsm-symbolic:32"],
         "grpo.num_generations": 4,
         "grpo.gradient_accumulation_steps": 1,
         "grpo.rollout.max_new_tokens": 128,
-        "grpo.learning_rate": 1e-4,
+        "grpo.learning_rate": 3e-4,
         "experiment.budgets": [32, 64],
         "experiment.traces_budget": 64,
         "traces.max_attempts": 8,
