@@ -146,7 +146,7 @@ def test_the_summary_line():
     assert Plan("e", runs).summary() == ("plan: 3 runs (1 finished, 2 to run), time not calibrated on this machine "
                                          "(gsm8k-lab plan <command> measures it)")
     assert Plan("e", runs, calibrated=True).summary() == \
-        "plan: 3 runs (1 finished, 2 to run), estimated at most 4.8 min on this machine"
+        "plan: 3 runs (1 finished, 2 to run), estimated 4.8 min on this machine"
     assert Plan("e", runs[:1], calibrated=True).summary() == "plan: 1 runs (1 finished, 0 to run), nothing to run"
 
 
@@ -172,7 +172,7 @@ def test_an_experiment_prints_its_plan_before_it_starts(planned_chain, cache, ti
     assert not (tmp_path / "empty-cache" / "calibration").exists()
     monkeypatch.setenv("GSM8K_LAB_CACHE", str(cache))
     assert cli.main(argv) == 0
-    assert "[gsm8k-lab] plan: 4 runs, estimated at most" in capsys.readouterr().out
+    assert "[gsm8k-lab] plan: 4 runs, estimated " in capsys.readouterr().out
 
 
 #: refused by the command once the model's weights are loaded (a kernel the machine lacks, LoRA targets the

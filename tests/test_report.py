@@ -17,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete", answers=None,
-             samples=1, log=None, symbolic=None, traces_file=None, split=None):
+             samples=1, log=None, symbolic=None, traces_file=None, split=None, prep_learning_rate=None):
     """A finished run; ``correct`` (and ``answers``) per problem: a bool, or a list of K bools with samples=K."""
     d = root / rel
     (d / "debug").mkdir(parents=True)
@@ -42,7 +42,8 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
     k = sum(correct)
     group = 4 if stage == "grpo" else 1  # GRPO's batches count completions, num_generations per problem
     info = {"status": status, "stage": stage, "run_id": "x",
-        "settings": {"seed": seed, "sft": {"learning_rate": 1e-3, "epochs": None},
+        "settings": {"seed": seed, "sft": {"learning_rate": 1e-3, "epochs": None,
+                                           "prep_learning_rate": prep_learning_rate},
                      "grpo": {"learning_rate": 1e-4, "epochs": 1.0, "num_generations": group}},
         "data": {"n": n, "source": source, **({"traces_file": str(traces_file)} if traces_file else {})},
         "train": {"examples_seen": n * group, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0,
@@ -302,6 +303,16 @@ def test_each_row_shows_what_training_paid(tmp_path):
         rows = {r["method"]: r for r in csv.DictReader(fh)}
     assert rows["GRPO"]["problems_seen"] == "32" and rows["GRPO"]["completions_sampled"] == "128"
     assert rows["SFT"]["learning_rate"] == "0.001" and rows["GRPO"]["optimizer_steps"] == "8"
+
+
+def test_the_prep_row_shows_the_rate_the_prep_stage_trained_at(tmp_path):
+    """sft.prep_learning_rate, when set, is the prep stage's rate (the full stage keeps sft.learning_rate)."""
+    make_run(tmp_path, "p/prep_sft", "prep_sft", 64, [True, False], prep_learning_rate=5e-4)
+    make_run(tmp_path, "p/64/full_sft", "full_sft", 64, [True, False], prep_learning_rate=5e-4)
+    write_report([tmp_path / "p"], tmp_path / "r")
+    with open(tmp_path / "r" / "results.csv", newline="") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert rows["prep SFT"]["learning_rate"] == "0.0005" and rows["SFT"]["learning_rate"] == "0.001"
 
 
 def test_traces_run_reports_its_share_of_grpo_traces(tmp_path):

@@ -13,8 +13,12 @@ Times are counts times rates measured on this machine (:mod:`.calibrate`):
 generation tokens/s at each run's batch, seconds per SFT and GRPO micro-batch
 at each run's geometry, model loading and process start. Evaluation and trace
 sampling are counted at their full token budgets (every completion as long as
-``max_new_tokens``, every problem using all its attempts), so those times are
-upper bounds; a model that stops early takes less. Memory is estimated from
+``max_new_tokens``, every problem using all its attempts). That is not an
+upper bound: decoding is probed for 32 new tokens with every row of the batch
+busy, and a real evaluation decodes at up to 512 tokens of context while its
+batch empties as rows finish, so it runs slower than the probe (on the small
+preset, 64-problem evaluations took 0.8-1.7x their estimate; docs/benchmarks.md,
+plan vs actual). Memory is estimated from
 the model's configuration (weights, LoRA and its optimizer state, activations
 of one micro-batch, the KV cache, a vLLM engine's share of the GPU) against
 what the machine has.
@@ -115,7 +119,7 @@ class Plan:
             return head + ", nothing to run"
         if not self.calibrated or self.seconds is None:
             return head + ", time not calibrated on this machine (gsm8k-lab plan <command> measures it)"
-        return head + f", estimated at most {_duration(self.seconds)} on this machine"
+        return head + f", estimated {_duration(self.seconds)} on this machine"
 
     def to_dict(self) -> dict:
         return {"command": self.command, "summary": self.summary(), "seconds": self.seconds,
@@ -487,7 +491,7 @@ def render(plan: Plan, flag_of=lambda path: path) -> str:
     if plan.calibrated and plan.rates:
         lines.append("measured on this machine (" + (plan.calibration_file or "") + "):")
         lines += ["  " + _rate_text(k, v) for k, v in plan.rates.items()]
-    lines.append(plan.summary() + (" (evaluation and traces at their full token budgets: an upper bound)"
+    lines.append(plan.summary() + (" (evaluation and traces counted at their full token budgets)"
                                    if plan.calibrated and plan.todo else ""))
     return "\n".join(lines)
 

@@ -478,7 +478,8 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         symbolic_accuracy=sym.mean_b if sym else None, symbolic_drop=-sym.difference if sym else None,
         optimizer_steps=int(train.get("global_steps", 0)),
         epochs=_float(train.get("epochs", section.get("epochs"))),
-        learning_rate=_float(section.get("learning_rate")),
+        learning_rate=_float(section.get("prep_learning_rate") if stage == "prep_sft"
+                             and section.get("prep_learning_rate") is not None else section.get("learning_rate")),
         problems_seen=seen // group, completions_sampled=seen if stage == "grpo" else 0,
         train_tokens_generated=int(train.get("tokens_generated", 0)),
         train_seconds=float(timings.get("train_seconds", 0.0)), eval_seconds=float(timings.get("eval_seconds", 0.0)),
