@@ -378,14 +378,14 @@ class Settings:
 PRESETS: dict[str, dict[str, Any]] = {
     # Both experiments at a size that fits 2 CPU cores in well under an hour (35 min with bf16).
     # Sizes: greedy evaluation of 64 test problems (the answer-format proportion moves on a 135M
-    # model even where accuracy cannot); prep SFT on 64 problems at a LoRA learning rate of 1e-3 (at 2e-4 a 32-problem prep stage left no
-    # completion in the exact format, so GRPO's format_exact reward never fired); GRPO with 4
-    # completions of at most 128 tokens per prompt; traces with 8 attempts of at most 256 tokens (an
-    # accepted trace is closed; 512-token attempts were mostly runaway repetition); the GSM-Symbolic
-    # column on 32 variants and their 32 originals. Learning rates: chosen on the validation split,
-    # never on test (docs/preset/sweep/: `gsm8k-lab sweep-lr --metric answer_proportion` from that
-    # prep model at budget 64; the highest validation answer proportion, both picks inside the grid:
-    # SFT 2e-4..4e-3 -> 2e-3, GRPO 3e-5..1e-3 -> 3e-4).
+    # model even where accuracy cannot); prep SFT on 64 problems at a LoRA learning rate of 1e-3 (at
+    # 2e-4 a 32-problem prep stage left no completion in the exact format, so GRPO's format_exact
+    # reward never fired); GRPO with 4 completions of at most 128 tokens per prompt; traces with 8
+    # attempts of at most 256 tokens (an accepted trace is closed; 512-token attempts were mostly
+    # runaway repetition); the GSM-Symbolic column on 32 variants and their 32 originals.
+    # Learning rates: chosen on the validation split, never on test (docs/preset/sweep/: `gsm8k-lab
+    # sweep-lr --metric answer_proportion` from that prep model at budget 64; the highest validation
+    # answer proportion, both picks inside the grid: SFT 2e-4..4e-3 -> 2e-3, GRPO 3e-5..1e-3 -> 3e-4).
     # The seed's scripts take the same sizes (EVAL_SAMPLES=64, NUM_GENERATIONS=4, train_sft.py
     # --stage prep --learning-rate 1e-3, --stage full --learning-rate 2e-3, train_grpo.py
     # --gradient-accumulation-steps 1 --max-completion-length 128 --learning-rate 3e-4), so runs made
