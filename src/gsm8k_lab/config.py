@@ -386,10 +386,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Learning rates: chosen on the validation split, never on test (docs/preset/sweep/: `gsm8k-lab
     # sweep-lr --metric answer_proportion` from that prep model at budget 64; the highest validation
     # answer proportion, both picks inside the grid: SFT 2e-4..4e-3 -> 2e-3, GRPO 3e-5..1e-3 -> 3e-4).
-    # The seed's scripts take the same sizes (EVAL_SAMPLES=64, NUM_GENERATIONS=4, train_sft.py
-    # --stage prep --learning-rate 1e-3, --stage full --learning-rate 2e-3, train_grpo.py
-    # --gradient-accumulation-steps 1 --max-completion-length 128 --learning-rate 3e-4), so runs made
-    # by hand with them are reused.
+    # A run is reused only when its recorded settings match the preset's (runs.check_same_settings),
+    # the SFT section whole: prep and full stages both record sft.learning_rate 2e-3 with
+    # sft.prep_learning_rate 1e-3, so a run made by hand is reused only when given all these values
+    # (e.g. `--config` with a file of them).
     "small": {
         "sft.prep_learning_rate": 1e-3,
         "sft.learning_rate": 2e-3,
