@@ -103,6 +103,24 @@ def test_vllm_sampling_mapping(fake_vllm):
                                      "stop": ["</SOLUTION>"], "include_stop_str_in_output": True}
 
 
+def test_on_a_cpu_the_engine_computes_on_every_core_unless_the_user_says_otherwise(fake_vllm, tiny_model_dir,
+                                                                                 monkeypatch, capsys):
+    """vLLM's CPU runtime reserves a core for serving by default; an offline engine takes it back."""
+    import os
+
+    from gsm8k_lab.generation.vllm import VLLMBackend
+    from gsm8k_lab.models import resolve_model
+
+    var = "VLLM_CPU_NUM_OF_RESERVED_CPU"
+    monkeypatch.setenv(var, "unset by the test")
+    monkeypatch.delenv(var)  # absent now, and absent again after the test
+    VLLMBackend(resolve_model(str(tiny_model_dir)), Settings(), batch_size=4)
+    assert os.environ[var] == "0" and f"{var}=0" in capsys.readouterr().out
+    monkeypatch.setenv(var, "1")
+    VLLMBackend(resolve_model(str(tiny_model_dir)), Settings(), batch_size=4)
+    assert os.environ[var] == "1" and f"{var}=1" in capsys.readouterr().out
+
+
 def test_vllm_backend_serves_a_run_directory_as_a_merged_copy(fake_vllm, tmp_path, tiny_model_dir):
     import torch
     from peft import LoraConfig, get_peft_model
