@@ -67,8 +67,9 @@ def main() -> None:
 
     from gsm8k_lab import runtime
     from gsm8k_lab.config import GenerationSettings, Settings
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
     from gsm8k_lab.models import load_model, load_tokenizer, quantize, resolve_model
+    from gsm8k_lab.task import build_prompt
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-path")

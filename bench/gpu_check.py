@@ -69,10 +69,11 @@ def _settings(**changes):
 def eval_throughput(work: Path) -> dict:
 
     from gsm8k_lab.config import GenerationSettings
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
     from gsm8k_lab.generation import generate
     from gsm8k_lab.generation.hf import TransformersBackend
     from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
+    from gsm8k_lab.task import build_prompt
 
     ref = resolve_model(str(work / "smollm2-shape"))
     tok = load_tokenizer(ref)
@@ -99,10 +100,11 @@ def vllm_throughput(work: Path) -> dict | str:
     if not vllm_available():
         return "vllm not installed: skipped"
     from gsm8k_lab.config import GenerationSettings
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
     from gsm8k_lab.generation import generate
     from gsm8k_lab.generation.vllm import VLLMBackend
     from gsm8k_lab.models import resolve_model
+    from gsm8k_lab.task import build_prompt
 
     backend = VLLMBackend(resolve_model(str(work / "smollm2-shape")), _settings(**{"vllm.gpu_memory_utilization": 0.5}))
     n, max_new = (8, 16) if SMALL else (128, 128)

@@ -19,10 +19,11 @@ import torch
 
 from gsm8k_lab import runtime
 from gsm8k_lab.config import GenerationSettings, Settings
-from gsm8k_lab.data import build_prompt, load_split, train_regions
+from gsm8k_lab.data import load_split, train_regions
 from gsm8k_lab.generation import generate
 from gsm8k_lab.generation.hf import TransformersBackend
 from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
+from gsm8k_lab.task import build_prompt
 from gsm8k_lab.traces import TraceJob, accept, run_rejection_sampling
 
 

@@ -135,8 +135,8 @@ LLAMA3_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ '<|start_head
 def _toy_bpe(split_regex: str, specials: list[str], bos: str | None = None):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    from gsm8k_lab.config import SYSTEM_PROMPT
-    from gsm8k_lab.data import format_target, load_split
+    from gsm8k_lab.data import load_split
+    from gsm8k_lab.task import SYSTEM_PROMPT, format_target
 
     corpus = [SYSTEM_PROMPT]
     for p in load_split("train")[:400]:  # prompts and targets side by side, so merges across ">" are learned

@@ -6,16 +6,8 @@ Each case is (completion as generated, i.e. after the prompt's opening
 
 import pytest
 
-from gsm8k_lab.answers import (
-    assistant_text,
-    gold_text,
-    harness_flexible,
-    harness_strict,
-    is_correct,
-    parse_completion,
-    parse_gold,
-    parse_number,
-)
+from gsm8k_lab.answers import gold_text, harness_flexible, harness_strict, parse_gold, parse_number
+from gsm8k_lab.task import assistant_text, is_correct, parse_completion
 
 W = "2+2 is 4<end_working_out>"  # a short, well-formed reasoning block
 

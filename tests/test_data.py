@@ -5,16 +5,8 @@ import hashlib
 import pytest
 
 from gsm8k_lab.config import SettingError, Settings, UsageError
-from gsm8k_lab.data import (
-    build_prompt,
-    eval_problems,
-    eval_split_size,
-    format_target,
-    load_split,
-    load_traces,
-    reasoning_to_trace,
-    train_regions,
-)
+from gsm8k_lab.data import eval_problems, eval_split_size, load_split, load_traces, train_regions
+from gsm8k_lab.task import build_prompt, format_target, reasoning_to_trace
 
 
 def test_bundled_splits_load_with_gold_numbers():
@@ -172,7 +164,7 @@ def test_grpo_prompts_tokenize_like_evaluation(llama3_like_tokenizer, qwen2_like
     """TRL's GRPO tokenizes prompts with special tokens added; the ids still equal evaluation's."""
     from transformers import AutoTokenizer
 
-    from gsm8k_lab.data import prompt_ids, trl_prompt
+    from gsm8k_lab.task import prompt_ids, trl_prompt
 
     for tok in (llama3_like_tokenizer, qwen2_like_tokenizer, AutoTokenizer.from_pretrained(real_tokenizer_dir)):
         prompt = build_prompt(tok, "What is 2+2?")

@@ -66,8 +66,9 @@ def test_resume_after_kill_keeps_rows_once(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gsm8k_lab.config import GenerationSettings
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
     from gsm8k_lab.generation.hf import TransformersBackend
+    from gsm8k_lab.task import build_prompt
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
@@ -202,9 +203,9 @@ def test_corrupted_bundled_data_via_cli(run_cli, tmp_path, tiny_model_dir, monke
 def test_real_embedded_default_answers_a_question():
     """The shipped SmolLM2-135M-Instruct loads offline and writes an answer."""
     from gsm8k_lab.config import GenerationSettings, Settings
-    from gsm8k_lab.data import build_prompt
     from gsm8k_lab.generation import generate, make_backend
     from gsm8k_lab.models import resolve_model
+    from gsm8k_lab.task import build_prompt
 
     ref = resolve_model(None)
     backend = make_backend(Settings(), ref)

@@ -134,7 +134,7 @@ def _long_prompts():
 def test_refill_matches_static_batches_greedily(backend):
     """Same greedy tokens as model.generate on static batches (fp32), with a shared prompt prefix,
     refills (11 prompts through 3 rows) and rows of very different lengths."""
-    from gsm8k_lab.data import build_prompt
+    from gsm8k_lab.task import build_prompt
 
     tok = backend.tokenizer
     prompts = [build_prompt(tok, q) for q in _long_prompts()]

@@ -126,9 +126,9 @@ def test_vllm_backend_serves_a_run_directory_as_a_merged_copy(fake_vllm, tmp_pat
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gsm8k_lab.data import prompt_ids
     from gsm8k_lab.generation.vllm import MERGED_DIR, VLLMBackend
     from gsm8k_lab.models import ModelRef, resolve_model, save_run_model
+    from gsm8k_lab.task import prompt_ids
 
     run = tmp_path / "run"
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
@@ -166,9 +166,9 @@ def test_prompts_reach_vllm_as_ids_with_one_bos(fake_vllm, tmp_path, tiny_model_
     would decode after two. It gets the ids evaluation and training use, with one."""
     import shutil
 
-    from gsm8k_lab.data import build_prompt, prompt_ids
     from gsm8k_lab.generation.vllm import VLLMBackend
     from gsm8k_lab.models import resolve_model
+    from gsm8k_lab.task import build_prompt, prompt_ids
 
     folder = tmp_path / "llama3-like"
     folder.mkdir()

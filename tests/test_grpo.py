@@ -105,7 +105,7 @@ def test_rollouts_follow_the_run_seed(monkeypatch):
 
     from gsm8k_lab.config import Settings
     from gsm8k_lab.generation import refill
-    from gsm8k_lab.grpo import refill_rollout, rollout_seed
+    from gsm8k_lab.grpo import rollout_seed
 
     used = []
 
@@ -123,7 +123,7 @@ def test_rollouts_follow_the_run_seed(monkeypatch):
         settings = Settings()
         settings.seed = seed
         settings.grpo.rollout.seed = 5  # an offset on the run seed
-        out = refill_rollout(settings)(["p", "p"], trainer)
+        out = refill.rollout_func(settings.grpo.rollout, rollout_seed(settings))(["p", "p"], trainer)
         assert out["completion_ids"] == [[7], [7]]
         assert rollout_seed(settings) == seed + 5
     assert used == [42 + 5 + 3 * 1_000_003 + 1, 43 + 5 + 3 * 1_000_003 + 1]

@@ -153,10 +153,8 @@ def test_the_summary_line():
 def test_an_experiment_prints_its_plan_before_it_starts(planned_chain, cache, tiny_model_dir, tmp_path, monkeypatch,
                                                         capsys):
     """From the cache only: calibrated where the plans above measured, 'not calibrated' in an empty cache."""
-    from gsm8k_lab import experiments
-
     started = []
-    monkeypatch.setattr(experiments, "run_steps", lambda steps: started.append([s.name for s in steps]))
+    monkeypatch.setattr(cli, "run_steps", lambda steps: started.append([s.name for s in steps]))
     monkeypatch.setattr(cli, "_report", lambda folders, out: 0)
     for k, v in TINY_ENV.items():
         monkeypatch.setenv(k, v)
@@ -187,11 +185,9 @@ def test_plan_refuses_what_the_command_refuses(tmp_path, world, tiny_model_dir, 
                                                command, args, env, needle):
     """The same one-line error as the command (test_bad_input.py, the same folder of runs and inputs),
     in-process, nothing measured or written."""
-    from gsm8k_lab import plan
-
     _skip_if_not_bad_here(args)
     args, fill, before = _enter_case(command, args, env, world, tmp_path, tiny_model_dir, monkeypatch)
-    monkeypatch.setattr(plan, "estimate", lambda *a, **k: pytest.fail("plan accepted what the command refuses"))
+    monkeypatch.setattr(cli, "estimate", lambda *a, **k: pytest.fail("plan accepted what the command refuses"))
     try:
         code = cli.main(["plan", command, *args])
     except SystemExit as exc:  # argparse

@@ -4,7 +4,6 @@ import itertools
 
 import pytest
 
-from gsm8k_lab.answers import is_correct
 from gsm8k_lab.rewards import (
     REWARD_FUNCTIONS,
     answer_correct,
@@ -13,6 +12,7 @@ from gsm8k_lab.rewards import (
     number_check,
     total_reward,
 )
+from gsm8k_lab.task import is_correct
 
 GOOD = "16 - 3 - 4 = 9, 9 * 2 = 18<end_working_out><SOLUTION>18</SOLUTION>"
 

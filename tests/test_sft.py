@@ -32,8 +32,8 @@ def test_sft_from_traces_file(tmp_path, run_cli, chain):
 
 def _prefix_share(tokenizer, problems, joint: bool) -> float:
     """Share of examples whose prompt ids (as generation sees them) start the training ids."""
-    from gsm8k_lab.data import build_prompt, format_target, prompt_ids
     from gsm8k_lab.sft import tokenize_example
+    from gsm8k_lab.task import build_prompt, format_target, prompt_ids
 
     ok = 0
     for p in problems:

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from gsm8k_lab.config import GenerationSettings
-from gsm8k_lab.data import Problem, format_target, load_traces
+from gsm8k_lab.data import Problem, load_traces
 from gsm8k_lab.generation import Completion
+from gsm8k_lab.task import format_target
 from gsm8k_lab.traces import (
     TraceJob,
     completion_to_trace,

@@ -127,12 +127,13 @@ def test_the_training_process_never_builds_a_generation_engine(tmp_path, tiny_mo
     the trained model is released (collected, nothing refers to it) before the evaluation starts."""
     import weakref
 
-    from gsm8k_lab import cli, generation, training
+    from gsm8k_lab import cli, evaluate, generation, traces, training
 
     def refuse(*a, **k):
         raise AssertionError("a generation backend was built in the training process")
 
-    monkeypatch.setattr(generation, "make_backend", refuse)
+    for module in (generation, evaluate, traces):  # every module that builds one
+        monkeypatch.setattr(module, "make_backend", refuse)
     models, released = [], []
     real_load, real_eval = training.load_model, training.evaluate_in_fresh_process
 
@@ -176,13 +177,13 @@ def test_a_colocated_rollout_engine_is_shut_down_before_the_evaluation():
 def test_a_vllm_evaluation_that_cannot_fit_is_refused_before_training(monkeypatch, tiny_model_dir):
     """On a GPU the training process keeps its CUDA context while its evaluation runs: the evaluation's
     share must fit what is free less that, checked before any training."""
-    from gsm8k_lab import generation, runtime, training
+    from gsm8k_lab import runtime, training
     from gsm8k_lab.config import SettingError, Settings
     from gsm8k_lab.models import resolve_model
 
     gib = 1 << 30
     monkeypatch.setattr(runtime, "_current", runtime.Runtime("cuda", "bf16", 2, 1))
-    monkeypatch.setattr(generation, "vllm_available", lambda: True)
+    monkeypatch.setattr(runtime, "vllm_available", lambda: True)
     monkeypatch.setattr("torch.cuda.mem_get_info", lambda *a: (70 * gib, 80 * gib))
     job = training.TrainingJob(stage="prep_sft", output_dir=tiny_model_dir, parent=resolve_model(str(tiny_model_dir)),
                                build_trainer=None, data={}, train=Settings().sft)

@@ -122,10 +122,11 @@ def test_a_run_served_through_its_merged_copy_writes_the_adapters_greedy_text(lo
     """The merged copy under model/merged-vllm/ gives vLLM the run's model: its greedy text equals the
     transformers backend's on the run (base + adapter) on at least 95% of 16 problems. The engine is
     started and shut down in this process, and leaves no process behind."""
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
     from gsm8k_lab.generation.hf import TransformersBackend
     from gsm8k_lab.generation.vllm import MERGED_DIR, VLLMBackend
     from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
+    from gsm8k_lab.task import build_prompt
 
     s, gen = _fp32(), GenerationSettings(max_new_tokens=32)
     run, base = resolve_model(str(lora_run)), resolve_model(str(tiny_vllm_model))
@@ -150,10 +151,11 @@ def test_sampled_evaluation_with_vllm_gives_k_rows_and_the_same_rows_again(tiny_
     """K = 4 samples per problem: four rows per problem, and a second evaluation with the same seed
     writes the same rows (vLLM seeds each request). A second engine in the same process, shut down
     after use like the first."""
-    from gsm8k_lab.data import build_prompt, load_split
+    from gsm8k_lab.data import load_split
     from gsm8k_lab.evaluate import evaluate
     from gsm8k_lab.generation.vllm import VLLMBackend
     from gsm8k_lab.models import resolve_model
+    from gsm8k_lab.task import build_prompt
 
     s = _fp32()
     gen = GenerationSettings(max_new_tokens=16, temperature=1.0, seed=5)

@@ -1,26 +1,9 @@
-"""Answer extraction and scoring: the one source of truth for evaluation and rewards.
+"""Numbers as a person writes them: how the answer inside a ``<SOLUTION>`` block is read.
 
-A GSM8K record looks like this::
+The answer format, the block rules and the judge are in :mod:`gsm8k_lab.task`; this module reads
+the number (and the gold after GSM8K's ``####``), and holds lm-eval's GSM8K rules as a cross-check.
 
-    question: "Natalia sold clips to 48 of her friends in April, and then she sold
-               half as many clips in May. How many clips did Natalia sell altogether?"
-    answer:   "Natalia sold 48/2 = <<48/2=24>>24 clips in May.
-               Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.
-               #### 72"
-
-The model is asked to answer as::
-
-    <start_working_out> ...reasoning... <end_working_out><SOLUTION>72</SOLUTION>
-
-Generation prompts end with ``<start_working_out>`` so the model reasons at once;
-functions here take the *assistant text*, i.e. that opening tag plus the completion
-(see :func:`assistant_text`). Model output is only ever parsed, never executed.
-
-Rules, decided once:
-- The answer is the content of the **last closed** ``<SOLUTION>…</SOLUTION>`` block
-  (a model that hedges is judged on its final word). With no closed block, an
-  unclosed final ``<SOLUTION>`` is read up to the end of the text (a completion can
-  stop at EOS right after the number); :class:`Parsed` records which case applied.
+Model output is only ever parsed, never executed. Rules, decided once:
 - Inside the block the **last number** is the answer: ``$1,000.00``, ``18 dollars``,
   ``x = 18.``, ``+18``, ``3/4``, ``1 1/2`` (1.5), ``1.5e3``, ``-7``, ``USD18`` and
   ``x10`` all read as numbers. Commas group thousands in groups of exactly three
@@ -40,23 +23,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-
-from .config import REASONING_END, REASONING_START, SOLUTION_END, SOLUTION_START
 
 # --------------------------------------------------------------------------
 # Named patterns (data, so they are visible and table-tested)
 # --------------------------------------------------------------------------
-_S, _E = re.escape(SOLUTION_START), re.escape(SOLUTION_END)
 PATTERNS: dict[str, re.Pattern] = {
-    # a closed solution block, non-greedy so several blocks are found separately
-    "solution_block": re.compile(rf"{_S}(.*?){_E}", re.DOTALL),
-    # an opening tag with no closing tag after it
-    "solution_open": re.compile(rf"{_S}(?!.*{_E})(.*)\Z", re.DOTALL),
-    # reasoning block with something inside it
-    "reasoning_block": re.compile(
-        rf"{re.escape(REASONING_START)}(.*?){re.escape(REASONING_END)}", re.DOTALL
-    ),
     # a number-like token: an optional sign (only when nothing word-like is glued before it) or
     # currency sign, then a mixed number (1 1/2), or a maximal run of digits joined by single dots or
     # commas, with an optional exponent and an optional "/ denominator". The run is taken whole and
@@ -81,42 +52,6 @@ _HARNESS_IGNORE = [re.compile(r","), re.compile(r"\$"), re.compile(r"(?s).*#### 
 
 #: Relative tolerance for decimal golds only; integer golds compare exactly.
 DECIMAL_REL_TOL = 1e-9
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """What a completion says, as the metrics and rewards need it."""
-
-    solution: str | None  # raw text inside the chosen SOLUTION block
-    value: float | None  # its number, when one could be read
-    closed: bool  # the chosen block had its closing tag
-    n_solution_blocks: int  # closed blocks in the text
-    has_thinking: bool  # a non-empty reasoning block before the answer
-
-    @property
-    def has_answer(self) -> bool:
-        return self.value is not None
-
-
-def assistant_text(completion: str) -> str:
-    """The assistant's whole turn: the prompt's opening reasoning tag plus the completion."""
-    if completion.lstrip().startswith(REASONING_START):
-        return completion
-    return REASONING_START + completion
-
-
-def parse_completion(text: str) -> Parsed:
-    """Parse the assistant text (see :func:`assistant_text`)."""
-    blocks = PATTERNS["solution_block"].findall(text)
-    if blocks:
-        solution, closed = blocks[-1], True
-    else:
-        m = PATTERNS["solution_open"].search(text)
-        solution, closed = (m.group(1), False) if m else (None, False)
-    value = parse_number(solution) if solution is not None else None
-    reasoning = PATTERNS["reasoning_block"].search(text)
-    has_thinking = bool(reasoning and reasoning.group(1).strip())
-    return Parsed(solution, value, closed, len(blocks), has_thinking)
 
 
 def parse_number(text: str | None) -> float | None:
@@ -144,11 +79,6 @@ def numbers_match(value: float | None, gold: float | None) -> bool:
     if float(gold).is_integer():
         return float(value) == float(gold)
     return math.isclose(value, gold, rel_tol=DECIMAL_REL_TOL, abs_tol=0.0)
-
-
-def is_correct(completion: str, gold: float) -> bool:
-    """Score a completion (without the opening tag) against the gold number."""
-    return numbers_match(parse_completion(assistant_text(completion)).value, gold)
 
 
 # --------------------------------------------------------------------------

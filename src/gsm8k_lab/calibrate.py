@@ -35,7 +35,14 @@ from pathlib import Path
 
 from . import runtime
 from .config import Settings
+from .data import load_split
+from .generation import generate, make_backend
+from .grpo import prepare_grpo
+from .models import resolve_model
 from .runs import atomic_write_json
+from .sft import prepare_sft
+from .task import build_prompt
+from .training import time_steps
 
 CACHE_VERSION = 3  # a new probe layout measures again
 PROBE_TOKENS = 32  # new tokens per row in a generation probe
@@ -115,10 +122,6 @@ def probe_generation(settings: Settings, batch: int) -> dict:
     seconds per row: one run of 1 new token (the prompts alone) and one of :data:`PROBE_TOKENS`."""
     from dataclasses import replace
 
-    from .data import build_prompt, load_split
-    from .generation import generate, make_backend
-    from .models import resolve_model
-
     t0 = time.perf_counter()
     backend = make_backend(settings, resolve_model(settings.model.name), "eval.generation")
     load = time.perf_counter() - t0
@@ -144,9 +147,6 @@ def probe_generation(settings: Settings, batch: int) -> dict:
 
 def probe_sft(settings: Settings) -> dict:
     """Seconds of one SFT micro-batch at the settings' batch and length (two steps, the second timed)."""
-    from .sft import prepare_sft
-    from .training import time_steps
-
     c = _probe_settings(settings)
     s = c.sft
     s.gradient_accumulation_steps, s.epochs, s.train_samples = 1, 1.0, 2 * s.per_device_batch_size
@@ -159,9 +159,6 @@ def probe_grpo(settings: Settings) -> dict:
     """Seconds of one GRPO step of one group (rollouts, rewards, backward) with the settings' group size
     and rollout budget (at most :data:`GRPO_PROBE_TOKENS`); a micro-batch of several groups costs
     about as many times more, which keeps the probe short on a CPU."""
-    from .grpo import prepare_grpo
-    from .training import time_steps
-
     c = _probe_settings(settings)
     g = c.grpo
     g.per_device_batch_size = g.num_generations

@@ -31,7 +31,16 @@ from .config import (
     iter_settings,
     leaf,
     load_settings,
+    unwrap,
 )
+from .evaluate import evaluate_model, format_table, metrics_path, prepare_evaluation
+from .experiments import check_experiment, experiment1_steps, experiment2_steps, run_steps
+from .grpo import prepare_grpo, train_grpo
+from .plan import Plan, estimate, evaluation_run, render, steps_runs, traces_run, training_run
+from .report import write_report
+from .sft import prepare_sft, train_sft
+from .sweep import check_sweep, sweep_settings, sweep_steps, write_sweep_report
+from .traces import generate_traces, stats_path
 
 EXIT_USAGE = 2
 EXIT_OOM = 3
@@ -248,9 +257,7 @@ _METAVAR = {int: "N", float: "X", str: "TEXT"}
 
 
 def _base(hint):
-    from .config import _unwrap
-
-    return _unwrap(hint)[0]
+    return unwrap(hint)[0]
 
 
 def _default(path: str):
@@ -314,8 +321,6 @@ def _text(value) -> str:
 # Commands
 # --------------------------------------------------------------------------
 def cmd_evaluate(ctx: Context) -> int:
-    from .evaluate import evaluate_model, prepare_evaluation
-
     s, a = ctx.settings, ctx.args
     ref, csv_path = prepare_evaluation(s, _eval_dir(ctx), a.output_file, resume=ctx.resume, overwrite=ctx.overwrite)
     metrics = evaluate_model(s, ref, csv_path, resume=ctx.resume)
@@ -324,8 +329,6 @@ def cmd_evaluate(ctx: Context) -> int:
 
 
 def cmd_train_sft(ctx: Context) -> int:
-    from .sft import train_sft
-
     a = ctx.args
     info = train_sft(ctx.settings, a.stage, a.output_dir, traces_file=a.traces_file, resume=ctx.resume,
                      overwrite=ctx.overwrite)
@@ -334,16 +337,12 @@ def cmd_train_sft(ctx: Context) -> int:
 
 
 def cmd_train_grpo(ctx: Context) -> int:
-    from .grpo import train_grpo
-
     info = train_grpo(ctx.settings, ctx.args.output_dir, resume=ctx.resume, overwrite=ctx.overwrite)
     _print_run(info, ctx.args.output_dir)
     return 0
 
 
 def cmd_generate_traces(ctx: Context) -> int:
-    from .traces import generate_traces, stats_path
-
     a = ctx.args
     out, stats = generate_traces(ctx.settings, a.output_dir, a.output_file, resume=ctx.resume,
                                  overwrite=ctx.overwrite)
@@ -370,8 +369,6 @@ def cmd_plan(ctx: Context) -> int:
     import contextlib
     import json
 
-    from .plan import estimate, render
-
     with contextlib.redirect_stdout(sys.stderr):  # progress to stderr: stdout holds the plan (or its JSON)
         plan = _plan(ctx)
         estimate(plan, ctx.settings, measure=True)
@@ -382,8 +379,6 @@ def cmd_plan(ctx: Context) -> int:
 def experiment_steps(ctx: Context) -> tuple[list, list[Path], Path]:
     """An experiment command's runs in order (after its whole-experiment checks), the folders its
     report reads and where the report goes."""
-    from .experiments import check_experiment, experiment1_steps, experiment2_steps
-
     s, a, name = ctx.settings, ctx.args, ctx.name
     for which in (1, 2):
         if name in (f"experiment{which}", "preset"):
@@ -407,9 +402,6 @@ def experiment_steps(ctx: Context) -> tuple[list, list[Path], Path]:
 
 
 def _run_experiment(ctx: Context) -> int:
-    from .experiments import run_steps
-    from .plan import Plan, estimate, steps_runs
-
     steps, folders, out = experiment_steps(ctx)
     plan = estimate(Plan(ctx.name, steps_runs(steps, ctx.settings.model.name)), ctx.settings, measure=False)
     print(f"[gsm8k-lab] {plan.summary()}", flush=True)
@@ -422,19 +414,13 @@ def _run_experiment(ctx: Context) -> int:
 
 def _plan(ctx: Context):
     """The plan of ``ctx``'s command: its runs, checked as the command checks them."""
-    from .plan import Plan, evaluation_run, steps_runs, traces_run, training_run
-
     s, a, name = ctx.settings, ctx.args, ctx.name
     if name == "evaluate":
         runs = [evaluation_run(s, _eval_dir(ctx), a.output_file, ctx.resume, ctx.overwrite)]
     elif name == "train-sft":
-        from .sft import prepare_sft
-
         job = prepare_sft(s, a.stage, a.output_dir, a.traces_file)
         runs = [training_run(s, job, ctx.resume, ctx.overwrite)]
     elif name == "train-grpo":
-        from .grpo import prepare_grpo
-
         runs = [training_run(s, prepare_grpo(s, a.output_dir), ctx.resume, ctx.overwrite)]
     elif name == "generate-traces":
         runs = [traces_run(s, a.output_dir, a.output_file, ctx.resume, ctx.overwrite)]
@@ -448,9 +434,6 @@ def _eval_dir(ctx: Context) -> str:
 
 
 def cmd_sweep_lr(ctx: Context) -> int:
-    from .experiments import run_steps
-    from .sweep import check_sweep, sweep_settings, sweep_steps, write_sweep_report
-
     s, a = ctx.settings, ctx.args
     if ctx.sources.of("eval.split").kind != "default" and s.eval.split != "validation":
         raise SettingError("eval.split", s.eval.split, "{name} {value}: a sweep tunes on the validation split")
@@ -470,8 +453,6 @@ def cmd_report(ctx: Context) -> int:
 
 
 def _report(folders: list[Path], out: Path) -> int:
-    from .report import write_report
-
     summary = write_report(folders, out)
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
     print((out / "report.md").read_text().split("## Plots")[0])
@@ -490,8 +471,6 @@ def _print_run(info: dict, output_dir: str) -> None:
 
 
 def print_metrics(metrics: dict, csv_path: Path) -> None:
-    from .evaluate import format_table, metrics_path
-
     print(f"\nGSM8K {metrics.get('split', 'test')}, {metrics['n']} problems ({metrics.get('model', '')})")
     print(format_table(metrics))
     print(f"  per-example rows:    {csv_path}")

@@ -1,4 +1,5 @@
-"""GSM8K loading, budgets and prompt/target formatting (the seed's ``dataset_utils.py``).
+"""GSM8K loading, budgets and the rules that keep training and evaluation data apart (the seed's
+``dataset_utils.py``; the prompt and the target are in :mod:`gsm8k_lab.task`).
 
 Sources:
 - ``bundled``: the copy shipped in this package (train 7,473, test 1,319), its
@@ -27,35 +28,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-from .answers import PATTERNS, parse_gold
-from .config import (
-    REASONING_END,
-    REASONING_START,
-    SOLUTION_END,
-    SOLUTION_START,
-    SPLITS,
-    SYSTEM_PROMPT,
-    SettingError,
-    UsageError,
-)
+from . import symbolic
+from .answers import parse_gold
+from .config import SPLITS, SettingError, UsageError
 
 BUNDLED_SHA256 = {
     "train": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
     "test": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
 }
 HUB_DATASET = ("openai/gsm8k", "main")
-
-# GSM8K writes calculator calls as <<48/2=24>> before the result ("48/2 = <<48/2=24>>24").
-# They are tool-use artefacts, not reasoning: targets drop them and keep the prose.
-_CALCULATOR = re.compile(r"<<[^<>]*>>")
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -69,13 +57,12 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
     """All problems of a split, in file order; ``path`` names the setting that chose ``source``."""
     if split not in SPLITS:
         raise SettingError("traces.split", split, "{name} must be one of " + ", ".join(SPLITS) + ", got {value}")
-    from . import symbolic
-
     if symbolic.is_symbolic(source):
         if split == "train":
             raise SettingError(path, source, "{name} {value} is an evaluation set (variants of GSM8K test "
                                "problems): never training data")
-        records = symbolic.load(source, path)
+        records = symbolic.load(source, path, lambda: _read_jsonl(_bundled_path("test"), path,
+                                                                  verify_sha256=BUNDLED_SHA256["test"]))
     elif source == "bundled":
         records = _read_jsonl(_bundled_path(split), path, verify_sha256=BUNDLED_SHA256[split])
     elif source == "hub":
@@ -187,8 +174,6 @@ def problems_digest(problems: list[Problem]) -> dict:
 
 def eval_problems(settings) -> tuple[list[Problem], dict]:
     """The problems an evaluation runs on (the first ``eval.samples`` of ``eval.split``) and their provenance."""
-    from . import symbolic
-
     if settings.eval.split == "validation":
         regions = train_regions(load_split("train", settings.data.train_source, "data.train_source"), settings)
         problems = regions.validation(settings.eval.samples)
@@ -203,8 +188,6 @@ def eval_problems(settings) -> tuple[list[Problem], dict]:
 
 def eval_split_size(settings) -> int:
     """How many problems ``eval.split`` holds (what ``eval.samples`` is checked against)."""
-    from . import symbolic
-
     if settings.eval.split == "validation":
         if symbolic.is_symbolic(settings.data.source):
             raise SettingError("data.source", settings.data.source, "{name} {value} is a test set; eval.split "
@@ -247,74 +230,57 @@ def load_traces(file: str | Path, path: str = "traces_file") -> list[Problem]:
 
 
 # --------------------------------------------------------------------------
-# Formatting
+# Training and evaluation data apart
 # --------------------------------------------------------------------------
-def build_messages(question: str) -> list[dict]:
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": question},
-    ]
+def check_eval_data_apart(settings, *training_files: str | None) -> None:
+    """A run never evaluates on the file it trains on: the same file under another name (a hard
+    link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
+    source = settings.data.source
+    if not Path(source).is_file():
+        return
+    for _path, train in (("data.train_source", settings.data.train_source),
+                         *(("traces_file", f) for f in training_files if f)):
+        if Path(train).is_file() and _same_file(Path(train), Path(source)):
+            raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
+                               "be evaluated on the problems it trains on")
 
 
-def build_prompt(tokenizer, question: str) -> str:
-    """The generation prompt: chat template, then the opening reasoning tag.
-
-    Evaluation, SFT and GRPO all use this one string, so training and testing
-    see the same context. Tokenizers without a chat template get a plain layout.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            build_messages(question), tokenize=False, add_generation_prompt=True
-        )
-    else:
-        text = f"{SYSTEM_PROMPT}\n\nQuestion: {question}\nAnswer: "
-    return text + REASONING_START
-
-
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """The prompt's token ids as generation sees them: the text alone, no special tokens added
-    (the chat template already wrote any BOS)."""
-    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
-
-
-def trl_prompt(tokenizer, prompt: str) -> str:
-    """The prompt text for TRL's GRPO, which tokenizes with the tokenizer's special tokens added.
-
-    A Llama-3-style tokenizer prepends BOS, and its chat template already starts
-    with BOS: without this the rollouts would see it twice, a context that
-    evaluation never sees. Here the template's BOS is dropped from the text so
-    the ids TRL builds equal :func:`prompt_ids`.
-    """
-    bos = getattr(tokenizer, "bos_token", None)
-    if bos and prompt.startswith(bos):
-        if tokenizer(prompt)["input_ids"] != prompt_ids(tokenizer, prompt):
-            return prompt[len(bos):]
-    return prompt
-
-
-def format_target(answer: str) -> str:
-    """A GSM8K solution (or a trace) rewritten as the completion the model should write.
-
-    ``"a = <<1+1=2>>2\\n#### 2"`` becomes
-    ``"a = 2<end_working_out><SOLUTION>2</SOLUTION>"`` (the prompt already opened
-    ``<start_working_out>``).
-    """
-    m = PATTERNS["gold_marker"].search(answer)
-    if not m:
-        raise ValueError("answer lacks the '#### N' marker")
-    reasoning = _CALCULATOR.sub("", answer[: m.start()]).strip()
-    final = m.group(1).replace(",", "").strip()
-    return f"{reasoning}{REASONING_END}{SOLUTION_START}{final}{SOLUTION_END}"
-
-
-def reasoning_to_trace(reasoning: str, final: str) -> str:
-    """The traces-file answer layout: ``"<reasoning>\\n\\n#### N"``."""
-    return f"{reasoning.strip()}\n\n#### {final}"
+def check_traces_apart(settings, traces_file: str) -> None:
+    """Traces never come from the problems evaluation uses: a line that says ``"split": "test"``
+    (as generate_traces records) or whose question is a problem of the evaluation data's test
+    split (which also catches files written before lines recorded their split) is refused."""
+    test_questions = {p.question.strip() for p in load_split("test", settings.data.source)}
+    with open(traces_file, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)  # load_traces has checked every line
+            if rec.get("split") == "test" or rec["question"].strip() in test_questions:
+                raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
+                                   "(traces generated from the test split): a run must not train on the problems "
+                                   "it is evaluated on")
 
 
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+def _same_file(a: Path, b: Path) -> bool:
+    """One file (device and inode, through any link) or two files with the same content."""
+    if os.path.samefile(a, b):
+        return True
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return _sha256(a) == _sha256(b)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _bundled_path(split: str) -> Path:
     return Path(str(resources.files("gsm8k_lab") / "data" / "gsm8k" / f"{split}.jsonl"))
 

@@ -36,19 +36,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from .answers import (
-    assistant_text,
-    gold_text,
-    harness_flexible,
-    harness_strict,
-    numbers_match,
-    parse_completion,
+from .answers import gold_text, harness_flexible, harness_strict
+from .config import GenerationSettings, SettingError, Settings, validate
+from .data import Problem, eval_problems, eval_split_size, load_split
+from .generation import Completion, GenerationBackend, decoding, make_backend
+from .models import preflight, resolve_model
+from .runs import (
+    atomic_write_json,
+    atomic_write_text,
+    check_can_write,
+    check_file_name,
+    check_same_settings,
+    check_writable_dir,
+    drop_torn_tail,
+    fsync_dir,
 )
-from .config import GenerationSettings, SettingError, Settings
-from .data import Problem
-from .generation import Completion, GenerationBackend, decoding
-from .runs import atomic_write_json, atomic_write_text, check_same_settings, drop_torn_tail, fsync_dir
 from .stats import bootstrap_interval, ks_for, majority_vote, pass_at_k, wilson_interval
+from .symbolic import with_originals
+from .task import assistant_text, build_prompt, judge, parse_completion
 
 COLUMNS = [
     "index", "question", "gold_answer", "completion", "extracted_answer", "correct",
@@ -60,6 +65,85 @@ _BOOL_COLUMNS = ("correct", "has_thinking", "has_answer", "truncated", "strict_m
 def columns(samples: int = 1) -> list[str]:
     """The CSV columns: the seed's for one completion per problem, with ``sample`` for several."""
     return COLUMNS if samples == 1 else [COLUMNS[0], "sample", *COLUMNS[1:]]
+
+
+def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
+                       overwrite: bool = False):
+    """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
+    check_file_name("output_file", output_file, ".csv")
+    test_size = eval_split_size(settings)
+    validate(settings, {"test": test_size}, counts=["eval.samples"])
+    n = settings.eval.samples or test_size
+    output_dir = check_writable_dir(output_dir)
+    debug = output_dir / "debug"
+    if debug.exists() and not debug.is_dir():
+        raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
+    check_can_write(debug, "output_dir", str(output_dir))
+    csv_path = debug / output_file
+    if csv_path.exists() and not (resume or overwrite):
+        raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
+                           "it or {overwrite} to replace it")
+    ref = resolve_model(settings.model.name)
+    preflight(settings, ref, ("eval.generation",))
+    if resume and csv_path.exists() and settings_path(csv_path).is_file():
+        try:
+            recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            recorded = None
+        check_same_settings("output_file", str(csv_path), recorded, eval_fingerprint(settings, ref, n))
+    return ref, csv_path
+
+
+def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
+    """Evaluate a model reference on the first ``eval.samples`` problems of ``eval.split``.
+
+    The entry point shared by ``evaluate_model.py`` and the training scripts'
+    automatic evaluation; the settings were validated before any work started.
+    The metrics record the split and the provenance of its problems. A finished evaluation resumed
+    (with its own settings, checked before) is left as it is; an overwrite replaces one only once the
+    new evaluation has rows (see :func:`evaluate`).
+    """
+    problems, provenance = eval_problems(settings)
+    finished = finished_metrics(csv_path, problems, settings.eval.samples_per_problem) if resume else None
+    if finished is not None:
+        print(f"[gsm8k-lab] {csv_path} is already complete with these settings: nothing to do", flush=True)
+        return finished
+    t0 = time.perf_counter()
+    backend = make_backend(settings, model_ref, "eval.generation")
+    try:
+        prompts = [build_prompt(backend.tokenizer, p.question) for p in problems]
+        model_name = str(model_ref.run_dir or model_ref.base)
+        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} {settings.eval.split} problems with "
+              f"{backend.describe()}", flush=True)
+        return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
+                        extra={"model": model_name, "data_source": provenance["source"],
+                               "split": settings.eval.split, "provenance": provenance,
+                               "load_seconds": round(time.perf_counter() - t0, 1)},
+                        fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
+                        samples=settings.eval.samples_per_problem)
+    finally:
+        backend.close()
+
+
+def extra_evaluations(settings: Settings) -> dict[str, int]:
+    """Each further evaluation set of ``eval.extra_sources`` (loaded, so a bad one is refused now)
+    and its problem count: the first eval.samples problems, or all of a smaller set. A GSM-Symbolic
+    set brings the test problems its variants come from, so the report can pair them."""
+    out = {}
+    for source in (s for given in settings.eval.extra_sources for s in with_originals(given)):
+        size = len(load_split("test", source, "eval.extra_sources"))
+        out[source] = min(size, settings.eval.samples or size)
+    return out
+
+
+def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
+                    samples: int | None = None, model: str | None = None) -> list[str]:
+    """The ``gsm8k-lab`` command line that evaluates a finished run with its recorded settings, as
+    ``evaluate_model.py`` would (the evaluation after training runs it in a fresh process);
+    optionally on another evaluation set, or of another model (a base model's evaluation run)."""
+    other = ["--data", source, "--eval-samples", str(samples)] if source else []
+    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
+            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]
 
 
 def score(problem: Problem, completion: Completion, sample: int | None = None) -> dict:
@@ -74,7 +158,7 @@ def score(problem: Problem, completion: Completion, sample: int | None = None) -
         "gold_answer": _fmt_number(problem.gold),
         "completion": completion.text,
         "extracted_answer": "" if parsed.value is None else _fmt_number(parsed.value),
-        "correct": numbers_match(parsed.value, problem.gold),
+        "correct": judge(parsed.value, problem.gold),
         "has_thinking": parsed.has_thinking,
         "has_answer": parsed.has_answer,
         "completion_tokens": completion.n_tokens,
@@ -200,7 +284,7 @@ def compute_metrics(rows: list[dict], samples: int = 1, seed: int = 0) -> dict:
         for k in ks_for(samples):
             per = [pass_at_k(len(g), c, k) for g, c in zip(problems, counts)]
             metrics["pass_at_k"][str(k)] = {"value": mean(per), "ci95": list(bootstrap_interval(per, seed=seed))}
-        votes = [float(numbers_match(majority_vote([_number(r["extracted_answer"]) for r in g]),
+        votes = [float(judge(majority_vote([_number(r["extracted_answer"]) for r in g]),
                                      float(g[0]["gold_answer"]))) for g in problems]
         metrics["majority_accuracy"] = mean(votes)
         metrics["majority_accuracy_ci95"] = list(bootstrap_interval(votes, seed=seed))
@@ -418,93 +502,3 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return str(v)
-
-
-def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
-                       overwrite: bool = False):
-    """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
-    from .config import validate
-    from .data import eval_split_size
-    from .models import preflight, resolve_model
-    from .runs import check_can_write, check_file_name, check_writable_dir
-
-    check_file_name("output_file", output_file, ".csv")
-    test_size = eval_split_size(settings)
-    validate(settings, {"test": test_size}, counts=["eval.samples"])
-    n = settings.eval.samples or test_size
-    output_dir = check_writable_dir(output_dir)
-    debug = output_dir / "debug"
-    if debug.exists() and not debug.is_dir():
-        raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
-    check_can_write(debug, "output_dir", str(output_dir))
-    csv_path = debug / output_file
-    if csv_path.exists() and not (resume or overwrite):
-        raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
-                           "it or {overwrite} to replace it")
-    ref = resolve_model(settings.model.name)
-    preflight(settings, ref, ("eval.generation",))
-    if resume and csv_path.exists() and settings_path(csv_path).is_file():
-        try:
-            recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            recorded = None
-        check_same_settings("output_file", str(csv_path), recorded, eval_fingerprint(settings, ref, n))
-    return ref, csv_path
-
-
-def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: bool = False) -> dict:
-    """Evaluate a model reference on the first ``eval.samples`` problems of ``eval.split``.
-
-    The entry point shared by ``evaluate_model.py`` and the training scripts'
-    automatic evaluation; the settings were validated before any work started.
-    The metrics record the split and the provenance of its problems. A finished evaluation resumed
-    (with its own settings, checked before) is left as it is; an overwrite replaces one only once the
-    new evaluation has rows (see :func:`evaluate`).
-    """
-    from .data import build_prompt, eval_problems
-    from .generation import make_backend
-
-    problems, provenance = eval_problems(settings)
-    finished = finished_metrics(csv_path, problems, settings.eval.samples_per_problem) if resume else None
-    if finished is not None:
-        print(f"[gsm8k-lab] {csv_path} is already complete with these settings: nothing to do", flush=True)
-        return finished
-    t0 = time.perf_counter()
-    backend = make_backend(settings, model_ref, "eval.generation")
-    try:
-        prompts = [build_prompt(backend.tokenizer, p.question) for p in problems]
-        model_name = str(model_ref.run_dir or model_ref.base)
-        print(f"[gsm8k-lab] evaluating {model_name} on {len(problems)} {settings.eval.split} problems with "
-              f"{backend.describe()}", flush=True)
-        return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
-                        extra={"model": model_name, "data_source": provenance["source"],
-                               "split": settings.eval.split, "provenance": provenance,
-                               "load_seconds": round(time.perf_counter() - t0, 1)},
-                        fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
-                        samples=settings.eval.samples_per_problem)
-    finally:
-        backend.close()
-
-
-def extra_evaluations(settings: Settings) -> dict[str, int]:
-    """Each further evaluation set of ``eval.extra_sources`` (loaded, so a bad one is refused now)
-    and its problem count: the first eval.samples problems, or all of a smaller set. A GSM-Symbolic
-    set brings the test problems its variants come from, so the report can pair them."""
-    from .data import load_split
-    from .symbolic import with_originals
-
-    out = {}
-    for source in (s for given in settings.eval.extra_sources for s in with_originals(given)):
-        size = len(load_split("test", source, "eval.extra_sources"))
-        out[source] = min(size, settings.eval.samples or size)
-    return out
-
-
-def evaluation_argv(settings_file: Path, run_dir: Path, csv_name: str, source: str | None = None,
-                    samples: int | None = None, model: str | None = None) -> list[str]:
-    """The ``gsm8k-lab`` command line that evaluates a finished run with its recorded settings, as
-    ``evaluate_model.py`` would (the evaluation after training runs it in a fresh process);
-    optionally on another evaluation set, or of another model (a base model's evaluation run)."""
-    other = ["--data", source, "--eval-samples", str(samples)] if source else []
-    return ["evaluate", "--config", str(settings_file), "--model-path", str(model or run_dir),
-            "--output-dir", str(run_dir), "--output-file", csv_name, "--resume", *other]

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings, validate
+from .data import eval_split_size, load_split, train_regions
+from .grpo import train_grpo
 from .runs import RunDir
+from .sft import train_sft
+from .traces import generate_traces, progress_path, stats_path
+from .training import evaluate_base
 
 
 @dataclass
@@ -62,8 +67,6 @@ def run_steps(steps: list[Step]) -> list[str]:
 
 def check_experiment(settings: Settings, which: int) -> None:
     """Every budget of a whole experiment against the data, before its first step trains."""
-    from .data import eval_split_size, load_split, train_regions
-
     train = load_split("train", settings.data.train_source, "data.train_source")
     budgets = "experiment.budgets" if which == 1 else "experiment.traces_budget"
     validate(settings, {"train": len(train), "test": eval_split_size(settings)},
@@ -75,10 +78,6 @@ def check_experiment(settings: Settings, which: int) -> None:
 
 
 def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
-    from .grpo import train_grpo
-    from .sft import train_sft
-    from .training import evaluate_base
-
     root = Path(root)
     prep, base = root / "prep_sft", root / "base_model"
     steps = [Step("base model", base, lambda r: evaluate_base(settings, base, resume=r), kind="base",
@@ -101,8 +100,6 @@ def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
 
 def experiment2_steps(settings: Settings, grpo_run: str | Path, root: str | Path,
                       traces_root: str | Path) -> list[Step]:
-    from .sft import train_sft
-
     root, traces_root = Path(root), Path(traces_root)
     prep = root / "prep_sft"
     budget = settings.experiment.traces_budget
@@ -124,8 +121,6 @@ def experiment2_steps(settings: Settings, grpo_run: str | Path, root: str | Path
 
 def trace_step(settings: Settings, grpo_run: Path, traces: Path, budget: int) -> Step:
     """Trace generation as a sweep step: done once the traces file and its stats are complete."""
-    from .traces import generate_traces, progress_path, stats_path
-
     c = copy.deepcopy(settings)
     c.model.name = str(grpo_run)
     c.traces.split = "train"

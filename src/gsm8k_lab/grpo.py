@@ -19,21 +19,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import runtime
 from .config import SettingError, Settings, validate
-from .data import build_prompt, eval_split_size, load_split, prompt_ids, train_regions, trl_prompt
+from .data import check_eval_data_apart, eval_split_size, load_split, train_regions
 from .evaluate import extra_evaluations
 from .generation import decoding
+from .generation.refill import rollout_func
 from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
-from .sft import check_eval_data_apart, check_tracker
+from .task import build_prompt, prompt_ids, trl_prompt
+from .training import TrainingJob, check_tracker, lora_config, run_training
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Validate everything, then train (the model is ``settings.model.name``)."""
     job = prepare_grpo(settings, output_dir)
-    from .training import run_training
-
     return run_training(settings, job, resume=resume, overwrite=overwrite)
 
 
@@ -58,8 +59,6 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                            f"step takes ({geometry['prompts_per_step']} prompts of {g.num_generations} completions);"
                            " lower the batch size or the gradient accumulation steps")
     print("[gsm8k-lab] GRPO batch: " + ", ".join(f"{k} {v}" for k, v in geometry.items()), flush=True)
-    from .training import TrainingJob  # heavy imports after validation
-
     return TrainingJob(stage="grpo", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, problems),
                        data={"source": settings.data.train_source, "split": "train",
@@ -77,8 +76,6 @@ def check_rollout_engine(settings: Settings) -> None:
     kernels when it loads them and drops the originals, so the weight updates TRL sends after every
     optimizer step (``load_weights``) have nowhere to go (measured: ``AttributeError: 'Parameter'
     object has no attribute 'weight_loader'`` at the first update)."""
-    from . import runtime
-
     if settings.grpo.use_vllm and not runtime.current(settings).on_gpu:
         raise SettingError("grpo.use_vllm", True, "{name} rolls out with vLLM on a GPU only: vLLM's CPU build cannot "
                            "take the weight updates TRL sends after each optimizer step; leave it off on a CPU")
@@ -100,8 +97,6 @@ def _trainer_builder(settings: Settings, problems):
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
-
-        from .training import lora_config
 
         dataset = Dataset.from_list([
             {"prompt": trl_prompt(tokenizer, build_prompt(tokenizer, p.question)), "gold": p.gold} for p in problems
@@ -129,7 +124,7 @@ def _trainer_builder(settings: Settings, problems):
             log_completions=False,
         )
         engine = rollout_engine(settings)
-        extra = {"rollout_func": refill_rollout(settings, merged=engine == "refill-merged")} \
+        extra = {"rollout_func": rollout_func(g.rollout, rollout_seed(settings), merged=engine == "refill-merged")} \
             if engine.startswith("refill") else {}
         return GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
                            train_dataset=dataset, processing_class=tokenizer,
@@ -145,8 +140,6 @@ def rollout_engine(settings: Settings) -> str:
         return "trl"
     if g.rollout_engine != "auto":
         return g.rollout_engine
-    from . import runtime
-
     return "trl" if runtime.current(settings).on_gpu else "refill"
 
 
@@ -165,46 +158,3 @@ def rollout_seed_record(settings: Settings) -> dict:
         return {"rollout_seed": None, "rollout_seed_rule": "TRL seeds its vLLM engine with the process index: "
                 "rollouts do not follow the run seed"}
     return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
-
-
-def refill_rollout(settings: Settings, merged: bool = False):
-    """A TRL ``rollout_func``: the group completions from the refill engine (``generation/refill.py``).
-
-    The prompts are tokenized as TRL tokenizes them, each one (already repeated once per
-    completion of its group by TRL's sampler) gets one completion, sampled with the
-    ``grpo.rollout`` settings under :func:`rollout_seed`, moved with the step and the process; no stop
-    string, so completions end at EOS or the length budget exactly as TRL's own generation.
-    The policy samples in eval mode (no LoRA dropout); with ``merged`` the adapter is merged
-    into the weights for the rollout and unmerged after.
-    """
-    from dataclasses import replace
-
-    def rollout(prompts: list[str], trainer) -> dict:
-        import torch
-
-        from .generation.refill import decode
-
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        tok = trainer.processing_class
-        ids = tok(text=prompts)["input_ids"]
-        g = settings.grpo.rollout
-        seed = rollout_seed(settings) + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
-        gen = replace(g, seed=seed, max_new_tokens=trainer.max_completion_length)
-        eos = set(getattr(trainer, "eos_token_ids", None) or [tok.eos_token_id])
-        training = model.training
-        model.eval()
-        if merged:
-            model.merge_adapter()
-        out: list[list[int]] = [[] for _ in prompts]
-        try:
-            with torch.no_grad():
-                jobs = [(i, 0) for i in range(len(prompts))]
-                for i, _, tokens, _ in decode(model, ids, jobs, gen, len(prompts), eos, lambda t: False):
-                    out[i] = tokens
-        finally:
-            if merged:
-                model.unmerge_adapter()
-            model.train(training)
-        return {"prompt_ids": ids, "completion_ids": out, "logprobs": None}
-
-    return rollout

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import runtime
 from .config import SettingError, Settings, UsageError
 from .runs import fsync_dir
 
@@ -117,8 +118,6 @@ def preflight(settings: Settings, ref: ModelRef, generation: tuple[str, ...] = (
     the LoRA rank within its hidden size and, for ``train`` (sft or grpo), the SFT example length;
     fp16 only where it runs natively (a GPU)."""
     if settings.model.dtype == "fp16":
-        from . import runtime
-
         if not runtime.current(settings).on_gpu:
             raise SettingError("model.dtype", "fp16", "{name} {value} needs a GPU: a CPU has no fp16 arithmetic "
                                "(emulated: slow, and lossy in fp16's small range); use bf16 or fp32")
@@ -132,7 +131,7 @@ def preflight(settings: Settings, ref: ModelRef, generation: tuple[str, ...] = (
     for length in lengths:
         if context and settings.get(length) > context:
             raise SettingError(length, settings.get(length), "{name}={value} is longer than " + where)
-    if context and settings.vllm.max_model_len > context and any(_uses_vllm(settings, g) for g in generation):
+    if context and settings.vllm.max_model_len > context and any(runtime.uses_vllm(settings, g) for g in generation):
         raise SettingError("vllm.max_model_len", settings.vllm.max_model_len, "{name}={value} is longer than " + where)
     hidden, key = _first(config, ("hidden_size", "n_embd", "d_model"))
     if train and hidden and settings.lora.r > hidden:
@@ -224,8 +223,6 @@ def load_model(ref: ModelRef, settings: Settings, device: str | None = None, mer
     for generation is quantized when ``model.quantize`` asks for it.
     """
     from transformers import AutoModelForCausalLM
-
-    from . import runtime
 
     rt = runtime.current(settings)
     kwargs = {"dtype": rt.dtype}
@@ -372,15 +369,6 @@ def _first(config: dict, keys: tuple[str, ...]) -> tuple[int | None, str | None]
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value, key
     return None, None
-
-
-def _uses_vllm(settings: Settings, generation: str) -> bool:
-    backend = settings.get(f"{generation}.backend")
-    if backend != "auto":
-        return backend == "vllm"
-    from .generation import vllm_available
-
-    return vllm_available()
 
 
 def _check_safetensors(file: Path, path: str, spec: str) -> None:

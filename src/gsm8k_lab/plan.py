@@ -31,9 +31,18 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import calibrate
+from . import calibrate, runtime
 from .config import Settings
+from .data import load_split
+from .evaluate import extra_evaluations, metrics_path, prepare_evaluation
+from .generation import uses_vllm
+from .grpo import prepare_grpo
+from .memory import ModelShape, estimate_training, needs_checkpointing
+from .models import base_path, resolve_model
 from .runs import RunDir
+from .sft import prepare_sft
+from .traces import prepare_traces
+from .training import TrainingJob, check_run
 
 GIB = 1024**3
 
@@ -134,8 +143,6 @@ class Plan:
 def evaluation_run(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
                    overwrite: bool) -> Run:
     """``evaluate``: checked by :func:`~gsm8k_lab.evaluate.prepare_evaluation`."""
-    from .evaluate import metrics_path, prepare_evaluation
-
     ref, csv_path = prepare_evaluation(settings, output_dir, output_file, resume=resume, overwrite=overwrite)
     done = resume and metrics_path(csv_path).with_suffix(".json").is_file()
     run = Run("evaluate", "evaluate", str(csv_path), done=done, model=_model_name(ref), own_process=True,
@@ -146,8 +153,6 @@ def evaluation_run(settings: Settings, output_dir: str | Path, output_file: str,
 
 def training_run(settings: Settings, job, resume: bool, overwrite: bool, name: str = "") -> Run:
     """``train-sft`` / ``train-grpo``: a prepared job, its run directory checked as training checks it."""
-    from .training import check_run
-
     check_run(settings, job, resume=resume, overwrite=overwrite)
     done = resume and RunDir(job.output_dir).is_complete()
     run = _from_job(name or job.stage.replace("_", " "), settings, job, done)
@@ -158,9 +163,6 @@ def training_run(settings: Settings, job, resume: bool, overwrite: bool, name: s
 def traces_run(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
                overwrite: bool) -> Run:
     """``generate-traces``: checked by :func:`~gsm8k_lab.traces.prepare_traces`."""
-    from .models import resolve_model
-    from .traces import prepare_traces
-
     problems, out, _ = prepare_traces(settings, output_dir, output_file, resume, overwrite)
     run = _traces(settings, "traces", out, len(problems), False, _model_name(resolve_model(settings.model.name)))
     run.own_process = True
@@ -170,10 +172,6 @@ def traces_run(settings: Settings, output_dir: str | Path, output_file: str, res
 def steps_runs(steps, base_model: str | None) -> list[Run]:
     """An experiment's step list as runs. A step whose parent run does not exist yet is planned
     on the experiment's base model (its adapters change no count, size or speed)."""
-    from .grpo import prepare_grpo
-    from .sft import prepare_sft
-    from .training import TrainingJob
-
     runs, seen = [], set()
     for step in steps:
         s = _planned(step.settings, base_model)
@@ -214,8 +212,6 @@ def grpo_steps(n: int, prompts_per_step: int, epochs: float) -> int:
 # --------------------------------------------------------------------------
 def estimate(plan: Plan, settings: Settings, measure: bool) -> Plan:
     """Fill in memory (always) and times: from the cache, measuring what is missing when ``measure``."""
-    from .models import resolve_model
-
     ref = resolve_model(_base_model(settings))
     facts = model_facts(ref, settings)
     plan.model = {k: v for k, v in facts.items() if not k.startswith("_")}
@@ -244,10 +240,6 @@ def model_facts(ref, settings: Settings) -> dict:
     layers, hidden size, KV heads, vocabulary; and the bytes of one weight in the run's dtype."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from . import runtime
-    from .memory import ModelShape
-    from .models import base_path
 
     config = AutoConfig.from_pretrained(base_path(ref))
     with torch.device("meta"):
@@ -293,9 +285,6 @@ def _from_job(name: str, settings: Settings, job, done: bool) -> Run:
 
 
 def _base(name: str, settings: Settings, run_dir, done: bool) -> Run:
-    from .models import resolve_model
-    from .sft import extra_evaluations
-
     run = Run(name, "base", str(run_dir), done=done, model=_model_name(resolve_model(settings.model.name)),
               settings=settings)
     run.evaluations = [_eval_set(settings, settings.data.source, _test_size(settings)),
@@ -318,8 +307,6 @@ def _eval_set(settings: Settings, source: str, size: int) -> EvalSet:
 
 
 def _test_size(settings: Settings) -> int:
-    from .data import load_split
-
     return len(load_split("test", settings.data.source))
 
 
@@ -334,8 +321,6 @@ def _planned(settings: Settings, base_model: str | None) -> Settings:
 
 
 def _base_model(settings: Settings) -> str | None:
-    from .models import resolve_model
-
     return resolve_model(settings.model.name).base if settings.model.name else None
 
 
@@ -393,9 +378,6 @@ def _time(run: Run, rates: dict) -> None:
 
 def _memory(run: Run, facts: dict, settings: Settings, available: int | None) -> None:
     """Peak bytes per phase: training, then each generation (evaluation, traces), each in its own process."""
-    from . import runtime
-    from .generation import uses_vllm
-
     s = run.settings or settings
     gpu = runtime.current(settings).on_gpu
     b = facts["_bytes"]
@@ -416,8 +398,6 @@ def _memory(run: Run, facts: dict, settings: Settings, available: int | None) ->
                             **({"vllm share": int(s.vllm.gpu_memory_utilization * (available or 0))} if vllm else
                                {"kv cache": run.trace_batch * (prompt + run.trace_tokens) * kv_per_token})}
     if run.kind in ("sft", "grpo"):
-        from .memory import estimate_training, needs_checkpointing
-
         seq = run.max_length if run.kind == "sft" else prompt + run.rollout_tokens
         tokens = run.per_device_batch * seq
         colocated = run.kind == "grpo" and s.grpo.use_vllm and s.grpo.vllm_mode == "colocate"
@@ -460,8 +440,6 @@ def _change_first(kind: str, phase: str, parts: dict) -> str:
 
 def _memory_available(settings: Settings) -> tuple[dict, int | None]:
     """The device and the memory a run may use: the GPU's total, or the machine's available RAM."""
-    from . import runtime
-
     if runtime.current(settings).on_gpu:
         import torch
 

@@ -1,4 +1,4 @@
-"""GRPO reward functions, built on :mod:`gsm8k_lab.answers` (one source of truth with evaluation).
+"""GRPO reward functions, built on the task's judge (:mod:`gsm8k_lab.task`, one source of truth with evaluation).
 
 Each reward is its own function so TRL logs each mean separately
 (``rewards/<name>/mean``). TRL calls them as ``f(prompts, completions, gold=..., **kw)``;
@@ -16,7 +16,7 @@ format_exact       the whole turn is ``…<end_working_out><SOLUTION>…</SOLUTI
 format_approx      each generated tag (end_working_out, SOLUTION,          -0.75 … 0.75
                    /SOLUTION) present exactly once: +0.25, else -0.25
 answer_correct     evaluation scores the completion correct                0 or 4
-                   (:func:`gsm8k_lab.answers.is_correct`, the same judge)
+                   (:func:`gsm8k_lab.task.is_correct`, the same judge)
 number_check       SOLUTION holds a bare number: 0.5; a number among        -0.5, 0, 0.5
                    words: 0; no readable number: -0.5
 =================  =====================================================  ==============
@@ -40,8 +40,16 @@ from __future__ import annotations
 
 import re
 
-from .answers import PATTERNS, assistant_text, is_correct, parse_completion
-from .config import REASONING_END, REASONING_START, SOLUTION_END, SOLUTION_START
+from .answers import PATTERNS
+from .task import (
+    REASONING_END,
+    REASONING_START,
+    SOLUTION_END,
+    SOLUTION_START,
+    assistant_text,
+    is_correct,
+    parse_completion,
+)
 
 FORMAT_EXACT = 1.0
 FORMAT_TAG = 0.25
@@ -59,10 +67,21 @@ _GENERATED_TAGS = (REASONING_END, SOLUTION_START, SOLUTION_END)
 
 
 def format_exact(completions, **kwargs) -> list[float]:
+    """1 when the whole turn is one reasoning block then one SOLUTION block and nothing after, else 0.
+
+    >>> format_exact(["48/2 = 24<end_working_out><SOLUTION>24</SOLUTION>",
+    ...               "48/2 = 24<SOLUTION>24</SOLUTION>"])
+    [1.0, 0.0]
+    """
     return [FORMAT_EXACT if _is_exact(c) else 0.0 for c in _texts(completions)]
 
 
 def format_approx(completions, **kwargs) -> list[float]:
+    """+0.25 for each generated tag present exactly once, -0.25 for each missing or repeated one.
+
+    >>> format_approx(["24<end_working_out><SOLUTION>24</SOLUTION>", "24<SOLUTION>24"])
+    [0.75, -0.25]
+    """
     scores = []
     for text in _texts(completions):
         scores.append(sum(FORMAT_TAG if text.count(tag) == 1 else -FORMAT_TAG for tag in _GENERATED_TAGS))
@@ -70,10 +89,20 @@ def format_approx(completions, **kwargs) -> list[float]:
 
 
 def answer_correct(completions, gold, **kwargs) -> list[float]:
+    """4 when evaluation's judge scores the completion correct against ``gold``, else 0.
+
+    >>> answer_correct(["...<end_working_out><SOLUTION>72</SOLUTION>", "<SOLUTION>71</SOLUTION>"], gold=[72, 72])
+    [4.0, 0.0]
+    """
     return [ANSWER_CORRECT if is_correct(text, float(g)) else 0.0 for text, g in zip(_texts(completions), gold)]
 
 
 def number_check(completions, **kwargs) -> list[float]:
+    """0.5 when the SOLUTION block holds a bare number, 0 for a number among words, -0.5 for none.
+
+    >>> number_check(["<SOLUTION>$1,200</SOLUTION>", "<SOLUTION>1200 apples</SOLUTION>", "<SOLUTION>?</SOLUTION>"])
+    [0.5, 0.0, -0.5]
+    """
     scores = []
     for text in _texts(completions):
         parsed = parse_completion(assistant_text(text))
@@ -98,7 +127,11 @@ assert ANSWER_CORRECT > FORMAT_RANGE[1] - FORMAT_RANGE[0], "correctness must out
 
 
 def total_reward(completion: str, gold: float) -> float:
-    """Sum of all rewards for one completion (for tests and reports)."""
+    """Sum of all rewards for one completion (for tests and reports).
+
+    >>> total_reward("48+24 = 72<end_working_out><SOLUTION>72</SOLUTION>", 72)
+    6.25
+    """
     return sum(f([completion], gold=[gold])[0] for f in REWARD_FUNCTIONS)
 
 

@@ -19,6 +19,7 @@ thread count. The choice is printed once at start-up.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,19 @@ def world_size() -> int:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
         return 1
+
+
+def vllm_available() -> bool:
+    """vLLM is installed (the GPU build or the CPU one), found without importing it (seconds)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def uses_vllm(settings: Settings, gen_path: str = "eval.generation") -> bool:
+    """Whether generation for ``gen_path`` runs on a vLLM engine: ``vllm`` asks for it on any device,
+    ``auto`` takes it on a CUDA GPU where it is installed (on a CPU the transformers backend's own
+    loop starts at once and decodes about as fast)."""
+    name = settings.get(gen_path).backend
+    return name == "vllm" or (name == "auto" and current(settings).on_gpu and vllm_available())
 
 
 def _apply(rt: Runtime) -> None:

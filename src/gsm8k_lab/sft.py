@@ -7,7 +7,7 @@ Stages:
 Each example is a prompt/completion pair: the prompt is the exact generation
 prompt of evaluation (chat template + ``<start_working_out>``), the completion
 the GSM8K solution in the answer format (calculator annotations dropped, see
-:func:`gsm8k_lab.data.format_target`) followed by EOS. The loss is on the
+:func:`gsm8k_lab.task.format_target`) followed by EOS. The loss is on the
 completion tokens only. With a traces file the completions come from that
 JSONL instead (its first ``sft.train_samples`` lines).
 
@@ -23,25 +23,24 @@ A separator instead would depend on each pre-tokenizer's rules (Qwen2's merges
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import replace
 from pathlib import Path
 
 from .config import SettingError, Settings, validate
 from .data import (
     Problem,
-    build_prompt,
+    check_eval_data_apart,
+    check_traces_apart,
     eval_split_size,
-    format_target,
     load_split,
     load_traces,
-    prompt_ids,
     train_regions,
 )
 from .evaluate import extra_evaluations
 from .models import preflight, resolve_model
 from .runtime import world_size
+from .task import build_prompt, format_target, prompt_ids
+from .training import TrainingJob, check_tracker, lora_config, run_training
 
 STAGES = ("prep", "full")
 
@@ -50,8 +49,6 @@ def train_sft(settings: Settings, stage: str, output_dir: str | Path, traces_fil
               resume: bool = False, overwrite: bool = False) -> dict:
     """Validate everything, then train (the model is ``settings.model.name``)."""
     job = prepare_sft(settings, stage, output_dir, traces_file)
-    from .training import run_training
-
     return run_training(settings, job, resume=resume, overwrite=overwrite)
 
 
@@ -84,8 +81,6 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
     parent = resolve_model(settings.model.name)
     preflight(settings, parent, ("eval.generation",), train="sft")
     extra_eval = extra_evaluations(settings)
-    from .training import TrainingJob  # heavy imports after validation
-
     s = settings.sft
     geometry = {"per_device_batch": s.per_device_batch_size, "gradient_accumulation_steps":
                 s.gradient_accumulation_steps, "processes": world_size(),
@@ -108,71 +103,12 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 
 
-def check_tracker(settings: Settings) -> None:
-    """The tracking backend TRL reports to is installed (else training would fail after setting up)."""
-    import importlib.util
-
-    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
-    modules = needs.get(settings.report_to, ())
-    if modules and not any(importlib.util.find_spec(m) for m in modules):
-        raise SettingError("report_to", settings.report_to,
-                           "{name} {value} needs the " + modules[0] + " package (pip install " + modules[0] + ")")
-
-
-def check_eval_data_apart(settings: Settings, *training_files: str | None) -> None:
-    """A run never evaluates on the file it trains on: the same file under another name (a hard
-    link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
-    source = settings.data.source
-    if not Path(source).is_file():
-        return
-    for _path, train in (("data.train_source", settings.data.train_source),
-                         *(("traces_file", f) for f in training_files if f)):
-        if Path(train).is_file() and _same_file(Path(train), Path(source)):
-            raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
-                               "be evaluated on the problems it trains on")
-
-
-def check_traces_apart(settings: Settings, traces_file: str) -> None:
-    """Traces never come from the problems evaluation uses: a line that says ``"split": "test"``
-    (as generate_traces records) or whose question is a problem of the evaluation data's test
-    split (which also catches files written before lines recorded their split) is refused."""
-    import json
-
-    test_questions = {p.question.strip() for p in load_split("test", settings.data.source)}
-    with open(traces_file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            rec = json.loads(line)  # load_traces has checked every line
-            if rec.get("split") == "test" or rec["question"].strip() in test_questions:
-                raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
-                                   "(traces generated from the test split): a run must not train on the problems "
-                                   "it is evaluated on")
-def _same_file(a: Path, b: Path) -> bool:
-    """One file (device and inode, through any link) or two files with the same content."""
-    if os.path.samefile(a, b):
-        return True
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    return _sha256(a) == _sha256(b)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
     s = settings.sft
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
-
-        from .training import lora_config
 
         dataset = Dataset.from_list([tokenize_example(tokenizer, p) for p in problems])
         args = SFTConfig(

@@ -28,8 +28,11 @@ import json
 from pathlib import Path
 
 from .config import SWEEP_METHODS, SettingError, Settings, validate
+from .data import eval_split_size, load_split, train_regions
 from .experiments import Step, step_settings
+from .grpo import train_grpo
 from .runs import RunDir, atomic_write_json, atomic_write_text
+from .sft import train_sft
 
 
 def sweep_settings(settings: Settings) -> Settings:
@@ -46,8 +49,6 @@ def sweep_budget(settings: Settings) -> int:
 
 def check_sweep(settings: Settings, prep_model: str | None = None) -> None:
     """Every method, rate and count of a sweep against the data, before its first step trains."""
-    from .data import eval_split_size, load_split, train_regions
-
     s = settings.sweep
     if not s.methods or any(m not in SWEEP_METHODS for m in s.methods) or len(set(s.methods)) != len(s.methods):
         raise SettingError("sweep.methods", s.methods, "{name} must list methods among "
@@ -72,9 +73,6 @@ def check_sweep(settings: Settings, prep_model: str | None = None) -> None:
 
 def sweep_steps(settings: Settings, root: str | Path, prep_model: str | Path | None = None) -> list[Step]:
     """The prep run (unless given), then one run per method and learning rate."""
-    from .grpo import train_grpo
-    from .sft import train_sft
-
     root = Path(root)
     prep = Path(prep_model) if prep_model else root / "prep_sft"
     steps = [] if prep_model else [Step("prep SFT", prep, lambda r: train_sft(settings, "prep", prep, resume=r))]

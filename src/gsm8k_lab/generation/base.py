@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..config import SOLUTION_END, GenerationSettings
-
-#: Generation ends once the answer block is closed.
-STOP = (SOLUTION_END,)
+from ..config import GenerationSettings
+from ..task import STOP
 
 
 @dataclass(frozen=True)

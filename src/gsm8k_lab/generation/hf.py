@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 
 from ..config import GenerationSettings
-from ..data import prompt_ids
+from ..task import prompt_ids
 from .base import STOP, Completion
+from .refill import decode, supports
 
 
 class TransformersBackend:
@@ -23,8 +24,6 @@ class TransformersBackend:
 
     def __init__(self, model, tokenizer, batch_size: int | None = None, engine: str = "auto"):
         from transformers import GenerationConfig
-
-        from .refill import supports
 
         self.model = model.eval()
         # "refill": the continuous-batching loop of refill.py; "static": model.generate per batch
@@ -62,8 +61,6 @@ class TransformersBackend:
 
     def _refill_iter(self, prompts, gen: GenerationSettings, n: int, desc: str):
         from tqdm.auto import tqdm
-
-        from .refill import decode
 
         batch_size = self.batch_size or gen.batch_size
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 
 from ..config import GenerationSettings
 
@@ -156,6 +157,45 @@ def decode(model, encoded: list[list[int]], jobs: list[tuple[int, int]], gen: Ge
         yield from _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check)
     finally:
         restore()
+
+
+def rollout_func(gen: GenerationSettings, seed: int, merged: bool = False):
+    """A TRL ``rollout_func`` for GRPO: the group completions from this loop.
+
+    The prompts are tokenized as TRL tokenizes them, each one (already repeated once per
+    completion of its group by TRL's sampler) gets one completion, sampled with ``gen`` under
+    ``seed``, moved with the step and the process (``seed + 1000003 x step + process index``); no
+    stop string, so completions end at EOS or the length budget exactly as TRL's own generation.
+    The policy samples in eval mode (no LoRA dropout); with ``merged`` the adapter is merged
+    into the weights for the rollout and unmerged after.
+    """
+
+    def rollout(prompts: list[str], trainer) -> dict:
+        import torch
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        tok = trainer.processing_class
+        ids = tok(text=prompts)["input_ids"]
+        step_seed = seed + 1_000_003 * trainer.state.global_step + trainer.accelerator.process_index
+        step_gen = replace(gen, seed=step_seed, max_new_tokens=trainer.max_completion_length)
+        eos = set(getattr(trainer, "eos_token_ids", None) or [tok.eos_token_id])
+        training = model.training
+        model.eval()
+        if merged:
+            model.merge_adapter()
+        out: list[list[int]] = [[] for _ in prompts]
+        try:
+            with torch.no_grad():
+                jobs = [(i, 0) for i in range(len(prompts))]
+                for i, _, tokens, _ in decode(model, ids, jobs, step_gen, len(prompts), eos, lambda t: False):
+                    out[i] = tokens
+        finally:
+            if merged:
+                model.unmerge_adapter()
+            model.train(training)
+        return {"prompt_ids": ids, "completion_ids": out, "logprobs": None}
+
+    return rollout
 
 
 def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from .. import runtime
 from ..config import GenerationSettings, SettingError, Settings
+from ..models import base_path, load_model, load_tokenizer
+from ..task import prompt_ids
 from .base import STOP, Completion
 
 MERGED_DIR = "merged-vllm"
@@ -56,8 +58,6 @@ class VLLMBackend:
                  overrides: dict | None = None):
         """``overrides``: engine arguments that replace the chosen ones (benchmarks)."""
         from vllm import LLM
-
-        from ..models import load_tokenizer
 
         self.model_path = model_path_for_vllm(model_ref, settings)
         args = {**engine_args(settings, self.model_path, batch_size), **(overrides or {})}
@@ -81,8 +81,6 @@ class VLLMBackend:
 
     def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating"):
         """vLLM schedules each chunk continuously; chunks let callers stream rows to disk."""
-        from ..data import prompt_ids
-
         sampling = to_vllm_sampling(gen, n)
         for start in range(0, len(prompts), self.chunk):
             batch = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts[start:start + self.chunk]]
@@ -207,8 +205,6 @@ def from_vllm_output(o) -> Completion:
 
 def model_path_for_vllm(model_ref, settings: Settings) -> Path | str:
     """The base model itself, or a merged copy of a run directory's adapter chain."""
-    from ..models import base_path, load_model, load_tokenizer
-
     if not model_ref.adapters:
         return base_path(model_ref)
     target = Path(model_ref.adapters[-1]) / MERGED_DIR

@@ -1,0 +1,134 @@
+"""Text (from a flag, a variable or a file) into a setting's type; the tree walked leaf by leaf."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import Source, UsageError, show_value
+from .settings import Settings
+
+
+def fields_of(cls) -> list[tuple[dataclasses.Field, Any]]:
+    """A dataclass's fields with their resolved type hints."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def iter_settings(cls=Settings, prefix: str = "") -> Iterable[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf setting as ``(path, field, type)``, sections expanded."""
+    for f, hint in fields_of(cls):
+        path = f"{prefix}{f.name}"
+        if f.metadata.get("section"):
+            yield from iter_settings(hint, prefix=path + ".")
+        else:
+            yield path, f, hint
+
+
+def leaf(path: str) -> tuple[dataclasses.Field, Any]:
+    for p, f, hint in iter_settings():
+        if p == path:
+            return f, hint
+    raise KeyError(path)
+
+
+def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
+    """Turn text (from a flag, a variable or a file) into the setting's type, or a SettingError."""
+    f, hint = leaf(path)
+    meta = f.metadata
+    base, optional = unwrap(hint)
+
+    def bad(expected: str) -> UsageError:
+        shown = repr(raw) if isinstance(raw, str) else show_value(raw)
+        return UsageError(f"{(source or Source('default')).label(path)} must be {expected}, got {shown}")
+
+    if raw is None:
+        if optional:
+            return None
+        raise bad(expected(base, meta))
+    if isinstance(raw, str) and optional and meta.get("all_is_none") and raw.strip().lower() == "all":
+        return None
+    if isinstance(raw, str) and optional and raw.strip().lower() in ("none", "null") and not meta.get("all_is_none"):
+        return None
+    if base is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise bad("true or false")
+    if base is int:
+        if isinstance(raw, bool):
+            raise bad(expected(base, meta))
+        try:
+            value = raw if isinstance(raw, int) else strict_int(raw)
+        except ValueError:
+            raise bad(expected(base, meta)) from None
+        if meta.get("split") and value <= 0:  # counts are named for what they are
+            raise bad(expected(base, meta))
+        return value
+    if base is float:
+        try:
+            value = strict_float(raw) if not isinstance(raw, (int, float)) or isinstance(raw, bool) else raw
+        except ValueError:
+            raise bad("a number") from None
+        return float(value)
+    if base is str:
+        return str(raw)
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        items = raw if isinstance(raw, list) else [x for x in str(raw).replace(",", " ").split()]
+        out = []
+        for x in items:
+            try:
+                out.append(strict_int(x) if item is int else item(x))
+            except (TypeError, ValueError):
+                label = (source or Source("default")).label(path)
+                kind = "integers" if item is int else f"{item.__name__} values"
+                raise UsageError(f"{label} must be a list of {kind}, got {x!r}") from None
+        return out
+    raise TypeError(f"unsupported setting type for {path}: {hint}")  # pragma: no cover
+
+
+def strict_int(raw: Any) -> int:
+    """An integer written as plain decimal digits (Python's ``1_0`` or ``0x10`` are not numbers to a user)."""
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if isinstance(raw, int):
+        return raw
+    text = str(raw).strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(raw)
+    return int(text)
+
+
+def strict_float(raw: Any) -> float:
+    """A number as a user writes it: Python's ``1_0.5`` is refused."""
+    text = str(raw).strip()
+    if "_" in text:
+        raise ValueError(raw)
+    return float(text)
+
+
+def unwrap(hint) -> tuple[Any, bool]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def expected(base, meta) -> str:
+    if base is int:
+        if meta.get("split"):
+            return "a positive integer" + (" or 'all'" if meta.get("all_is_none") else "")
+        return "an integer"
+    if base is float:
+        return "a number"
+    return base.__name__
+
