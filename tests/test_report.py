@@ -10,7 +10,9 @@ import pytest
 
 from gsm8k_lab.config import UsageError
 from gsm8k_lab.evaluate import COLUMNS, wilson_interval
-from gsm8k_lab.report import _rolling_mean, collect_runs, write_report
+from gsm8k_lab.figures import _rolling_mean
+from gsm8k_lab.report import write_report
+from gsm8k_lab.results import collect_runs
 from gsm8k_lab.stats import mcnemar_exact, newcombe_paired_interval, paired_comparison
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -347,7 +347,7 @@ def mean_loss(run):
 
 def test_the_base_model_is_evaluated_as_a_run_the_report_reads(tmp_path, tiny_model_dir, capsys):
     from gsm8k_lab.config import Settings
-    from gsm8k_lab.report import collect_runs
+    from gsm8k_lab.results import collect_runs
     from gsm8k_lab.training import evaluate_base
 
     s = Settings()

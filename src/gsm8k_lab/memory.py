@@ -15,6 +15,9 @@ default on a GPU where the step would not fit without it. The parts:
   fp32 log-softmax and gradient (TRL computes per-token log-probabilities from them);
 - **vLLM**: the share of the device a colocated rollout engine reserves.
 
+Generation (evaluation, traces) needs the weights and a KV cache of
+:meth:`ModelShape.kv_bytes_per_token` per position of every row.
+
 An estimate, not a measurement: it is meant to say which side of the device's memory a
 configuration falls on, and which setting moves it.
 """
@@ -24,8 +27,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+#: One gibibyte: every memory figure the project prints is in GiB.
 GiB = 1 << 30
-_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+#: Bytes of one value of each dtype.
+BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 #: Checkpointing is switched on when the estimate exceeds this share of the device's memory.
 FITS = 0.9
 
@@ -66,6 +71,10 @@ class ModelShape:
                   "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
         return self.layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in targets)
 
+    def kv_bytes_per_token(self, dtype_name: str) -> int:
+        """Keys and values of every layer for one token (what a KV cache holds per position)."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * BYTES[dtype_name]
+
 
 @dataclass(frozen=True)
 class TrainingMemory:
@@ -94,7 +103,7 @@ class TrainingMemory:
 def estimate_training(shape: ModelShape, dtype_name: str, lora_r: int, lora_targets: list[str],
                       tokens_per_micro_batch: int, checkpointing: bool, vllm_bytes: int = 0) -> TrainingMemory:
     """The peak memory of one training step (see the module docstring for each part)."""
-    b = _BYTES[dtype_name]
+    b = BYTES[dtype_name]
     lora = shape.lora_parameters(lora_r, lora_targets)
     per_token_layer = 10 * shape.hidden + 4 * shape.intermediate
     t, n = tokens_per_micro_batch, shape.layers

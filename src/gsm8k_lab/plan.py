@@ -37,14 +37,12 @@ from .data import load_split
 from .evaluate import extra_evaluations, metrics_path, prepare_evaluation
 from .generation import uses_vllm
 from .grpo import prepare_grpo
-from .memory import ModelShape, estimate_training, needs_checkpointing
+from .memory import BYTES, GiB, ModelShape, estimate_training, needs_checkpointing
 from .models import base_path, resolve_model
 from .runs import RunDir
 from .sft import prepare_sft
 from .traces import prepare_traces
 from .training import TrainingJob, check_run
-
-GIB = 1024**3
 
 
 @dataclass
@@ -255,7 +253,7 @@ def model_facts(ref, settings: Settings) -> dict:
     return {"name": _model_name(ref), "parameters": params, "lora_parameters": lora,
             "layers": text.num_hidden_layers, "hidden_size": text.hidden_size,
             "kv_heads": getattr(text, "num_key_value_heads", None) or heads, "head_dim": head_dim,
-            "vocab_size": text.vocab_size, "dtype": dtype, "_bytes": {"bf16": 2, "fp16": 2, "fp32": 4}[dtype],
+            "vocab_size": text.vocab_size, "dtype": dtype, "_bytes": BYTES[dtype],
             "_shape": ModelShape.from_config(config)}
 
 
@@ -382,7 +380,7 @@ def _memory(run: Run, facts: dict, settings: Settings, available: int | None) ->
     gpu = runtime.current(settings).on_gpu
     b = facts["_bytes"]
     weights = facts["parameters"] * b
-    kv_per_token = 2 * facts["layers"] * facts["kv_heads"] * facts["head_dim"] * b
+    kv_per_token = facts["_shape"].kv_bytes_per_token(facts["dtype"])
     prompt = 256  # tokens: the chat template, system prompt and a GSM8K question fit well within it
     phases: dict[str, dict[str, int]] = {}
     vllm = uses_vllm(s)
@@ -494,8 +492,8 @@ def _run_lines(run: Run, flag_of) -> list[str]:
         out.append("time: " + ", ".join(f"{k} {_duration(v)}" for k, v in run.time_parts.items()))
     if run.peak_bytes is not None:
         phase = max(run.memory, key=lambda k: sum(run.memory[k].values()))
-        parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in run.memory[phase].items())
-        mem = f"peak memory {run.peak_bytes / GIB:.2f} GiB in {phase} ({parts} GiB)"
+        parts = ", ".join(f"{k} {v / GiB:.2f}" for k, v in run.memory[phase].items())
+        mem = f"peak memory {run.peak_bytes / GiB:.2f} GiB in {phase} ({parts} GiB)"
         if run.fits is False:
             mem += f": DOES NOT FIT; lower {flag_of(run.change_first)} first"
         out.append(mem)

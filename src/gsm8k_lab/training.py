@@ -31,7 +31,7 @@ from .data import eval_split_size
 from .evaluate import evaluation_argv, extra_evaluations, metrics_path
 from .generation import uses_vllm
 from .generation.vllm import check_gpu_share, cpu_kv_cache_bytes, kv_bytes_per_token, shutdown_engine
-from .memory import ModelShape, estimate_training, needs_checkpointing
+from .memory import GiB, ModelShape, estimate_training, needs_checkpointing
 from .models import (
     EMBEDDED,
     ModelRef,
@@ -347,7 +347,7 @@ def training_memory(settings: Settings, job: TrainingJob, rt: runtime.Runtime, t
         checkpointing = device_bytes is not None and needs_checkpointing(
             shape, rt.dtype_name, lora.r, lora.target_modules, tokens, device_bytes, vllm_bytes)
     estimate = estimate_training(shape, rt.dtype_name, lora.r, lora.target_modules, tokens, checkpointing, vllm_bytes)
-    where = f" of the GPU's {device_bytes / (1 << 30):.0f} GiB" if device_bytes else ""
+    where = f" of the GPU's {device_bytes / GiB:.0f} GiB" if device_bytes else ""
     print(f"[gsm8k-lab] memory estimate of a training step: {estimate.describe()}{where}", flush=True)
     return estimate
 
@@ -379,7 +379,7 @@ def check_evaluation_memory(settings: Settings, job: TrainingJob | None, resume_
 
 
 #: GPU memory the training process keeps while its evaluation runs (CUDA context and allocator pools).
-PARENT_KEEPS = 1 << 30
+PARENT_KEEPS = GiB
 
 
 def stop_rollout_engine(trainer) -> None:

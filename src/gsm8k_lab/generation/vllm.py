@@ -35,14 +35,13 @@ from pathlib import Path
 
 from .. import runtime
 from ..config import GenerationSettings, SettingError, Settings
+from ..memory import GiB, ModelShape
 from ..models import base_path, load_model, load_tokenizer
 from ..task import prompt_ids
 from .base import STOP, Completion
 
 MERGED_DIR = "merged-vllm"
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-GiB = 1 << 30
 #: On a CPU, the KV cache takes at most this share of the memory free at start-up.
 CPU_KV_SHARE_OF_FREE = 0.25
 #: On a CPU, vLLM's runtime keeps one core for its serving process unless told otherwise, and
@@ -63,7 +62,7 @@ class VLLMBackend:
         args = {**engine_args(settings, self.model_path, batch_size), **(overrides or {})}
         env = engine_env(settings)
         os.environ.update(env)  # read by the engine's own process, which inherits it
-        print("[gsm8k-lab] vLLM engine: " + ", ".join([f"{k}={_show(v)}" for k, v in args.items() if k != "model"]
+        print("[gsm8k-lab] vLLM engine: " + ", ".join([f"{k}={_arg_text(v)}" for k, v in args.items() if k != "model"]
                                                       + [f"{k}={v}" for k, v in env.items()]), flush=True)
         self.llm = LLM(model=str(self.model_path), **args)
         # the project's tokenizer, so prompt ids are exactly those of the transformers backend
@@ -144,14 +143,7 @@ def cpu_kv_cache_bytes(per_token: int, max_model_len: int, sequences: int, free:
 
 def kv_bytes_per_token(model_path: str | Path, dtype_name: str) -> int:
     """Keys and values of every layer for one token, from the model's config."""
-    from transformers import AutoConfig
-
-    c = AutoConfig.from_pretrained(str(model_path))
-    c = getattr(c, "text_config", None) or c
-    heads = c.num_attention_heads
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-    kv_heads = getattr(c, "num_key_value_heads", None) or heads
-    return 2 * c.num_hidden_layers * kv_heads * head_dim * _BYTES[dtype_name]
+    return ModelShape.from_folder(model_path).kv_bytes_per_token(dtype_name)
 
 
 #: Seconds an engine's processes get to finish their own teardown (shared memory included).
@@ -220,7 +212,8 @@ def model_path_for_vllm(model_ref, settings: Settings) -> Path | str:
     return target
 
 
-def _show(value) -> str:
+def _arg_text(value) -> str:
+    """An engine argument as printed: byte counts in GiB."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= GiB:
         return f"{value / GiB:.2f} GiB"
     return str(value)

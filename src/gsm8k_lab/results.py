@@ -1,0 +1,196 @@
+"""What finished runs recorded, read back: one :class:`RunResult` per run directory.
+
+Only what runs wrote is read (``run.json``, their evaluation CSVs and ``train_log.jsonl``); a run
+whose record or CSV is broken is skipped with a warning. :mod:`.report` compares them and
+:mod:`.figures` draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import UsageError
+from .evaluate import per_problem_scores
+from .runs import BASE_STAGE, RunStatus, read_jsonl
+from .stats import Paired, paired_comparison, wilson_interval
+from .symbolic import is_variants, originals_of
+
+METHOD_ORDER = ["base model", "prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
+
+
+@dataclass
+class RunResult:
+    path: str
+    method: str
+    experiment: str
+    budget: int
+    seed: int
+    n_eval: int
+    samples_per_problem: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    thinking: float
+    answer: float
+    symbolic_accuracy: float | None
+    symbolic_drop: float | None
+    optimizer_steps: int
+    epochs: float | None
+    learning_rate: float | None
+    problems_seen: int  # training problems presented (GRPO: prompts, each with its group of completions)
+    completions_sampled: int  # GRPO's rollouts; 0 for SFT
+    train_tokens_generated: int
+    train_seconds: float
+    eval_seconds: float
+    device: str
+    csv: str
+    grpo_traces: int | None = None  # SFT on traces: training examples that are accepted GRPO traces
+    answer_ci: tuple[float, float] | None = field(default=None, repr=False)
+    thinking_ci: tuple[float, float] | None = field(default=None, repr=False)
+    log: str = field(default="", repr=False)
+    eval_split: str = "test"  # the problems every number of this run comes from
+    symbolic_original: float | None = None  # accuracy on the test problems the GSM-Symbolic variants come from
+    symbolic_pairs: int = 0
+    symbolic_drop_ci_low: float | None = None
+    symbolic_drop_ci_high: float | None = None
+    symbolic_p: float | None = None
+
+    @property
+    def grpo_trace_share(self) -> float | None:
+        return self.grpo_traces / self.budget if self.grpo_traces is not None and self.budget else None
+
+
+def collect_runs(roots: list[str | Path]) -> list[RunResult]:
+    """Every finished run under the folders; a run whose record or CSV is broken is skipped with a warning."""
+    runs = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise UsageError(f"report folder {str(root)!r} does not exist")
+        for run_file in sorted(root.rglob("run.json")):
+            try:
+                info = json.loads(run_file.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                _warn(run_file.parent, "run.json is not readable JSON")
+                continue
+            if not isinstance(info, dict) or info.get("status") != RunStatus.COMPLETE.value:
+                continue
+            try:
+                result = _result(run_file.parent, info)
+            except (KeyError, TypeError, ValueError) as exc:
+                _warn(run_file.parent, f"run.json lacks {exc}")
+                continue
+            if not Path(result.csv).is_file():
+                _warn(run_file.parent, f"its evaluation CSV {result.csv} is missing")
+                continue
+            runs.append(result)
+    if not runs:
+        raise UsageError(f"no finished runs under {', '.join(map(str, roots))}: "
+                         "expected run directories whose run.json says status complete")
+    return runs
+
+
+
+def sorted_runs(runs: list[RunResult]) -> list[RunResult]:
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(runs, key=lambda r: (r.budget, order.get(r.method, 99), r.seed, r.path))
+
+
+def curves(log_path: str) -> dict[str, list[tuple[int, float]]]:
+    """key -> [(step, value)] from a run's train_log.jsonl (a torn last record is left out)."""
+    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for rec in read_jsonl(Path(log_path))[0] if log_path else []:
+        step = rec.get("step")
+        for key, value in rec.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(step, int):
+                out[key].append((step, float(value)))
+    return out
+
+
+def symbolic_pairing(run_dir: Path, info: dict) -> Paired | None:
+    """A run's GSM-Symbolic result paired on the GSM8K test index: for each template, its original test problem
+    (first) against its variant (second), both under the same prompt; None when the run has no such pair
+    (not evaluated there, or evaluated before the originals were)."""
+    extra = info.get("eval_extra", {})
+    for source, variants in extra.items():
+        originals = extra.get(originals_of(source)) if is_variants(source) else None
+        if not originals:
+            continue
+        files = [run_dir / "debug" / summary["csv"] for summary in (originals, variants)]
+        if not all(f.is_file() for f in files):
+            _warn(run_dir, "a GSM-Symbolic evaluation CSV is missing: no GSM-Symbolic column")
+            return None
+        orig, var = (per_problem_scores(f) for f in files)
+        common = sorted(set(orig) & set(var))
+        if common:
+            return paired_comparison([orig[i]["correct"] for i in common], [var[i]["correct"] for i in common])
+    return None
+
+
+def _result(run_dir: Path, info: dict) -> RunResult:
+    ev, data, train = info["eval"], info.get("data", {}), info.get("train", {})
+    stage = info.get("stage", "")
+    method = {BASE_STAGE: "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
+        stage, "SFT on GRPO traces" if data.get("source") == "traces" else "SFT")
+    timings = info.get("timings", {})
+    settings = info["settings"]
+    section = settings.get("grpo" if stage == "grpo" else "sft", {}) if stage != BASE_STAGE else {}
+    sym = symbolic_pairing(run_dir, info)
+    seen = int(train.get("examples_seen", 0))  # per-device batches count completions in GRPO
+    group = int(train.get("num_generations", section.get("num_generations", 1)) or 1) if stage == "grpo" else 1
+    n_eval = int(ev["n"])
+    return RunResult(
+        path=str(run_dir), method=method,
+        experiment="experiment 2" if method == "SFT on GRPO traces" else "experiment 1",
+        budget=int(data.get("n", 0)), seed=int(settings["seed"]), n_eval=n_eval,
+        samples_per_problem=int(ev.get("samples_per_problem", 1)), accuracy=ev["accuracy"],
+        ci_low=ev["accuracy_ci95_low"], ci_high=ev["accuracy_ci95_high"],
+        thinking=ev["thinking_proportion"], answer=ev["answer_proportion"],
+        symbolic_accuracy=sym.mean_b if sym else None, symbolic_drop=-sym.difference if sym else None,
+        optimizer_steps=int(train.get("global_steps", 0)),
+        epochs=_float(train.get("epochs", section.get("epochs"))),
+        learning_rate=_float(section.get("prep_learning_rate") if stage == "prep_sft"
+                             and section.get("prep_learning_rate") is not None else section.get("learning_rate")),
+        problems_seen=seen // group, completions_sampled=seen if stage == "grpo" else 0,
+        train_tokens_generated=int(train.get("tokens_generated", 0)),
+        train_seconds=float(timings.get("train_seconds", 0.0)), eval_seconds=float(timings.get("eval_seconds", 0.0)),
+        device=str(info.get("environment", {}).get("device", "")),
+        csv=str(run_dir / "debug" / ev["csv"]),
+        grpo_traces=_grpo_traces(data) if method == "SFT on GRPO traces" else None,
+        answer_ci=_interval(ev, "answer_proportion", n_eval), thinking_ci=_interval(ev, "thinking_proportion", n_eval),
+        log=str(run_dir / "train_log.jsonl"),
+        eval_split=str(ev.get("split", "test")),
+        symbolic_original=sym.mean_a if sym else None, symbolic_pairs=sym.n if sym else 0,
+        symbolic_drop_ci_low=-sym.ci_high if sym else None, symbolic_drop_ci_high=-sym.ci_low if sym else None,
+        symbolic_p=sym.p_value if sym else None,
+    )
+
+
+def _grpo_traces(data: dict) -> int | None:
+    """How many of the examples an SFT-on-traces run trained on (the traces file's first ``n``
+    lines) are accepted GRPO completions rather than original solutions; None when the file is gone."""
+    path, n = data.get("traces_file"), int(data.get("n", 0))
+    if not path or not Path(path).is_file():
+        return None
+    records = read_jsonl(Path(path))[0][:n]
+    return sum(rec.get("source") == "grpo" for rec in records)
+
+
+def _interval(ev: dict, key: str, n: int) -> tuple[float, float]:
+    """A proportion's recorded 95% interval, or its Wilson interval for records that lack it."""
+    recorded = ev.get(f"{key}_ci95")
+    if isinstance(recorded, list) and len(recorded) == 2:
+        return (float(recorded[0]), float(recorded[1]))
+    return wilson_interval(round(float(ev[key]) * n), n)
+
+
+def _float(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _warn(run_dir: Path, why: str) -> None:
+    print(f"warning: skipping {run_dir}: {why}", file=sys.stderr)
