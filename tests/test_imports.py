@@ -117,3 +117,15 @@ def test_project_imports_sit_at_the_module_top(path):
             continue
         assert module in LAZY_ALLOWED, f"{path.name}:{line} imports {module} inside a function"
         assert "#" in lines[line - 1], f"{path.name}:{line}: say why {module} is imported lazily"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_public_functions_come_first(path):
+    """A reader meets a module's entry points before its private helpers."""
+    seen_private = None
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            if node.name.startswith("_"):
+                seen_private = seen_private or node.name
+            else:
+                assert seen_private is None, f"{path.name}: public {node.name} after private {seen_private}"

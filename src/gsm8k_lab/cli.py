@@ -71,6 +71,11 @@ EXPERIMENT = (Expose("model.name", "--base-model"), *DATA, *ENGINE, Expose("seed
 DECODING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
+def arg(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
+    """A plain argparse argument of a command, as ``add_argument`` takes it."""
+    return names, kw
+
+
 @dataclass
 class Command:
     help: str
@@ -80,44 +85,40 @@ class Command:
     run_flags: bool = True  # --resume / --overwrite
 
 
-def _arg(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
-    return names, kw
-
-
 COMMANDS: dict[str, Command] = {
     "evaluate": Command(
         "evaluate a model on GSM8K test (or validation) problems",
         (Expose("model.name", "--model-path"), Expose("eval.samples_per_problem", "--samples-per-problem"), *DATA,
          *ENGINE, Expose("eval", "eval-"), Expose("eval.generation")),
         "cmd_evaluate",
-        [_arg("--output-dir", help="results go to [output-dir]/debug/ (default: <output_root>/base_eval)"),
-         _arg("--output-file", default="eval.csv", help="per-example CSV file name (no directory part)")]),
+        [arg("--output-dir", help="results go to [output-dir]/debug/ (default: <output_root>/base_eval)"),
+         arg("--output-file", default="eval.csv", help="per-example CSV file name (no directory part)")]),
     "train-sft": Command(
         "supervised fine-tuning (prep or full stage) with LoRA",
         (*TRAINING, Expose("sft")),
         "cmd_train_sft",
-        [_arg("--output-dir", required=True, help="run directory (model/, debug/, run.json)"),
-         _arg("--stage", default="full", help="prep (sft.prep_train_samples problems) or full (sft.train_samples)"),
-         _arg("--traces-file", help="JSONL of {question, answer: '<reasoning>\\n\\n#### N'} to train on")]),
+        [arg("--output-dir", required=True, help="run directory (model/, debug/, run.json)"),
+         arg("--stage", default="full", help="prep (sft.prep_train_samples problems) or full (sft.train_samples)"),
+         arg("--traces-file", help="JSONL of {question, answer: '<reasoning>\\n\\n#### N'} to train on")]),
     "train-grpo": Command(
         "GRPO with format and correctness rewards, LoRA",
         (*TRAINING, Expose("grpo.per_device_batch_size", "--batch-size"),
          Expose("grpo.rollout.max_new_tokens", "--max-completion-length"),
          Expose("grpo.rollout", only=DECODING), Expose("grpo")),
         "cmd_train_grpo",
-        [_arg("--output-dir", required=True, help="run directory (model/, debug/, run.json)")]),
+        [arg("--output-dir", required=True, help="run directory (model/, debug/, run.json)")]),
     "generate-traces": Command(
         "rejection-sample reasoning traces from a GRPO run",
         (Expose("model.name", "--grpo-model"), Expose("traces.split", "--dataset-split"), *DATA, *ENGINE,
          Expose("traces"), Expose("traces.generation")),
         "cmd_generate_traces",
-        [_arg("--output-dir", required=True, help="folder of the traces file"),
-         _arg("--output-file", default="grpo_traces_train.jsonl", help="traces JSONL name (no directory part)")]),
+        [arg("--output-dir", required=True, help="folder of the traces file"),
+         arg("--output-file", default="grpo_traces_train.jsonl", help="traces JSONL name (no directory part)")]),
     "experiment1": Command(
         "SFT vs GRPO at several training budgets (resumable sweep)",
         (Expose("experiment.budgets", "--budgets"), *EXPERIMENT),
         "cmd_experiment1",
-        [_arg("--root", help="sweep folder (default: <output_root>/compare-train-samples)")], run_flags=False),
+        [arg("--root", help="sweep folder (default: <output_root>/compare-train-samples)")], run_flags=False),
     "experiment2": Command(
         "SFT on GRPO traces vs SFT on the original solutions",
         (Expose("experiment.traces_budget", "--budget"), Expose("traces.num_samples", "--num-samples"),
@@ -125,29 +126,29 @@ COMMANDS: dict[str, Command] = {
          Expose("traces.generation.temperature", "--temperature"), Expose("traces.generation", "traces-"),
          *EXPERIMENT),
         "cmd_experiment2",
-        [_arg("--grpo-model", help="GRPO run to sample traces from (default: <root>/<budget>/grpo)"),
-         _arg("--root", help="Experiment 1 folder (default: <output_root>/compare-train-samples)"),
-         _arg("--traces-root", help="traces folder (default: <output_root>/traces)")], run_flags=False),
+        [arg("--grpo-model", help="GRPO run to sample traces from (default: <root>/<budget>/grpo)"),
+         arg("--root", help="Experiment 1 folder (default: <output_root>/compare-train-samples)"),
+         arg("--traces-root", help="traces folder (default: <output_root>/traces)")], run_flags=False),
     "preset": Command(
         "both experiments at a small size that fits 2 CPU cores",
         EXPERIMENT,
         "cmd_preset",
-        [_arg("--name", default="small", choices=sorted(PRESETS), help="which preset"),
-         _arg("--root", help="folder of the whole preset (default: <output_root>/preset)")], run_flags=False),
+        [arg("--name", default="small", choices=sorted(PRESETS), help="which preset"),
+         arg("--root", help="folder of the whole preset (default: <output_root>/preset)")], run_flags=False),
     "sweep-lr": Command(
         "learning-rate sweep of SFT and GRPO on the validation split; records the pick (resumable)",
         (Expose("sweep.methods", "--methods"), Expose("sweep.sft_learning_rates", "--sft-learning-rates"),
          Expose("sweep.grpo_learning_rates", "--grpo-learning-rates"), Expose("sweep.budget", "--budget"),
          Expose("sweep.metric", "--metric"), *EXPERIMENT),
         "cmd_sweep_lr",
-        [_arg("--root", help="sweep folder (default: <output_root>/sweep-lr)"),
-         _arg("--prep-model", help="finished prep run to start from (default: <root>/prep_sft, trained if missing)"),
-         _arg("--preset", choices=sorted(PRESETS), help="start from a preset's values (as the preset command)")],
+        [arg("--root", help="sweep folder (default: <output_root>/sweep-lr)"),
+         arg("--prep-model", help="finished prep run to start from (default: <root>/prep_sft, trained if missing)"),
+         arg("--preset", choices=sorted(PRESETS), help="start from a preset's values (as the preset command)")],
         run_flags=False),
     "report": Command(
         "results table, plots and paired tests over finished runs", (), "cmd_report",
-        [_arg("folders", nargs="+", help="folders holding run directories"),
-         _arg("--out", help="report folder (default: <first folder>/report)")], run_flags=False),
+        [arg("folders", nargs="+", help="folders holding run directories"),
+         arg("--out", help="report folder (default: <first folder>/report)")], run_flags=False),
 }
 
 
@@ -202,22 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_command(sub, name: str, cmd: Command) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-    for names, kw in cmd.args:
-        p.add_argument(*names, **kw)
-    if cmd.settings:
-        p.add_argument("--config", help="settings file (YAML, or a run's run.json to repeat it)")
-    if cmd.run_flags:
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("--resume", action="store_true", help="continue an interrupted run")
-        g.add_argument("--overwrite", action="store_true", help="replace existing results")
-    group = p.add_argument_group("settings (flags override environment variables and --config)")
-    for path, flag in setting_flags(cmd).items():
-        _add_setting(group, path, flag)
-    return p
-
-
 def setting_flags(cmd: Command) -> dict[str, str]:
     """path -> flag for every setting a command exposes (explicit flags win over section prefixes)."""
     flags: dict[str, str] = {}
@@ -233,35 +218,7 @@ def setting_flags(cmd: Command) -> dict[str, str]:
     return flags
 
 
-def _add_setting(group, path: str, flag: str) -> None:
-    f, hint = leaf(path)
-    meta = f.metadata
-    default = Settings().get(path) if "." not in path else _default(path)
-    extra = [f"default {default!r}" if default not in (None, []) else "default unset"]
-    if meta.get("env"):
-        extra.append(f"env {meta['env']}")
-    help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
-    kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
-    if _base(hint) is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-    elif "list" in str(hint):
-        group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
-    else:
-        choices = meta.get("choices")
-        shown = [str(c) for c in choices or () if c is not None]  # None (unset) is the absence of the flag
-        metavar = "{" + ",".join(shown) + "}" if shown else _METAVAR.get(_base(hint), "TEXT")
-        group.add_argument(flag, metavar=metavar, **kw)
-
-
 _METAVAR = {int: "N", float: "X", str: "TEXT"}
-
-
-def _base(hint):
-    return unwrap(hint)[0]
-
-
-def _default(path: str):
-    return Settings().get(path)
 
 
 class Context:
@@ -304,17 +261,6 @@ class Context:
     @property
     def overwrite(self) -> bool:
         return bool(getattr(self.args, "overwrite", False))
-
-
-def _plain_args(cmd: Command):
-    for names, _ in cmd.args:
-        flag = names[0]
-        yield flag.lstrip("-").replace("-", "_"), flag
-    yield "config", "--config"
-
-
-def _text(value) -> str:
-    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 # --------------------------------------------------------------------------
@@ -401,6 +347,87 @@ def experiment_steps(ctx: Context) -> tuple[list, list[Path], Path]:
     return steps, [sweep, traces_root], root / "report"
 
 
+def cmd_sweep_lr(ctx: Context) -> int:
+    s, a = ctx.settings, ctx.args
+    if ctx.sources.of("eval.split").kind != "default" and s.eval.split != "validation":
+        raise SettingError("eval.split", s.eval.split, "{name} {value}: a sweep tunes on the validation split")
+    s = sweep_settings(s)
+    check_sweep(s, a.prep_model)
+    root = Path(a.root or os.path.join(s.output_root, "sweep-lr"))
+    run_steps(sweep_steps(s, root, a.prep_model))
+    write_sweep_report(s, root, a.prep_model)
+    print(f"\nsweep: {root / 'sweep.md'}\npicked: {root / 'picked.yaml'} (use with --config)\n")
+    print((root / "sweep.md").read_text())
+    return 0
+
+
+def cmd_report(ctx: Context) -> int:
+    a = ctx.args
+    return _report([Path(f) for f in a.folders], Path(a.out) if a.out else Path(a.folders[0]) / "report")
+
+
+def print_metrics(metrics: dict, csv_path: Path) -> None:
+    print(f"\nGSM8K {metrics.get('split', 'test')}, {metrics['n']} problems ({metrics.get('model', '')})")
+    print(format_table(metrics))
+    print(f"  per-example rows:    {csv_path}")
+    print(f"  metrics:             {metrics_path(csv_path)}")
+
+
+def _add_command(sub, name: str, cmd: Command) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+    for names, kw in cmd.args:
+        p.add_argument(*names, **kw)
+    if cmd.settings:
+        p.add_argument("--config", help="settings file (YAML, or a run's run.json to repeat it)")
+    if cmd.run_flags:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--resume", action="store_true", help="continue an interrupted run")
+        g.add_argument("--overwrite", action="store_true", help="replace existing results")
+    group = p.add_argument_group("settings (flags override environment variables and --config)")
+    for path, flag in setting_flags(cmd).items():
+        _add_setting(group, path, flag)
+    return p
+
+
+def _add_setting(group, path: str, flag: str) -> None:
+    f, hint = leaf(path)
+    meta = f.metadata
+    default = Settings().get(path) if "." not in path else _default(path)
+    extra = [f"default {default!r}" if default not in (None, []) else "default unset"]
+    if meta.get("env"):
+        extra.append(f"env {meta['env']}")
+    help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
+    kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
+    if _base(hint) is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+    elif "list" in str(hint):
+        group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
+    else:
+        choices = meta.get("choices")
+        shown = [str(c) for c in choices or () if c is not None]  # None (unset) is the absence of the flag
+        metavar = "{" + ",".join(shown) + "}" if shown else _METAVAR.get(_base(hint), "TEXT")
+        group.add_argument(flag, metavar=metavar, **kw)
+
+
+def _base(hint):
+    return unwrap(hint)[0]
+
+
+def _default(path: str):
+    return Settings().get(path)
+
+
+def _plain_args(cmd: Command):
+    for names, _ in cmd.args:
+        flag = names[0]
+        yield flag.lstrip("-").replace("-", "_"), flag
+    yield "config", "--config"
+
+
+def _text(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _run_experiment(ctx: Context) -> int:
     steps, folders, out = experiment_steps(ctx)
     plan = estimate(Plan(ctx.name, steps_runs(steps, ctx.settings.model.name)), ctx.settings, measure=False)
@@ -433,25 +460,6 @@ def _eval_dir(ctx: Context) -> str:
     return ctx.args.output_dir or os.path.join(ctx.settings.output_root, "base_eval")
 
 
-def cmd_sweep_lr(ctx: Context) -> int:
-    s, a = ctx.settings, ctx.args
-    if ctx.sources.of("eval.split").kind != "default" and s.eval.split != "validation":
-        raise SettingError("eval.split", s.eval.split, "{name} {value}: a sweep tunes on the validation split")
-    s = sweep_settings(s)
-    check_sweep(s, a.prep_model)
-    root = Path(a.root or os.path.join(s.output_root, "sweep-lr"))
-    run_steps(sweep_steps(s, root, a.prep_model))
-    write_sweep_report(s, root, a.prep_model)
-    print(f"\nsweep: {root / 'sweep.md'}\npicked: {root / 'picked.yaml'} (use with --config)\n")
-    print((root / "sweep.md").read_text())
-    return 0
-
-
-def cmd_report(ctx: Context) -> int:
-    a = ctx.args
-    return _report([Path(f) for f in a.folders], Path(a.out) if a.out else Path(a.folders[0]) / "report")
-
-
 def _report(folders: list[Path], out: Path) -> int:
     summary = write_report(folders, out)
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
@@ -468,10 +476,3 @@ def _print_run(info: dict, output_dir: str) -> None:
           f"thinking {ev['thinking_proportion']:.1%}, answer {ev['answer_proportion']:.1%}, n={ev['n']}")
     t = info.get("timings", {})
     print(f"  train {t.get('train_seconds', 0):.0f} s, eval {t.get('eval_seconds', 0):.0f} s")
-
-
-def print_metrics(metrics: dict, csv_path: Path) -> None:
-    print(f"\nGSM8K {metrics.get('split', 'test')}, {metrics['n']} problems ({metrics.get('model', '')})")
-    print(format_table(metrics))
-    print(f"  per-example rows:    {csv_path}")
-    print(f"  metrics:             {metrics_path(csv_path)}")

@@ -17,21 +17,6 @@ GRPO_CURVES = {"reward": "total reward", "reward_std": "reward std (within group
                "completions/clipped_ratio": "truncated completions"}
 
 
-def _style(ax, percent: bool = True, budgets: list[int] | None = None, xlabel: str | None = None) -> None:
-    from matplotlib.ticker import PercentFormatter
-
-    if percent:
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
-    if budgets:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(budgets, [str(b) for b in budgets])
-        ax.minorticks_off()
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=8)
-
-
 def write_figures(runs: list[RunResult], out: Path) -> list[str]:
     import matplotlib
 
@@ -256,3 +241,18 @@ def _save(fig, path: Path) -> str:
     plt.close(fig)
     tmp.replace(path)
     return path.name
+
+
+def _style(ax, percent: bool = True, budgets: list[int] | None = None, xlabel: str | None = None) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    if budgets:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)

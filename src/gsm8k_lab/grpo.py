@@ -91,6 +91,33 @@ def batch_geometry(settings: Settings, processes: int) -> dict:
             "max_completion_length": g.rollout.max_new_tokens, "epochs": g.epochs}
 
 
+def rollout_engine(settings: Settings) -> str:
+    """What generates the rollouts: vLLM and continuous batching are TRL's; else ``grpo.rollout_engine``."""
+    g = settings.grpo
+    if g.use_vllm or g.continuous_batching:
+        return "trl"
+    if g.rollout_engine != "auto":
+        return g.rollout_engine
+    return "trl" if runtime.current(settings).on_gpu else "refill"
+
+
+def rollout_seed(settings: Settings) -> int:
+    """The refill engine's rollout seed: the run seed plus the ``grpo.rollout.seed`` offset."""
+    return settings.seed + settings.grpo.rollout.seed
+
+
+def rollout_seed_record(settings: Settings) -> dict:
+    """What seeds the rollouts of this run, for ``run.json``."""
+    engine = rollout_engine(settings)
+    if engine.startswith("refill"):
+        return {"rollout_seed": rollout_seed(settings),
+                "rollout_seed_rule": "seed + grpo.rollout.seed, + 1000003 x step + process index"}
+    if settings.grpo.use_vllm:
+        return {"rollout_seed": None, "rollout_seed_rule": "TRL seeds its vLLM engine with the process index: "
+                "rollouts do not follow the run seed"}
+    return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
+
+
 def _trainer_builder(settings: Settings, problems):
     g = settings.grpo
 
@@ -131,30 +158,3 @@ def _trainer_builder(settings: Settings, problems):
                            peft_config=lora_config(settings), callbacks=callbacks, **extra)
 
     return build_trainer
-
-
-def rollout_engine(settings: Settings) -> str:
-    """What generates the rollouts: vLLM and continuous batching are TRL's; else ``grpo.rollout_engine``."""
-    g = settings.grpo
-    if g.use_vllm or g.continuous_batching:
-        return "trl"
-    if g.rollout_engine != "auto":
-        return g.rollout_engine
-    return "trl" if runtime.current(settings).on_gpu else "refill"
-
-
-def rollout_seed(settings: Settings) -> int:
-    """The refill engine's rollout seed: the run seed plus the ``grpo.rollout.seed`` offset."""
-    return settings.seed + settings.grpo.rollout.seed
-
-
-def rollout_seed_record(settings: Settings) -> dict:
-    """What seeds the rollouts of this run, for ``run.json``."""
-    engine = rollout_engine(settings)
-    if engine.startswith("refill"):
-        return {"rollout_seed": rollout_seed(settings),
-                "rollout_seed_rule": "seed + grpo.rollout.seed, + 1000003 x step + process index"}
-    if settings.grpo.use_vllm:
-        return {"rollout_seed": None, "rollout_seed_rule": "TRL seeds its vLLM engine with the process index: "
-                "rollouts do not follow the run seed"}
-    return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}

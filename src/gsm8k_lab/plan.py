@@ -257,6 +257,70 @@ def model_facts(ref, settings: Settings) -> dict:
             "_shape": ModelShape.from_config(config)}
 
 
+def render(plan: Plan, flag_of=lambda path: path) -> str:
+    """The plan as text; ``flag_of`` words a setting path as the user would set it (a flag)."""
+    lines = [f"plan of `{plan.command}` with {plan.model.get('name', '?')} "
+             f"({plan.model.get('parameters', 0) / 1e6:.0f}M parameters, {plan.model.get('dtype')}) on "
+             f"{_machine_text(plan.machine)}"]
+    for i, run in enumerate(plan.runs, 1):
+        state = ("made above, skipped" if run.repeat else "finished, skipped") if run.done else \
+            (_duration(run.seconds) if run.seconds is not None else "?")
+        lines.append(f"{i:>2}. {run.name:<28} {state:>18}   {run.path}")
+        lines += ["      " + x for x in _run_lines(run, flag_of)]
+    if plan.calibrated and plan.rates:
+        lines.append("measured on this machine (" + (plan.calibration_file or "") + "):")
+        lines += ["  " + _rate_text(k, v) for k, v in plan.rates.items()]
+    lines.append(plan.summary() + (" (evaluation and traces counted at their full token budgets)"
+                                   if plan.calibrated and plan.todo else ""))
+    return "\n".join(lines)
+
+
+def _run_lines(run: Run, flag_of) -> list[str]:
+    out = []
+    if run.kind in ("sft", "grpo"):
+        what = (f"{run.problems} problems, {run.epochs:g} epochs, {run.steps} optimizer steps of "
+                f"{run.examples_per_step} {'completions' if run.kind == 'grpo' else 'examples'} "
+                f"({run.per_device_batch} per device x {run.gradient_accumulation_steps} accumulation"
+                f"{f' x {run.processes} processes' if run.processes > 1 else ''})")
+        if run.kind == "grpo":
+            what += f"; {run.completions} completions of at most {run.rollout_tokens} tokens generated"
+        out.append(what)
+    if run.kind == "traces":
+        out.append(f"traces for {run.problems} problems: at most {run.trace_attempts} attempts of "
+                   f"{run.trace_tokens} tokens")
+    if run.evaluations:
+        out.append("evaluation: " + " + ".join(f"{e.problems} x {e.samples} x {e.max_new_tokens} tokens ({e.source})"
+                                                for e in run.evaluations))
+    if run.time_parts:
+        out.append("time: " + ", ".join(f"{k} {_duration(v)}" for k, v in run.time_parts.items()))
+    if run.peak_bytes is not None:
+        phase = max(run.memory, key=lambda k: sum(run.memory[k].values()))
+        parts = ", ".join(f"{k} {v / GiB:.2f}" for k, v in run.memory[phase].items())
+        mem = f"peak memory {run.peak_bytes / GiB:.2f} GiB in {phase} ({parts} GiB)"
+        if run.fits is False:
+            mem += f": DOES NOT FIT; lower {flag_of(run.change_first)} first"
+        out.append(mem)
+    return out
+
+
+def _machine_text(m: dict) -> str:
+    if m.get("device") == "cuda":
+        return f"{m.get('count', 1)} x {m.get('name')}"
+    flags = "/".join(m.get("flags", [])) or "no AVX2"
+    return f"{m.get('name', 'cpu')} ({m.get('threads')} threads, {flags})"
+
+
+def _rate_text(key: str, r: dict) -> str:
+    if key.startswith("generate"):
+        return (f"{key}: {r['tokens_per_s']:.0f} tokens/s decoding, {r['prompt_seconds_per_row']:.2f} s per prompt, "
+                f"model load {r['load_seconds']:.1f} s")
+    if key.startswith("sft"):
+        return f"{key}: {r['micro_batch_seconds']:.2f} s per micro-batch"
+    if key.startswith("grpo"):
+        return f"{key}: {r['group_seconds']:.2f} s per group of completions"
+    return f"{key}: process start {r['seconds']:.1f} s"
+
+
 # --------------------------------------------------------------------------
 # Private helpers
 # --------------------------------------------------------------------------
@@ -452,67 +516,3 @@ def _memory_available(settings: Settings) -> tuple[dict, int | None]:
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def render(plan: Plan, flag_of=lambda path: path) -> str:
-    """The plan as text; ``flag_of`` words a setting path as the user would set it (a flag)."""
-    lines = [f"plan of `{plan.command}` with {plan.model.get('name', '?')} "
-             f"({plan.model.get('parameters', 0) / 1e6:.0f}M parameters, {plan.model.get('dtype')}) on "
-             f"{_machine_text(plan.machine)}"]
-    for i, run in enumerate(plan.runs, 1):
-        state = ("made above, skipped" if run.repeat else "finished, skipped") if run.done else \
-            (_duration(run.seconds) if run.seconds is not None else "?")
-        lines.append(f"{i:>2}. {run.name:<28} {state:>18}   {run.path}")
-        lines += ["      " + x for x in _run_lines(run, flag_of)]
-    if plan.calibrated and plan.rates:
-        lines.append("measured on this machine (" + (plan.calibration_file or "") + "):")
-        lines += ["  " + _rate_text(k, v) for k, v in plan.rates.items()]
-    lines.append(plan.summary() + (" (evaluation and traces counted at their full token budgets)"
-                                   if plan.calibrated and plan.todo else ""))
-    return "\n".join(lines)
-
-
-def _run_lines(run: Run, flag_of) -> list[str]:
-    out = []
-    if run.kind in ("sft", "grpo"):
-        what = (f"{run.problems} problems, {run.epochs:g} epochs, {run.steps} optimizer steps of "
-                f"{run.examples_per_step} {'completions' if run.kind == 'grpo' else 'examples'} "
-                f"({run.per_device_batch} per device x {run.gradient_accumulation_steps} accumulation"
-                f"{f' x {run.processes} processes' if run.processes > 1 else ''})")
-        if run.kind == "grpo":
-            what += f"; {run.completions} completions of at most {run.rollout_tokens} tokens generated"
-        out.append(what)
-    if run.kind == "traces":
-        out.append(f"traces for {run.problems} problems: at most {run.trace_attempts} attempts of "
-                   f"{run.trace_tokens} tokens")
-    if run.evaluations:
-        out.append("evaluation: " + " + ".join(f"{e.problems} x {e.samples} x {e.max_new_tokens} tokens ({e.source})"
-                                                for e in run.evaluations))
-    if run.time_parts:
-        out.append("time: " + ", ".join(f"{k} {_duration(v)}" for k, v in run.time_parts.items()))
-    if run.peak_bytes is not None:
-        phase = max(run.memory, key=lambda k: sum(run.memory[k].values()))
-        parts = ", ".join(f"{k} {v / GiB:.2f}" for k, v in run.memory[phase].items())
-        mem = f"peak memory {run.peak_bytes / GiB:.2f} GiB in {phase} ({parts} GiB)"
-        if run.fits is False:
-            mem += f": DOES NOT FIT; lower {flag_of(run.change_first)} first"
-        out.append(mem)
-    return out
-
-
-def _machine_text(m: dict) -> str:
-    if m.get("device") == "cuda":
-        return f"{m.get('count', 1)} x {m.get('name')}"
-    flags = "/".join(m.get("flags", [])) or "no AVX2"
-    return f"{m.get('name', 'cpu')} ({m.get('threads')} threads, {flags})"
-
-
-def _rate_text(key: str, r: dict) -> str:
-    if key.startswith("generate"):
-        return (f"{key}: {r['tokens_per_s']:.0f} tokens/s decoding, {r['prompt_seconds_per_row']:.2f} s per prompt, "
-                f"model load {r['load_seconds']:.1f} s")
-    if key.startswith("sft"):
-        return f"{key}: {r['micro_batch_seconds']:.2f} s per micro-batch"
-    if key.startswith("grpo"):
-        return f"{key}: {r['group_seconds']:.2f} s per group of completions"
-    return f"{key}: process start {r['seconds']:.1f} s"

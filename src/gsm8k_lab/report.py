@@ -199,43 +199,6 @@ def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
             "files": ["results.csv", "report.md", *plots]}
 
 
-#: The results table: (header, alignment, cell). A column is one entry here.
-def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunResult], str]]]:
-    acc = "accuracy" if {r.samples_per_problem for r in runs} == {1} else "accuracy (mean@K)"
-    cols = [
-        ("method", "---", lambda r: r.method),
-        ("train problems", "---:", lambda r: str(r.budget)),
-        ("seed", "---:", lambda r: str(r.seed)),
-        ("split", "---", lambda r: r.eval_split),
-        ("eval n", "---:", lambda r: str(r.n_eval)),
-        ("K", "---:", lambda r: str(r.samples_per_problem)),
-        (acc, "---:", lambda r: f"{r.accuracy:.1%}"),
-        ("95% CI", "---", lambda r: f"{r.ci_low:.1%}–{r.ci_high:.1%}"),
-        ("thinking", "---:", lambda r: f"{r.thinking:.1%}"),
-        ("answer", "---:", lambda r: f"{r.answer:.1%}"),
-    ]
-    if any(r.symbolic_accuracy is not None for r in runs):
-        cols += [("GSM-Symbolic pairs", "---:", lambda r: str(r.symbolic_pairs) if r.symbolic_pairs else "–"),
-                 ("original", "---:", lambda r: _pct(r.symbolic_original)),
-                 ("variant", "---:", lambda r: _pct(r.symbolic_accuracy)),
-                 ("drop (95% CI)", "---", _symbolic_drop),
-                 ("drop p", "---:", lambda r: f"{r.symbolic_p:.3g}" if r.symbolic_p is not None else "–")]
-    cols += [
-        ("steps", "---:", lambda r: str(r.optimizer_steps) if r.optimizer_steps else "–"),
-        ("epochs", "---:", lambda r: f"{r.epochs:g}" if r.epochs else "–"),
-        ("learning rate", "---:", lambda r: f"{r.learning_rate:g}" if r.learning_rate else "–"),
-        ("problems seen", "---:", lambda r: str(r.problems_seen)),
-        ("completions sampled", "---:", lambda r: str(r.completions_sampled)),
-        ("tokens generated in training", "---:", lambda r: str(r.train_tokens_generated)),
-        ("train s", "---:", lambda r: f"{r.train_seconds:.0f}"),
-        ("eval s", "---:", lambda r: f"{r.eval_seconds:.0f}"),
-    ]
-    if any(r.grpo_traces is not None for r in runs):
-        cols.append(("GRPO traces", "---:", lambda r: f"{r.grpo_traces} of {r.budget} ({r.grpo_trace_share:.0%})"
-                     if r.grpo_traces is not None else "–"))
-    return cols + [("device", "---", lambda r: r.device), ("run", "---", lambda r: f"`{r.path}`")]
-
-
 def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends: list[Trend],
                     plots: list[str]) -> str:
     ks = sorted({r.samples_per_problem for r in runs})
@@ -389,3 +352,38 @@ def _verdict(c: Comparison) -> str:
     return f"{better} better"
 
 
+#: The results table: (header, alignment, cell). A column is one entry here.
+def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunResult], str]]]:
+    acc = "accuracy" if {r.samples_per_problem for r in runs} == {1} else "accuracy (mean@K)"
+    cols = [
+        ("method", "---", lambda r: r.method),
+        ("train problems", "---:", lambda r: str(r.budget)),
+        ("seed", "---:", lambda r: str(r.seed)),
+        ("split", "---", lambda r: r.eval_split),
+        ("eval n", "---:", lambda r: str(r.n_eval)),
+        ("K", "---:", lambda r: str(r.samples_per_problem)),
+        (acc, "---:", lambda r: f"{r.accuracy:.1%}"),
+        ("95% CI", "---", lambda r: f"{r.ci_low:.1%}–{r.ci_high:.1%}"),
+        ("thinking", "---:", lambda r: f"{r.thinking:.1%}"),
+        ("answer", "---:", lambda r: f"{r.answer:.1%}"),
+    ]
+    if any(r.symbolic_accuracy is not None for r in runs):
+        cols += [("GSM-Symbolic pairs", "---:", lambda r: str(r.symbolic_pairs) if r.symbolic_pairs else "–"),
+                 ("original", "---:", lambda r: _pct(r.symbolic_original)),
+                 ("variant", "---:", lambda r: _pct(r.symbolic_accuracy)),
+                 ("drop (95% CI)", "---", _symbolic_drop),
+                 ("drop p", "---:", lambda r: f"{r.symbolic_p:.3g}" if r.symbolic_p is not None else "–")]
+    cols += [
+        ("steps", "---:", lambda r: str(r.optimizer_steps) if r.optimizer_steps else "–"),
+        ("epochs", "---:", lambda r: f"{r.epochs:g}" if r.epochs else "–"),
+        ("learning rate", "---:", lambda r: f"{r.learning_rate:g}" if r.learning_rate else "–"),
+        ("problems seen", "---:", lambda r: str(r.problems_seen)),
+        ("completions sampled", "---:", lambda r: str(r.completions_sampled)),
+        ("tokens generated in training", "---:", lambda r: str(r.train_tokens_generated)),
+        ("train s", "---:", lambda r: f"{r.train_seconds:.0f}"),
+        ("eval s", "---:", lambda r: f"{r.eval_seconds:.0f}"),
+    ]
+    if any(r.grpo_traces is not None for r in runs):
+        cols.append(("GRPO traces", "---:", lambda r: f"{r.grpo_traces} of {r.budget} ({r.grpo_trace_share:.0%})"
+                     if r.grpo_traces is not None else "–"))
+    return cols + [("device", "---", lambda r: r.device), ("run", "---", lambda r: f"`{r.path}`")]

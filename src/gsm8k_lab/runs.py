@@ -68,12 +68,6 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -295,12 +289,6 @@ def check_same_settings(name: str, value: str, recorded: dict | None, current: d
                            + "; continue it with those settings or pass {overwrite} to start again")
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "unset"
-    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
-
-
 # --------------------------------------------------------------------------
 # Append-only files that a kill may leave torn
 # --------------------------------------------------------------------------
@@ -367,3 +355,15 @@ def _git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "unset"
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)

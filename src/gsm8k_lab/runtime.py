@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .config import Settings, UsageError
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+#: The torch dtype name of each dtype setting (also what vLLM takes).
+TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Runtime:
     def dtype(self):
         import torch
 
-        return getattr(torch, _DTYPES[self.dtype_name])
+        return getattr(torch, TORCH_DTYPES[self.dtype_name])
 
     def describe(self) -> str:
         where = self.device if self.on_gpu else f"cpu, {self.threads} threads"
@@ -113,11 +114,6 @@ def check_gpu_usable(torch_cuda: str | None, driver_file: Path | None = None) ->
             why = (f"it is built for CUDA {torch_cuda} and finds no usable device; check nvidia-smi and the "
                    "container's GPU access")
     raise UsageError(f"an NVIDIA GPU is present (driver {driver}) but torch {version} cannot use it: {why}, {hide}")
-
-
-def _major(version: str) -> int | None:
-    head = version.split(".")[0]
-    return int(head) if head.isdigit() else None
 
 
 def nvidia_driver_version(driver_file: Path = NVIDIA_DRIVER_FILE) -> str | None:
@@ -192,13 +188,6 @@ def uses_vllm(settings: Settings, gen_path: str = "eval.generation") -> bool:
     return name == "vllm" or (name == "auto" and current(settings).on_gpu and vllm_available())
 
 
-def _apply(rt: Runtime) -> None:
-    import torch
-
-    if not rt.on_gpu:
-        torch.set_num_threads(rt.threads)
-
-
 def available_memory() -> int:
     """Bytes of the machine's memory free for a new allocation (``MemAvailable`` in ``/proc/meminfo``)."""
     with open("/proc/meminfo", encoding="ascii") as fh:
@@ -224,3 +213,15 @@ def reset() -> None:
     """Forget the decision (tests)."""
     global _current
     _current = None
+
+
+def _major(version: str) -> int | None:
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _apply(rt: Runtime) -> None:
+    import torch
+
+    if not rt.on_gpu:
+        torch.set_num_threads(rt.threads)

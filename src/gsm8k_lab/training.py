@@ -255,30 +255,6 @@ def run_fingerprint(settings: Settings, job: TrainingJob) -> dict:
     return fp
 
 
-def _flat(tree: dict, prefix: str = ""):
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
-    """The run dir may not hold what training loads: its parent run, or a model folder inside it;
-    nor be, or lie inside, the folder of the base model it reads."""
-    owned = [run.model_dir, run.checkpoints_dir, run.debug_dir, run.model_dir.with_name("model.tmp")]
-    base = Path(job.parent.base) if Path(job.parent.base).is_absolute() else None
-    loads = [*job.parent.adapters, *([base] if base else [])]
-    parent_run = job.parent.run_dir
-    if (parent_run is not None and _same_path(parent_run, run.root)) or any(
-            _inside(p, o) for p in loads for o in owned):
-        raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
-                           "write the new run somewhere else")
-    if base is not None and (_inside(run.root, base) or _inside(base, run.root)):
-        raise SettingError("output_dir", str(run.root), "{name} {value} " + ("is or lies inside" if _inside(
-            run.root, base) else "holds") + f" the base model's folder {base}; write the new run somewhere else")
-
-
 def mean_logged_loss(log_file: Path) -> float | None:
     """The training loss over all logged steps, each record weighted by the steps it covers
     (stays right when a run resumes from its last checkpoint with no step left to run)."""
@@ -396,7 +372,41 @@ def run_settings(run: RunDir) -> Settings:
     return load_settings(env={}, config_file=run.run_file)[0]
 
 
-# --------------------------------------------------------------------------
+def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
+    """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
+    decoding and further evaluation sets as the trained runs, so the report compares them."""
+    validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
+    parent = resolve_model(settings.model.name)
+    preflight(settings, parent, ("eval.generation",))
+    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=parent,
+                      build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
+    return run_training(settings, job, resume=resume, overwrite=False)
+
+
+def _flat(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
+    """The run dir may not hold what training loads: its parent run, or a model folder inside it;
+    nor be, or lie inside, the folder of the base model it reads."""
+    owned = [run.model_dir, run.checkpoints_dir, run.debug_dir, run.model_dir.with_name("model.tmp")]
+    base = Path(job.parent.base) if Path(job.parent.base).is_absolute() else None
+    loads = [*job.parent.adapters, *([base] if base else [])]
+    parent_run = job.parent.run_dir
+    if (parent_run is not None and _same_path(parent_run, run.root)) or any(
+            _inside(p, o) for p in loads for o in owned):
+        raise SettingError("output_dir", str(run.root), "{name} {value} is the run training starts from; "
+                           "write the new run somewhere else")
+    if base is not None and (_inside(run.root, base) or _inside(base, run.root)):
+        raise SettingError("output_dir", str(run.root), "{name} {value} " + ("is or lies inside" if _inside(
+            run.root, base) else "holds") + f" the base model's folder {base}; write the new run somewhere else")
+
+
 def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: TrainSettings,
                  checkpointing: bool) -> dict:
     """TrainingArguments fields that SFT and GRPO share, from the stage's section."""
@@ -470,14 +480,3 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 __all__ = ["TrainingJob", "run_training", "evaluate_base", "lora_config", "resolve_model"]
-
-
-def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
-    """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
-    decoding and further evaluation sets as the trained runs, so the report compares them."""
-    validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
-    parent = resolve_model(settings.model.name)
-    preflight(settings, parent, ("eval.generation",))
-    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=parent,
-                      build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
-    return run_training(settings, job, resume=resume, overwrite=False)

@@ -61,23 +61,6 @@ def gqa_attention(module, query, key, value, attention_mask, scaling=None, dropo
     return out.transpose(1, 2).contiguous(), None
 
 
-def _use_gqa_attention(model):
-    """Switch the model's attention to :func:`gqa_attention`; returns a function that switches back."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ATTENTION, gqa_attention)
-    configs = {id(c): c for c in (model.config, getattr(model.get_decoder(), "config", model.config))}.values()
-    before = [(c, c._attn_implementation) for c in configs]
-    for c in configs:
-        c._attn_implementation = ATTENTION
-
-    def restore() -> None:
-        for c, impl in before:
-            c._attn_implementation = impl
-
-    return restore
-
-
 def supports(model) -> bool:
     """A plain decoder of a family whose attention this loop drives (full attention, no soft-capping)."""
     config = getattr(model, "config", None)
@@ -412,3 +395,20 @@ def _compact(cache: RowCache, rows: list[dict]) -> None:
     for row in rows:
         row["start"] -= drop
     cache.t -= drop
+
+
+def _use_gqa_attention(model):
+    """Switch the model's attention to :func:`gqa_attention`; returns a function that switches back."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, gqa_attention)
+    configs = {id(c): c for c in (model.config, getattr(model.get_decoder(), "config", model.config))}.values()
+    before = [(c, c._attn_implementation) for c in configs]
+    for c in configs:
+        c._attn_implementation = ATTENTION
+
+    def restore() -> None:
+        for c, impl in before:
+            c._attn_implementation = impl
+
+    return restore

@@ -41,7 +41,6 @@ from ..task import prompt_ids
 from .base import STOP, Completion
 
 MERGED_DIR = "merged-vllm"
-_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 #: On a CPU, the KV cache takes at most this share of the memory free at start-up.
 CPU_KV_SHARE_OF_FREE = 0.25
 #: On a CPU, vLLM's runtime keeps one core for its serving process unless told otherwise, and
@@ -100,7 +99,7 @@ def engine_args(settings: Settings, model_path: str | Path, batch_size: int) -> 
     """``vllm.LLM`` keyword arguments for this machine (see the module docstring)."""
     rt = runtime.current(settings)
     v = settings.vllm
-    args = {"dtype": _DTYPE[rt.dtype_name], "max_model_len": v.max_model_len,
+    args = {"dtype": runtime.TORCH_DTYPES[rt.dtype_name], "max_model_len": v.max_model_len,
             "tensor_parallel_size": v.tensor_parallel_size, "generation_config": "vllm"}
     if rt.on_gpu:
         check_gpu_share(v.gpu_memory_utilization)
