@@ -92,6 +92,60 @@ CASES = [
     (f"{W}<SOLUTION>1 1/2</SOLUTION>", 0.5, 1.5, False),
     (f"{W}<SOLUTION>-2 3/4</SOLUTION>", -2.75, -2.75, True),
     (f"{W}<SOLUTION>2 3/2</SOLUTION>", 1.5, 1.5, True),  # not a mixed number: 3/2 is the last
+    # thousands grouped by a space, a no-break space (U+00A0), a narrow one (U+202F), a thin one
+    # (U+2009) or LaTeX's \, and {,}: three-digit groups after a one-to-three-digit head
+    (f"{W}<SOLUTION>10 000</SOLUTION>", 10000, 10000, True),
+    (f"{W}<SOLUTION>7\u00a0000</SOLUTION>", 7000, 7000, True),
+    (f"{W}<SOLUTION>7\u202f000</SOLUTION>", 7000, 7000, True),
+    (f"{W}<SOLUTION>1\u2009000</SOLUTION>", 1000, 1000, True),
+    (f"{W}<SOLUTION>20 000 000</SOLUTION>", 20000000, 20000000, True),
+    (f"{W}<SOLUTION>$10 000.50</SOLUTION>", 10000.5, 10000.5, True),
+    (f"{W}<SOLUTION>-10 000</SOLUTION>", -10000, -10000, True),
+    (f"{W}<SOLUTION>10\\,000</SOLUTION>", 10000, 10000, True),
+    (f"{W}<SOLUTION>10{{,}}000</SOLUTION>", 10000, 10000, True),
+    (f"{W}<SOLUTION>She sold 5 300 eggs.</SOLUTION>", 5300, 5300, True),  # grouped before the last number
+    (f"{W}<SOLUTION>3 14</SOLUTION>", 314, 14, False),  # not a three-digit group: two numbers
+    # a grouping that breaks the rule is no answer, never its head or its tail
+    (f"{W}<SOLUTION>1234 567</SOLUTION>", 567, None, False),
+    (f"{W}<SOLUTION>20 000 0000</SOLUTION>", 0, None, False),
+    (f"{W}<SOLUTION>10 000,5</SOLUTION>", 10000, None, False),
+    (f"{W}<SOLUTION>1,000 000</SOLUTION>", 0, None, False),
+    (f"{W}<SOLUTION>10  000</SOLUTION>", 0, None, False),  # two spaces
+    (f"{W}<SOLUTION>10'000</SOLUTION>", 0, None, False),  # an unrecognised separator: the tail starts with 0
+    (f"{W}<SOLUTION>05</SOLUTION>", 5, None, False),
+    (f"{W}<SOLUTION>1 000/4</SOLUTION>", 250, None, False),  # 1000/4 or the mixed 1 0/4?
+    # an en dash or a minus sign attached like '-' is a minus; glued to a word it is a range or a dash
+    (f"{W}<SOLUTION>\u20135</SOLUTION>", -5, -5, True),
+    (f"{W}<SOLUTION>\u22125</SOLUTION>", -5, -5, True),
+    (f"{W}<SOLUTION>\u2013$5</SOLUTION>", -5, -5, True),
+    (f"{W}<SOLUTION>3\u20135</SOLUTION>", 5, 5, True),
+    (f"{W}<SOLUTION>20 \u2013 5</SOLUTION>", 5, 5, True),
+    # LaTeX fractions read as a/b, or as no answer; never their denominator
+    (f"{W}<SOLUTION>\\frac{{1}}{{2}}</SOLUTION>", 0.5, 0.5, True),
+    (f"{W}<SOLUTION>\\frac{{1}}{{2}}</SOLUTION>", 2, 0.5, False),
+    (f"{W}<SOLUTION>\\dfrac{{3}}{{4}}</SOLUTION>", 0.75, 0.75, True),
+    (f"{W}<SOLUTION>\\tfrac{{1}}{{4}}</SOLUTION>", 0.25, 0.25, True),
+    (f"{W}<SOLUTION>\\frac12</SOLUTION>", 0.5, 0.5, True),
+    (f"{W}<SOLUTION>$\\boxed{{\\frac{{1,000}}{{4}}}}$</SOLUTION>", 250, 250, True),
+    (f"{W}<SOLUTION>1\\frac{{1}}{{2}}</SOLUTION>", 1.5, 1.5, True),
+    (f"{W}<SOLUTION>-\\frac{{1}}{{2}}</SOLUTION>", -0.5, -0.5, True),
+    (f"{W}<SOLUTION>\\frac{{x}}{{2}}</SOLUTION>", 2, None, False),
+    (f"{W}<SOLUTION>\\frac{{\\frac{{1}}{{2}}}}{{3}}</SOLUTION>", 3, None, False),
+    (f"{W}<SOLUTION>\\frac{{1}}{{2</SOLUTION>", 2, None, False),
+    (f"{W}<SOLUTION>2\\frac{{3}}{{2}}</SOLUTION>", 1.5, None, False),  # mixed 3.5, or 2 times 3/2?
+    # a colon inside a run is a time or a ratio: no answer, never the minutes
+    (f"{W}<SOLUTION>7:30</SOLUTION>", 30, None, False),
+    (f"{W}<SOLUTION>3:1</SOLUTION>", 1, None, False),
+    (f"{W}<SOLUTION>Answer:30</SOLUTION>", 30, 30, True),  # a label's colon is not inside a run
+    # a magnitude suffix glued to the number: no answer, never the bare digits
+    (f"{W}<SOLUTION>2k</SOLUTION>", 2, None, False),
+    (f"{W}<SOLUTION>2k</SOLUTION>", 2000, None, False),
+    (f"{W}<SOLUTION>$5K</SOLUTION>", 5, None, False),
+    (f"{W}<SOLUTION>3m</SOLUTION>", 3, None, False),
+    (f"{W}<SOLUTION>1.5M</SOLUTION>", 1.5, None, False),
+    (f"{W}<SOLUTION>2bn</SOLUTION>", 2, None, False),
+    (f"{W}<SOLUTION>5km</SOLUTION>", 5, 5, True),  # a unit symbol longer than the suffix still reads
+    (f"{W}<SOLUTION>10min</SOLUTION>", 10, 10, True),
     # nothing at all
     ("", 0, None, False),
     # code is never run

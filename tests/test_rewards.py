@@ -40,6 +40,11 @@ TABLE = [
     # a sign counts only when attached: "20 - 2" is not -2
     ("x<end_working_out><SOLUTION>20 - 2</SOLUTION>", -2, 1.0, 0.75, 0.0, 0.0),
     ("x<end_working_out><SOLUTION>-2</SOLUTION>", -2, 1.0, 0.75, 4.0, 0.5),
+    # a bare number is one the scorer reads, in any form it reads: spaced thousands, an en dash
+    ("x<end_working_out><SOLUTION>10 000</SOLUTION>", 10000, 1.0, 0.75, 4.0, 0.5),
+    ("x<end_working_out><SOLUTION>–5</SOLUTION>", -5, 1.0, 0.75, 4.0, 0.5),
+    ("x<end_working_out><SOLUTION>7:30</SOLUTION>", 30, 1.0, 0.75, 0.0, -0.5),
+    ("x<end_working_out><SOLUTION>2k</SOLUTION>", 2, 1.0, 0.75, 0.0, -0.5),
 ]
 
 
@@ -111,3 +116,14 @@ def test_every_correct_completion_outranks_every_wrong_one():
     assert counts[0] > 1000 and counts[1] > 1000
     assert worst_right > best_wrong
     assert best_wrong == 2.25  # the tidy wrong answer
+
+
+def test_every_example_in_the_task_and_reward_docstrings_holds():
+    """The examples a reader copies from the docstrings are run, so they cannot go stale."""
+    import doctest
+
+    from gsm8k_lab import rewards, task
+
+    for module in (rewards, task):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -9,14 +9,18 @@ from gsm8k_lab.stats import (
     Z95,
     bootstrap_interval,
     detectable_difference,
+    hierarchical_bootstrap,
     holm,
+    holm_testable,
     ks_for,
     majority_vote,
     mcnemar_exact,
+    mcnemar_min_p,
     newcombe_paired_interval,
     paired_comparison,
     pass_at_k,
     sign_flip_p,
+    tarone,
     two_sample_p,
     wilson_interval,
 )
@@ -197,3 +201,151 @@ def test_detectable_difference_solves_connors_formula():
     assert detectable_difference(100, discordant=0.0) is None
     # several samples: (z_a + z_b) sd / sqrt(n) = (1.96 + 0.8416) * 0.5 / 8
     assert detectable_difference(64, sd=0.5) == pytest.approx((Z95 + z_b) * 0.5 / 8, rel=1e-5)
+
+
+# --------------------------------------------------------------------------
+# seed-level comparison, discrete-test screening
+# --------------------------------------------------------------------------
+def _binary(rng, seeds, problems, rate):
+    return [[float(rng.random() < rate) for _ in range(problems)] for _ in range(seeds)]
+
+
+def test_hierarchical_bootstrap_with_one_seed_is_the_paired_problem_bootstrap():
+    import numpy as np
+
+    rng = random.Random(5)
+    a, b = _binary(rng, 1, 40, 0.6), _binary(rng, 1, 40, 0.45)
+    r = hierarchical_bootstrap(a, b, n_boot=2000, seed=7)
+    # direct: the documented problem stream, the mean of the per-problem differences a - b
+    d = np.array(a[0]) - np.array(b[0])
+    idx = np.random.default_rng([7, 0]).integers(0, 40, size=(2000, 40))
+    reps = np.sort(d[idx].mean(axis=1))
+    k = 50  # smallest k with 2k / 2000 >= 0.05
+    assert r.diff == pytest.approx(d.mean())
+    assert (r.low, r.high) == pytest.approx((reps[k - 1], reps[2000 - k]))
+    assert r.se == pytest.approx(reps.std(ddof=1))
+    assert r.p == pytest.approx(min(1.0, 2 * min((reps <= 0).sum(), (reps >= 0).sum()) / 2000))
+    assert (r.seeds, r.problems, r.per_seed, r.same_sign) == ((1, 1), 40, [pytest.approx(d.mean())], 1)
+    # and by hand: the bootstrap SD of a mean of n resampled values is sqrt(mean((d - mean d)^2) / n)
+    big = hierarchical_bootstrap(a, b, n_boot=20000)
+    assert big.se == pytest.approx(math.sqrt(((d - d.mean()) ** 2).mean() / 40), rel=0.03)
+
+
+def test_hierarchical_bootstrap_identical_arms():
+    seed_scores = [1, 0, 1, 1, 0, 0, 1, 0]
+    same = [seed_scores] * 3
+    r = hierarchical_bootstrap(same, same)
+    assert (r.diff, r.low, r.high, r.se, r.p) == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert r.per_seed == [0.0, 0.0, 0.0] and r.same_sign == 3  # every zero shares the sign of 0
+    # identical arms of distinct seeds: seeds are resampled independently per arm, so replicates
+    # spread around 0, but the observed difference is 0 and the test finds nothing
+    rng = random.Random(2)
+    seeds = _binary(rng, 3, 30, 0.5)
+    r = hierarchical_bootstrap(seeds, seeds)
+    assert r.diff == 0.0 and r.low < 0 < r.high and r.p > 0.5
+
+
+def test_hierarchical_bootstrap_all_right_vs_all_wrong():
+    a, b = [[1.0] * 20] * 3, [[0.0] * 20] * 2
+    r = hierarchical_bootstrap(a, b, n_boot=5000)
+    assert (r.diff, r.low, r.high, r.se) == (1.0, 1.0, 1.0, 0.0)
+    assert r.p == 2 / 5000  # every replicate is 1: the floor, one replicate per tail
+    assert r.per_seed == [1.0, 1.0] and r.same_sign == 2 and r.seeds == (3, 2)
+    assert r.detectable == 0.0
+
+
+def test_hierarchical_bootstrap_seeds_that_disagree_by_hand():
+    a = [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]]  # means 0.5, 0.25, 0.75
+    b = [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]  # means 0, 0.5, 0.5
+    r = hierarchical_bootstrap(a, b, n_boot=2000)
+    assert r.diff == pytest.approx(6 / 12 - 4 / 12)
+    assert r.per_seed == pytest.approx([0.5, -0.25, 0.25])
+    assert r.same_sign == 2  # +0.5 and +0.25 share the sign of +1/6; -0.25 does not
+    # fewer seeds in b: only the first two seeds pair up
+    r2 = hierarchical_bootstrap(a, b[:2], n_boot=2000)
+    assert r2.seeds == (3, 2) and r2.per_seed == pytest.approx([0.5, -0.25]) and r2.same_sign == 1
+    assert r2.diff == pytest.approx(6 / 12 - 2 / 8)
+
+
+def test_hierarchical_bootstrap_is_deterministic_and_covers_its_estimate(monkeypatch):
+    import gsm8k_lab.stats as stats
+
+    rng = random.Random(11)
+    a, b = _binary(rng, 3, 60, 0.55), _binary(rng, 2, 60, 0.4)
+    first, again = hierarchical_bootstrap(a, b, seed=3), hierarchical_bootstrap(a, b, seed=3)
+    assert first == again
+    monkeypatch.setattr(stats, "BOOTSTRAP_CHUNK", 333)  # memory bound only: same replicates
+    assert hierarchical_bootstrap(a, b, seed=3) == first
+    other = hierarchical_bootstrap(a, b, seed=4)
+    assert (other.low, other.high, other.se) != (first.low, first.high, first.se)
+    for r in (first, other):
+        assert r.low <= r.diff <= r.high and r.se > 0
+        assert r.detectable == pytest.approx((Z95 + 0.841621) * r.se, rel=1e-5)
+
+
+def test_hierarchical_bootstrap_p_agrees_with_the_interval():
+    """0 lies outside the interval at level 1 - alpha exactly when p < alpha."""
+    rng = random.Random(0)
+    checked = set()
+    for case in range(12):
+        a = _binary(rng, 3, 50, 0.5)
+        b = _binary(rng, 3, 50, 0.5 - 0.02 * case)
+        for alpha in (0.01, 0.05, 0.1, 0.2, 0.5):
+            r = hierarchical_bootstrap(a, b, n_boot=1000, seed=case, level=1 - alpha)
+            outside = r.low > 0 or r.high < 0
+            assert outside == (r.p < alpha), (case, alpha, r)
+            checked.add(outside)
+    assert checked == {True, False}  # both sides of the rule were exercised
+
+
+@pytest.mark.parametrize("a,b,message", [
+    ([], [[1.0]], "no seeds"),
+    ([[1.0]], [], "no seeds"),
+    ([[]], [[]], "no problems"),
+    ([[1.0, 0.0], [1.0]], [[1.0, 0.0]], "different numbers of problems"),
+    ([[1.0, 0.0]], [[1.0, 0.0], [0.0]], "different numbers of problems"),
+    ([[1.0, 0.0]], [[1.0, 0.0, 1.0]], "same problems"),
+    ([[float("nan")]], [[1.0]], "finite"),
+])
+def test_hierarchical_bootstrap_refuses_bad_input(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        hierarchical_bootstrap(a, b)
+
+
+def test_mcnemar_min_p_by_hand():
+    assert mcnemar_min_p(0) == 1.0 and mcnemar_min_p(1) == 1.0  # 2 * 0.5 = 1
+    assert mcnemar_min_p(2) == 0.5
+    assert mcnemar_min_p(5) == 0.0625 and mcnemar_min_p(6) == 0.03125
+    # it is the exact test's p when every discordant pair goes one way
+    assert all(mcnemar_min_p(d) == pytest.approx(mcnemar_exact(0, d)) for d in range(30))
+    with pytest.raises(ValueError):
+        mcnemar_min_p(-1)
+
+
+def test_tarone_by_hand():
+    # m = 1: #{<= 0.05} = 2 > 1; m = 2: #{<= 0.025} = 2 <= 2
+    assert tarone([1e-9, 1e-9, 0.25, 0.5, 1.0]) == [True, True, False, False, False]
+    # m must grow: m = 1: #{<= 0.05} = 5; m = 2: #{<= 0.025} = 5 > 2; m = 3: #{<= 0.0167} = 4 > 3;
+    # m = 4: #{<= 0.0125} = 4 <= 4
+    assert tarone([0.001, 0.005, 0.01, 0.012, 0.02]) == [True, True, True, True, False]
+    # every test small: m = 3, all testable; none can reject: m = 1, none testable
+    assert tarone([0.001] * 3) == [True] * 3
+    assert tarone([1.0, 0.5]) == [False, False]
+    assert tarone([]) == []
+    # with McNemar: discordant pairs 12, 9, 3, 1, 0 -> min p 2/4096, 2/512, 0.25, 1, 1
+    assert tarone([mcnemar_min_p(d) for d in (12, 9, 3, 1, 0)]) == [True, True, False, False, False]
+    # a stricter alpha: m = 1: #{<= 0.01} = 2; m = 2: #{<= 0.005} = 2
+    assert tarone([0.004, 0.009, 0.02], alpha=0.01) == [True, False, False]
+
+
+def test_holm_testable_by_hand():
+    # among the testable 0.01, 0.04, 0.02: 0.01*3 = 0.03, 0.02*2 = 0.04, 0.04*1 = 0.04
+    assert holm_testable([0.01, 0.04, 0.3, 0.02], [True, True, False, True]) == [
+        pytest.approx(0.03), pytest.approx(0.04), None, pytest.approx(0.04)]
+    # plain Holm over all four is weaker: 0.04, 0.08, 0.3, 0.06
+    assert holm([0.01, 0.04, 0.3, 0.02]) == pytest.approx([0.04, 0.08, 0.3, 0.06])
+    assert holm_testable([0.2, 0.5], [False, False]) == [None, None]
+    assert holm_testable([0.02, 0.5], [True, True]) == holm([0.02, 0.5])
+    assert holm_testable([], []) == []
+    with pytest.raises(ValueError):
+        holm_testable([0.1, 0.2], [True])

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 
-from .answers import PATTERNS
+from .answers import PATTERNS, parse_number
 from .task import (
     REASONING_END,
     REASONING_START,
@@ -62,7 +62,6 @@ _EXACT = re.compile(
     rf"{re.escape(SOLUTION_START)}(?P<solution>.+?){re.escape(SOLUTION_END)}\s*$",
     re.DOTALL,
 )
-_BARE_NUMBER = re.compile(r"^\s*(?:[-+−]\$?|\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*%?\s*$")
 _GENERATED_TAGS = (REASONING_END, SOLUTION_START, SOLUTION_END)
 
 
@@ -108,7 +107,7 @@ def number_check(completions, **kwargs) -> list[float]:
         parsed = parse_completion(assistant_text(text))
         if parsed.value is None:
             scores.append(NUMBER_MISSING)
-        elif _BARE_NUMBER.match(parsed.solution or "") and PATTERNS["number"].search(parsed.solution):
+        elif _is_bare_number(parsed.solution or ""):
             scores.append(NUMBER_BARE)
         else:
             scores.append(0.0)
@@ -153,3 +152,10 @@ def _is_exact(completion: str) -> bool:
     # one block of each: no second SOLUTION or reasoning block hidden inside
     text = m.group(0)
     return all(text.count(tag) == 1 for tag in (*_GENERATED_TAGS, REASONING_START))
+
+
+def _is_bare_number(solution: str) -> bool:
+    """The block holds one number and nothing else (a currency sign before it or a percent sign after
+    it allowed), read by the scorer's own number rules (``10 000``, ``–5`` and ``\\frac{1}{2}`` too)."""
+    text = solution.strip().removesuffix("%").strip()
+    return PATTERNS["number"].fullmatch(text) is not None and parse_number(text) is not None

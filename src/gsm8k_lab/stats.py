@@ -18,7 +18,14 @@
 - :func:`newcombe_paired_interval`: Newcombe's (1998) method 10 for the difference
   of two paired proportions, built on Wilson intervals;
 - :func:`detectable_difference`: the smallest paired difference found with 80% power;
-- :func:`holm`: Holm's step-down adjustment of a family of p-values.
+- :func:`holm`: Holm's step-down adjustment of a family of p-values;
+- :func:`hierarchical_bootstrap`: two training methods compared at the level of their
+  independent training seeds (seeds resampled within each arm, problems resampled once
+  and shared), with an interval, a p-value consistent with it, per-seed differences and
+  the smallest difference the design detects;
+- :func:`mcnemar_min_p`: the smallest p the exact McNemar test can reach with d discordant pairs;
+- :func:`tarone`: Tarone's (1990) screen of a family of discrete tests, leaving out those
+  that cannot reach significance; :func:`holm_testable` then adjusts among the rest.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ POWER = 0.80
 BOOTSTRAP_RESAMPLES = 2000
 PERMUTATIONS = 10000
 EXACT_UP_TO = 16  # enumerate all 2**n sign flips up to this many non-zero differences
+SEED_LEVEL_RESAMPLES = 10000
+BOOTSTRAP_CHUNK = 1000  # replicates computed at once: bounds memory, not the result
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -253,6 +262,166 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def holm_testable(p_values: Sequence[float], testable: Sequence[bool]) -> list[float | None]:
+    """Holm's adjustment among the testable tests only (see :func:`tarone`); None for the others.
+
+    A test that cannot reach significance at its family's level is left out of the family, so
+    the multiplier is the number of testable tests, not of all tests. The left-out tests get
+    None (not NaN): they were not tested, and None cannot be mistaken for a p-value in a sum
+    or a comparison. Example: p = [0.01, 0.04, 0.3, 0.02] with the third untestable: Holm over
+    the other three gives 0.01*3 = 0.03, 0.02*2 = 0.04, 0.04*1 -> 0.04, so
+    ``[0.03, 0.04, None, 0.04]`` (plain Holm over all four: 0.04, 0.08, 0.3, 0.06).
+    """
+    if len(p_values) != len(testable):
+        raise ValueError(f"{len(p_values)} p-values but {len(testable)} testable flags")
+    kept = [i for i, t in enumerate(testable) if t]
+    adjusted: list[float | None] = [None] * len(p_values)
+    for i, q in zip(kept, holm([p_values[i] for i in kept])):
+        adjusted[i] = q
+    return adjusted
+
+
+def mcnemar_min_p(discordant: int) -> float:
+    """The smallest two-sided p the exact McNemar test (:func:`mcnemar_exact`) can give with
+    ``discordant`` discordant pairs: every pair on one side, ``min(1, 2 * 0.5**d)``.
+
+    Example: d = 5 -> 2/32 = 0.0625 (never below 0.05, whatever the data); d = 6 -> 0.03125.
+    """
+    if discordant < 0:
+        raise ValueError(f"the number of discordant pairs cannot be negative, got {discordant}")
+    return min(1.0, 2 * 0.5 ** discordant)
+
+
+def tarone(min_ps: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Which tests of a family of discrete tests are testable, by Tarone's (1990) rule.
+
+    A discrete test has a smallest attainable p-value (:func:`mcnemar_min_p` for McNemar); a
+    test whose smallest p exceeds its Bonferroni level can never reject and only dilutes the
+    others. Tarone, "A modified Bonferroni method for discrete data", Biometrics 46 (1990)
+    515-522: with M tests, take the smallest m in 1..M such that
+    ``K(m) = #{i: min_p_i <= alpha / m} <= m``; the testable tests are those with
+    ``min_p_i <= alpha / m`` (at m = M the condition always holds, so m exists). Bonferroni (or
+    Holm, :func:`holm_testable`) over the K(m) testable tests controls the family-wise error
+    at alpha: each true null among them rejects with probability at most alpha / K(m).
+
+    Example: min ps [1e-9, 1e-9, 0.25, 0.5, 1.0], alpha 0.05: m = 1 gives K = 2 > 1; m = 2 gives
+    K = #{<= 0.025} = 2 <= 2, so ``[True, True, False, False, False]``.
+    """
+    total = len(min_ps)
+    for m in range(1, total + 1):
+        testable = [p <= alpha / m for p in min_ps]
+        if sum(testable) <= m:
+            return testable
+    return []
+
+
+@dataclass(frozen=True)
+class SeedLevel:
+    """Arm A minus arm B over independent training seeds (see :func:`hierarchical_bootstrap`)."""
+
+    diff: float  # observed: mean over seeds and problems of A minus that of B
+    low: float  # percentile interval at the requested level
+    high: float
+    p: float  # two-sided bootstrap p, consistent with the interval; never below 2 / n_boot
+    se: float  # standard deviation of the bootstrap replicates
+    per_seed: list[float]  # seed i of A minus seed i of B, for i < min(K_a, K_b)
+    same_sign: int  # how many per-seed differences have the sign of diff
+    seeds: tuple[int, int]  # (K_a, K_b)
+    problems: int  # n
+    detectable: float  # ~ smallest difference found with 80% power: (z_{1-alpha/2} + z_0.8) * se
+
+
+def hierarchical_bootstrap(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], *,
+                           n_boot: int = SEED_LEVEL_RESAMPLES, seed: int = 0, level: float = 0.95) -> SeedLevel:
+    """Compare two training methods at the level of their training seeds.
+
+    ``a`` holds one list per training seed of arm A (K_a of them), each the per-problem scores
+    on the same n problems in the same order (0/1, or the share of a problem's samples that are
+    correct); ``b`` the same for arm B (K_b seeds; K_a and K_b may differ). The statistic is
+
+        diff = mean_{s,j} A[s][j] - mean_{s,j} B[s][j].
+
+    Each of ``n_boot`` replicates draws K_a seeds of A and, independently, K_b seeds of B with
+    replacement, then ONE set of n problem indices with replacement, shared by every seed of both
+    arms (problems are crossed with seeds and paired between arms):
+
+        diff* = mean_{s in S_a*, j in J*} A[s][j] - mean_{s in S_b*, j in J*} B[s][j].
+
+    The variance therefore has a seed part (how much training runs differ) and a problem part
+    (which problems were drawn); with K = 1 seed per arm it is the paired bootstrap over
+    problems. Problem indices come from ``numpy.random.default_rng([seed, 0])`` (one
+    ``integers(0, n, size=(n_boot, n))`` stream), seed indices from ``default_rng([seed, 1])``,
+    so a result is reproducible from ``seed``.
+
+    With alpha = 1 - level (rounded to 12 decimals, so level 0.95 is alpha 0.05) and the
+    replicates sorted, r_(1) <= ... <= r_(B):
+
+    - ``low = r_(k)``, ``high = r_(B+1-k)`` with k the smallest integer such that 2k/B >= alpha
+      (the alpha/2 and 1 - alpha/2 percentiles as order statistics);
+    - ``p = min(1, 2 * max(1, min(#{r <= 0}, #{r >= 0})) / B)``. Then 0 lies outside
+      [low, high] exactly when p < alpha, for any alpha > 2/B, ties at 0 included. p is floored
+      at 2/B (one replicate per tail): when every replicate lies on one side of 0 the bootstrap
+      only says p < 2/B; a test at a level at or below 2/B needs more replicates;
+    - ``se``: the standard deviation of the replicates;
+    - ``detectable = (z_{1-alpha/2} + z_0.8) * se``: the smallest true difference this design
+      (these seeds, these problems) would find with about 80% power, a normal approximation
+      that takes the bootstrap SE as the SE of the difference under the alternative.
+
+    ``per_seed`` pairs seed i of A with seed i of B (for i < min(K_a, K_b)); seeds are not
+    naturally paired, so this is a description (do the seeds agree?), not the test;
+    ``same_sign`` counts the per-seed differences with the sign of ``diff`` (exact zeros when
+    ``diff`` is 0).
+
+    Example: A = [[1, 1, 0, 0], [1, 0, 0, 0]], B = [[0, 0, 0, 0], [1, 1, 0, 0]]: diff = 3/8 - 2/8
+    = 0.125; per_seed = [0.5 - 0, 0.25 - 0.5] = [0.5, -0.25]; same_sign = 1.
+    """
+    import numpy as np
+
+    xa, xb = _seed_matrix(a, "a"), _seed_matrix(b, "b")
+    (ka, n), kb = xa.shape, xb.shape[0]
+    if xb.shape[1] != n:
+        raise ValueError(f"arm a scores {n} problems but arm b scores {xb.shape[1]}; both need the same problems")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    alpha = round(1 - level, 12)
+
+    problem_rng, seed_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    seeds_a = seed_rng.integers(0, ka, size=(n_boot, ka))
+    seeds_b = seed_rng.integers(0, kb, size=(n_boot, kb))
+    reps = np.empty(n_boot)
+    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
+        rows = slice(start, min(n_boot, start + BOOTSTRAP_CHUNK))
+        problems = problem_rng.integers(0, n, size=(rows.stop - rows.start, n))
+        reps[rows] = (_resampled_sum(xa, problems, seeds_a[rows]) / (ka * n)
+                      - _resampled_sum(xb, problems, seeds_b[rows]) / (kb * n))
+
+    k = math.ceil(alpha * n_boot / 2)
+    k = max(1, min(n_boot, k))
+    while k > 1 and 2 * (k - 1) / n_boot >= alpha:  # k: the smallest with 2k/B >= alpha, as p is compared
+        k -= 1
+    while k < n_boot and 2 * k / n_boot < alpha:
+        k += 1
+    ordered = np.sort(reps)
+    tail = min(int((reps <= 0).sum()), int((reps >= 0).sum()))
+    se = float(reps.std(ddof=1)) if n_boot > 1 else 0.0
+    diff = float(xa.mean() - xb.mean())
+    per_seed = [float(xa[i].mean() - xb[i].mean()) for i in range(min(ka, kb))]
+    return SeedLevel(
+        diff=diff,
+        low=float(ordered[k - 1]),
+        high=float(ordered[n_boot - k]),
+        p=min(1.0, 2 * max(1, tail) / n_boot),
+        se=se,
+        per_seed=per_seed,
+        same_sign=sum(int(np.sign(d) == np.sign(diff)) for d in per_seed),
+        seeds=(ka, kb),
+        problems=n,
+        detectable=(_z(1 - alpha / 2) + _z(POWER)) * se,
+    )
+
+
 def sign_flip_p(diffs: Sequence[float], seed: int = 0, permutations: int = PERMUTATIONS) -> tuple[float, str]:
     """Two-sided p of the mean paired difference under 'the labels a/b are exchangeable': each
     problem's difference keeps or flips its sign. Exact enumeration for few non-zero differences."""
@@ -298,6 +467,33 @@ def two_sample_p(x: Sequence[float], y: Sequence[float], seed: int = 0,
         rng.shuffle(shuffled)
         hits += abs(_mean(shuffled[nx:]) - _mean(shuffled[:nx])) >= observed - eps
     return (hits + 1) / (permutations + 1)
+
+
+def _seed_matrix(arm: Sequence[Sequence[float]], name: str):
+    """One arm's scores as a (seeds, problems) float array, refusing empty, ragged or non-finite input."""
+    import numpy as np
+
+    if len(arm) == 0:
+        raise ValueError(f"arm {name} has no seeds")
+    lengths = sorted({len(scores) for scores in arm})
+    if len(lengths) > 1:
+        raise ValueError(f"arm {name}: its seeds score different numbers of problems {lengths}; "
+                         "every seed needs the same problems in the same order")
+    if lengths[0] == 0:
+        raise ValueError(f"arm {name} has no problems")
+    matrix = np.asarray(arm, dtype=float)
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"arm {name} has a score that is not a finite number")
+    return matrix
+
+
+def _resampled_sum(scores, problems, seeds):
+    """Per replicate: the sum of scores[s][j] over its drawn seeds s and drawn problems j.
+    scores: (K, n); problems: (R, n) indices; seeds: (R, K) indices."""
+    import numpy as np
+
+    per_seed = np.stack([row[problems].sum(axis=1) for row in scores], axis=1)  # (R, K)
+    return np.take_along_axis(per_seed, seeds, axis=1).sum(axis=1)
 
 
 def _z(q: float) -> float:
