@@ -76,6 +76,39 @@ CASES = [
     ("evaluate", ["--config", "{badyaml}"], {}, "is not valid YAML"),
     ("evaluate", ["--config", "{unknown_key}"], {}, "unknown setting 'eval.sampels'"),
     ("evaluate", ["--config", "{bad_value}"], {}, "eval.generation.batch_size (in "),
+    # --- a folder of another kind is never written into; paths the file system cannot take ------------
+    ("train-sft", ["--stage", "prep", "--output-dir", "{evaluated}"], {}, "holds an evaluation, not a training run"),
+    ("train-grpo", ["--output-dir", "{evaluated}"], {}, "holds an evaluation, not a training run"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{evaluated}", "--overwrite"], {},
+     "holds an evaluation, not a training run"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{traced}"], {}, "holds traces, not a training run"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{config_only}"], {}, "holds a model folder, not a training run"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{dir}"], {}, "holds other files, not a training run"),
+    ("evaluate", ["--output-dir", "{finished}"], {}, "holds a training run, not an evaluation"),
+    ("evaluate", ["--output-dir", "{traced}", "--overwrite"], {}, "holds traces, not an evaluation"),
+    ("generate-traces", ["--output-dir", "{finished}"], {}, "holds a training run, not traces"),
+    ("generate-traces", ["--output-dir", "{evaluated}"], {}, "holds an evaluation, not traces"),
+    ("train-sft", ["--stage", "full", "--base-model", "{finished}", "--output-dir", "{finished}/model/inner"], {},
+     "is inside {finished}/model/, which belongs to that run"),
+    ("train-grpo", ["--base-model", "{finished}", "--output-dir", "{finished}/checkpoints/x"], {}, "is inside"),
+    ("evaluate", ["--output-dir", "{evaluated}/debug/inner"], {}, "is inside {evaluated}/debug/"),
+    ("report", ["{finished}", "--out", "{evaluated}"], {}, "--out '{evaluated}' holds an evaluation, not a report"),
+    ("report", ["{finished}", "--out", "{file}"], {}, "is a file, not a folder"),
+    ("report", ["{finished}", "--out", "/dev/null"], {}, "under /dev, a kernel or device file system"),
+    ("experiment1", ["--root", "{finished}", "--base-model", "{model}"], {}, "holds a training run, not the runs of"),
+    ("evaluate", ["--output-dir", "/"], {}, "--output-dir '/' is the root of the file system"),
+    ("evaluate", ["--output-dir", "/proc/gsm8k"], {}, "is under /proc, a kernel or device file system"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{dir}/" + "n" * 300], {}, "is 300 bytes long, more than the 255"),
+    ("evaluate", ["--output-file", "e" * 300 + ".csv"], {}, "a name in it is 304 bytes long"),
+    ("train-sft", ["--stage", "prep", "--base-model", "{dir}/" + "m" * 300], {}, "more than the 255"),
+    ("evaluate", ["--data", "{dir}/" + "d" * 300 + ".jsonl"], {}, "--data '"),
+    ("report", ["{dir}/" + "r" * 300], {}, "more than the 255"),
+    ("evaluate", ["--output-dir", "{loop}"], {}, "goes through a loop of symbolic links"),
+    ("evaluate", ["--model-path", "{loop}"], {}, "--model-path '{loop}' goes through a loop of symbolic links"),
+    ("train-sft", ["--stage", "prep", "--data", "{loop}"], {}, "--data '{loop}' goes through a loop"),
+    ("evaluate", ["--output-dir", "{dangling}"], {}, "is a symbolic link to {dir}/nowhere, which does not exist"),
+    ("evaluate", ["--output-dir", "{dir}/bad\ud800name"], {}, "a lone surrogate"),
+    ("evaluate", [], {"GSM8K_LAB_CACHE": "{file}"}, "GSM8K_LAB_CACHE='{file}': {file} is a file, expected a folder"),
     # --- train-sft ----------------------------------------------------------------------------
     ("train-sft", ["--stage", "full"], {"TRAIN_SAMPLES": "abc"}, "TRAIN_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("train-sft", ["--stage", "full"], {"TRAIN_SAMPLES": "0"}, "TRAIN_SAMPLES must be a positive integer or 'all', got '0'"),
@@ -249,7 +282,7 @@ CASES = [
     ("train-sft", ["--stage", "prep", "--base-model", "{garbage_weights}"], {}, "is not a readable safetensors file"),
     ("train-sft", ["--stage", "full", "--base-model", "{no_base}"], {}, "lineage.json lacks 'base'"),
     ("train-sft", ["--stage", "prep", "--output-dir", "{run_json_dir}"], {}, "is not a run directory: run.json is a directory"),
-    ("train-sft", ["--stage", "prep", "--output-dir", "{locked_debug}"], {}, "debug cannot be written"),
+    ("train-sft", ["--stage", "prep", "--output-dir", "{locked_debug}"], {}, "holds an evaluation, not a training run"),
     # --- train-sft over a finished run with values that fail late: the old run is kept ---------------
     ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--lora-target-modules", "nope_proj"],
      {}, "--lora-target-modules 'nope_proj' matches no layer"),
@@ -294,7 +327,7 @@ CASES = [
     ("generate-traces", ["--grpo-model", "{bad_adapter_weights}"], {}, "is not a readable safetensors file"),
     ("generate-traces", ["--dtype", "fp16"], {}, "--dtype 'fp16' needs a GPU"),
     ("generate-traces", ["--attn-implementation", "bogus"], {}, "--attn-implementation must be one of"),
-    ("generate-traces", ["--output-dir", "{locked_link}"], {}, "cannot be written"),
+    ("generate-traces", ["--output-dir", "{locked_link}"], {}, "is under /sys, a kernel or device file system"),
     ("generate-traces", ["--output-dir", "{traced}", "--overwrite", "--max-new-tokens", "1000000000000000"], {},
      "--max-new-tokens must be at most"),
     ("generate-traces", ["--output-dir", "{traced}", "--overwrite", "--temperature", "1e-45"], {},
@@ -420,6 +453,11 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     names["locked_debug"] = str(root / "locked_debug")
     (root / "locked_link").symlink_to(READ_ONLY)
     names["locked_link"] = str(root / "locked_link")
+    (root / "loop_a").symlink_to(root / "loop_b")
+    (root / "loop_b").symlink_to(root / "loop_a")
+    names["loop"] = str(root / "loop_a")
+    (root / "dangling").symlink_to(root / "nowhere")
+    names["dangling"] = str(root / "dangling")
     return names
 
 

@@ -34,10 +34,39 @@ def test_experiment1_layout():
     s.experiment.budgets = [64, 32]
     steps = experiment1_steps(s, "root")
     assert [str(x.run_dir) for x in steps] == ["root/base_model", "root/prep_sft", "root/32/full_sft",
-                                              "root/32/grpo", "root/64/full_sft", "root/64/grpo"]
+                                              "root/32/full_sft_matched", "root/32/grpo", "root/64/full_sft",
+                                              "root/64/full_sft_matched", "root/64/grpo"]
+    assert [x.settings.sft.match_grpo_steps for x in steps[2:5]] == [False, True, False]
     s.experiment.budgets, s.experiment.seeds = [32], 2
     two = experiment1_steps(s, "root")
-    assert [x.run_dir.name for x in two[2:]] == ["full_sft-seed0", "grpo-seed0", "full_sft-seed1", "grpo-seed1"]
+    assert [x.run_dir.name for x in two[2:]] == ["full_sft-seed0", "full_sft_matched-seed0", "grpo-seed0",
+                                                 "full_sft-seed1", "full_sft_matched-seed1", "grpo-seed1"]
+    assert [x.settings.seed for x in two[2:]] == [42, 42, 42, 43, 43, 43]
+    s.experiment.step_matched_sft = False
+    assert [x.run_dir.name for x in experiment1_steps(s, "root")[2:4]] == ["full_sft-seed0", "grpo-seed0"]
+
+
+@pytest.mark.parametrize("n,grpo,sft,steps", [
+    # (budget, GRPO geometry (num_generations, per-device batch, accumulation), SFT batch, GRPO's steps)
+    (32, (4, 8, 1), 4, 16), (64, (4, 8, 1), 4, 32), (1024, (8, 16, 4), 4, 128), (100, (4, 8, 1), 8, 50),
+    (30, (4, 12, 1), 4, 10)])
+def test_the_step_matched_sft_arm_takes_grpo_s_optimizer_steps(n, grpo, sft, steps):
+    """The arm that differs from GRPO only in the method: as many optimizer steps on the same problems."""
+    from gsm8k_lab.training import grpo_prompts_per_step, grpo_steps, matched_sft_epochs, sft_steps
+
+    s = Settings()
+    s.grpo.num_generations, s.grpo.per_device_batch_size, s.grpo.gradient_accumulation_steps = grpo
+    s.sft.per_device_batch_size = sft
+    assert grpo_steps(n, grpo_prompts_per_step(s, 1), s.grpo.epochs) == steps
+    epochs = matched_sft_epochs(s, n, 1)
+    assert sft_steps(n, sft, 1, 1, epochs) == steps
+
+
+def test_experiment_2_takes_its_traces_from_the_first_seed_s_grpo_run():
+    from gsm8k_lab.experiments import grpo_run_dir
+
+    assert grpo_run_dir("r", 64) == Path("r/64/grpo")
+    assert grpo_run_dir("r", 64, 0, 3) == Path("r/64/grpo-seed0")
 
 
 def test_experiment2_layout_and_trace_settings(tmp_path):
@@ -76,3 +105,32 @@ def test_no_budget_of_an_experiment_reaches_the_held_out_problems():
     with pytest.raises(SettingError, match="sft.prep_train_samples=64 and the 7420 validation problems"):
         check_experiment(s, 1)
 
+
+
+def test_a_finished_run_is_reused_only_with_its_own_settings(chain):
+    """A sweep over a finished root with other settings used to report the old runs as if they had
+    the new settings; now every finished step is compared with what its run.json recorded, before
+    any step runs (and plan refuses the same way)."""
+    import copy
+
+    from gsm8k_lab.runs import RunDir
+    from gsm8k_lab.training import run_settings
+
+    def never(_resume):
+        pytest.fail("a finished run was trained again")
+
+    prep = run_settings(RunDir(chain / "prep"))
+    grpo = run_settings(RunDir(chain / "grpo"))
+    steps = [Step("prep SFT", chain / "prep", never, kind="sft", settings=prep, stage="prep"),
+             Step("GRPO", chain / "grpo", never, kind="grpo", settings=grpo)]
+    assert run_steps(steps) == []
+    later = []
+    for step, change, needle in ((0, ("sft", "learning_rate", 0.5), "learning_rate"), (1, ("grpo", "beta", 0.0), "beta")):
+        s = copy.deepcopy(steps[step].settings)
+        setattr(getattr(s, change[0]), change[1], change[2])
+        fresh = Step("fresh", chain / "never-made", lambda r: later.append(r))
+        changed = [Step(steps[step].name, steps[step].run_dir, never, kind=steps[step].kind, settings=s,
+                        stage=steps[step].stage), fresh]
+        with pytest.raises(SettingError, match=f"the finished run .* was made with other settings: .*{needle}"):
+            run_steps(changed)
+    assert later == []  # refused before any step ran

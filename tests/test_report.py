@@ -13,14 +13,23 @@ from gsm8k_lab.evaluate import COLUMNS, wilson_interval
 from gsm8k_lab.figures import _rolling_mean
 from gsm8k_lab.report import write_report
 from gsm8k_lab.results import collect_runs
-from gsm8k_lab.stats import mcnemar_exact, newcombe_paired_interval, paired_comparison
+from gsm8k_lab.stats import (
+    detectable_from_se,
+    hierarchical_bootstrap,
+    mcnemar_exact,
+    newcombe_paired_interval,
+    paired_comparison,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="complete", answers=None,
-             samples=1, log=None, symbolic=None, traces_file=None, split=None, prep_learning_rate=None):
-    """A finished run; ``correct`` (and ``answers``) per problem: a bool, or a list of K bools with samples=K."""
+             samples=1, log=None, symbolic=None, traces_file=None, split=None, prep_learning_rate=None, cut=None,
+             unclosed=None, tokens=5, engine="transformers", dtype="fp32", trained=None, params=None, beta=0.04,
+             matched=False):
+    """A finished run; ``correct`` (and ``answers``, ``cut``, ``unclosed``) per problem: a bool, or a list of K
+    bools with samples=K (``cut``/``unclosed`` one bool per problem, the same for its samples)."""
     d = root / rel
     (d / "debug").mkdir(parents=True)
     (d / "model").mkdir()
@@ -28,11 +37,15 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
     answers = answers or [True] * len(correct)
     cols = COLUMNS if samples == 1 else ["index", "sample", *COLUMNS[1:]]
     rows = []
+    cut = cut or [False] * len(correct)
+    unclosed = unclosed or [False] * len(correct)
     for i, (ok, ans) in enumerate(zip(correct, answers)):
         oks, anss = (ok, ans) if samples > 1 else ([ok], [ans])
         for k, (o, a) in enumerate(zip(oks, anss)):
+            text = ("w<end_working_out><SOLUTION>7" + ("" if unclosed[i] else "</SOLUTION>")) if a else "w"
             rows.append({c: "" for c in cols} | {"index": i, "correct": o, "has_thinking": True, "has_answer": a,
-                                                 "completion_tokens": 5, "truncated": False, "strict_match": False,
+                                                 "completion": text, "completion_tokens": tokens,
+                                                 "truncated": cut[i], "strict_match": False,
                                                  "flexible_match": o} | ({"sample": k} if samples > 1 else {}))
     with open(d / "debug" / "e.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
@@ -44,18 +57,21 @@ def make_run(root, rel, stage, n, correct, seed=42, source="bundled", status="co
     k = sum(correct)
     group = 4 if stage == "grpo" else 1  # GRPO's batches count completions, num_generations per problem
     info = {"status": status, "stage": stage, "run_id": "x",
-        "settings": {"seed": seed, "sft": {"learning_rate": 1e-3, "epochs": None,
+        "settings": {"seed": seed, "sft": {"learning_rate": 1e-3, "epochs": None, "match_grpo_steps": matched,
                                            "prep_learning_rate": prep_learning_rate},
-                     "grpo": {"learning_rate": 1e-4, "epochs": 1.0, "num_generations": group}},
+                     "grpo": {"learning_rate": 1e-4, "epochs": 1.0, "num_generations": group, "beta": beta}},
         "data": {"n": n, "source": source, **({"traces_file": str(traces_file)} if traces_file else {})},
         "train": {"examples_seen": n * group, "num_processes": 1, "tokens_generated": 160 if stage == "grpo" else 0,
                   "global_steps": n // 4, "epochs": 1.0 if stage != "prep_sft" else 2.0,
-                  **({"num_generations": group} if stage == "grpo" else {})},
+                  **({"num_generations": group} if stage == "grpo" else {}),
+                  **({"tokens_trained": trained} if trained is not None else {}),
+                  **({"model_parameters": params} if params is not None else {})},
         "timings": {"train_seconds": 10.0, "eval_seconds": 2.0}, "environment": {"device": "cpu (2 cores)"},
         "eval": {"n": len(correct), "accuracy": k / len(correct), "samples_per_problem": samples,
                  "accuracy_ci95_low": wilson_interval(round(k), len(correct))[0],
                  "accuracy_ci95_high": wilson_interval(round(k), len(correct))[1], "thinking_proportion": 1.0,
-                 "answer_proportion": sum(map(_share, answers)) / len(answers), "csv": "e.csv"}}
+                 "answer_proportion": sum(map(_share, answers)) / len(answers), "csv": "e.csv",
+                 "engine": engine, "dtype": dtype}}
     if split is not None:
         info["eval"]["split"] = split
     if isinstance(symbolic, float):  # a run evaluated before the originals were: an accuracy only
@@ -103,8 +119,8 @@ def test_report_table_pairs_and_plots(tmp_path):
 
     out = tmp_path / "report"
     summary = write_report([tmp_path / "sweep", tmp_path / "traces"], out)
-    # SFT vs GRPO twice, traces vs original once, prep SFT vs each of the four runs trained from it
-    assert summary["runs"] == 6 and summary["pairs"] == 7 and summary["comparisons"] == 14
+    # the detail: each seed's pair of checkpoints, SFT vs GRPO twice and traces vs original once
+    assert summary["runs"] == 6 and summary["pairs"] == 3 and summary["comparisons"] == 6
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["method"], r["budget"]) for r in rows] == [
@@ -116,15 +132,19 @@ def test_report_table_pairs_and_plots(tmp_path):
     p32 = 2 * sum(math.comb(10, i) for i in range(3)) / 1024
     row32 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
     assert "| 20 | 20.0% | 50.0% | +30.0% (" in row32
-    # primary family: 3 pairs x 2 measures; p32 twice (the traces pair repeats it), the rest 1: Holm 6 * p32
-    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | {6 * p32:.3g} | > 50% | within noise |" in row32
+    # detail family: Tarone keeps the two pairs with 10 discordant problems (the identical pair and the answer
+    # rows have none and can never reject), so Holm multiplies by 2
+    assert f"exact McNemar (2 vs 8 discordant) | {p32:.3g} | {2 * p32:.3g} | ±" in row32
     lo, hi = newcombe_paired_interval(both=2, only_a=2, only_b=8, neither=8)
     assert f"+30.0% ({lo:+.1%} to {hi:+.1%})" in row32
     row64 = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 64 problems, seed 42 | accuracy"))
     lo, hi = newcombe_paired_interval(both=4, only_a=0, only_b=0, neither=16)
-    assert f"+0.0% ({lo:+.1%} to {hi:+.1%}) | exact McNemar (0 vs 0 discordant) | 1 | 1 | – | within noise |" in row64
+    assert (f"+0.0% ({lo:+.1%} to {hi:+.1%}) | exact McNemar (0 vs 0 discordant) | 1 | screened out | – | "
+            "cannot reject (too few discordant problems) |") in row64
     assert lo < -0.1 and hi > 0.1  # never a zero-width interval
-    assert "| SFT vs GRPO, 32 problems, seed 42 | answer format | 20 |" in md
+    # one seed per arm: the research questions' rows describe the checkpoints, with no verdict
+    primary = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems | accuracy |"))
+    assert "| 20 | 1 vs 1 | 20.0% | 50.0% | +30.0%" in primary and primary.endswith("| no verdict (one seed) |")
     assert "SFT original vs SFT on GRPO traces, 64 problems" in md
     for png in ("accuracy_vs_samples.png", "format_vs_samples.png", "traces_vs_original.png", "compute.png"):
         data = (out / png).read_bytes()
@@ -138,25 +158,32 @@ def test_each_stage_is_compared_with_the_model_it_started_from(tmp_path):
     make_run(tmp_path, "s/32/full_sft", "full_sft", 32, [False] * 20, answers=[i < 16 for i in range(20)])
     summary = write_report([tmp_path / "s"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith("| base model vs prep SFT (8 problems) |")]
-    fmt = next(line for line in rows if "| answer format |" in line)
-    assert "| 20 | 10.0% | 70.0% | +60.0% (" in fmt
-    # secondary family: two pairs x two measures; Holm multiplies the smallest p by 4
-    assert f"exact McNemar (0 vs 12 discordant) | {2 / 4096:.3g} | {4 * 2 / 4096:.3g} |" in fmt
-    assert fmt.endswith("| prep SFT better |")
+    fmt = next(line for line in md.splitlines()
+               if line.startswith("| base model vs prep SFT (8 problems) | answer format |"))
+    assert "| 20 | 1 vs 1 | 10.0% | 70.0% | +60.0% (" in fmt
+    # secondary family: each stage is one run, so the exact paired test; the accuracy rows (nothing differs)
+    # are screened out; the prep -> SFT answer row (2 discordant, p >= 0.5) too: Holm over one test
+    assert f"| exact McNemar, 12 discordant | {2 / 4096:.3g} | {2 / 4096:.3g} |" in fmt
+    assert fmt.endswith("| prep SFT higher, significant after Holm |")
     start = next(line for line in md.splitlines()
-                 if line.startswith("| prep SFT vs SFT from it, 32 problems, seed 42 | answer format |"))
-    assert f"(0 vs 2 discordant) | {mcnemar_exact(0, 2):.3g} | 1 | > 10% | within noise |" in start
+                 if line.startswith("| prep SFT vs SFT from it, 32 problems | answer format |"))
+    assert f"| exact McNemar, 2 discordant | {mcnemar_exact(0, 2):.3g} | – |" in start
+    assert start.endswith("| cannot reject (screened out) |")
     assert summary["resolved"] == 1
     table = next(line for line in md.splitlines() if line.startswith("| base model | 0 |"))
     assert "| 0.0% |" in table
 
 
 def test_clear_difference_is_called(tmp_path):
-    make_run(tmp_path, "a/32/full_sft", "full_sft", 32, [False] * 40)
-    make_run(tmp_path, "a/32/grpo", "grpo", 32, [True] * 20 + [False] * 20)
-    write_report([tmp_path / "a"], tmp_path / "r")
-    assert "| GRPO better |" in (tmp_path / "r" / "report.md").read_text()
+    for k in range(2):
+        make_run(tmp_path, f"a/32/full_sft-seed{k}", "full_sft", 32, [False] * 40, seed=42 + k)
+        make_run(tmp_path, f"a/32/grpo-seed{k}", "grpo", 32, [True] * 20 + [False] * 20, seed=42 + k)
+    summary = write_report([tmp_path / "a"], tmp_path / "r")
+    row = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines()
+               if line.startswith("| SFT vs GRPO, 32 problems | accuracy |"))
+    assert "| 40 | 2 vs 2 | 0.0% | 50.0% | +50.0%" in row and "| 2 of 2 |" in row
+    assert row.endswith("| GRPO 32 higher, significant after Holm |")
+    assert summary["resolved_primary"] == 1
 
 
 def test_seeds_are_summarised(tmp_path):
@@ -164,7 +191,8 @@ def test_seeds_are_summarised(tmp_path):
     make_run(tmp_path, "s/32/full_sft-seed1", "full_sft", 32, [True] * 7 + [False] * 3, seed=43)
     write_report([tmp_path / "s"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| SFT | 32 | 2 | 60.0% | 14.1% |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| SFT 32 | test | 2 |"))
+    assert "| 60.0% (" in row  # the mean over both seeds, with the arm's hierarchical interval
 
 
 def test_report_without_finished_runs(tmp_path):
@@ -179,6 +207,21 @@ def test_report_cli_bad_input(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no finished runs" in r.stderr
     assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_the_report_of_one_run_goes_next_to_it_never_into_it(tmp_path):
+    """``report <a finished run>`` wrote report/ into the run itself; now beside it, and into a folder
+    of runs as before. An explicit --out decides for itself."""
+    from gsm8k_lab import cli
+
+    run = make_run(tmp_path, "runs/grpo", "grpo", 4, [True, False])
+    before = sorted(p.name for p in run.rglob("*"))
+    assert cli.main(["report", str(run)]) == 0
+    assert sorted(p.name for p in run.rglob("*")) == before
+    assert (tmp_path / "runs" / "report" / "report.md").is_file()
+    assert cli.default_report_folder(tmp_path / "runs") == tmp_path / "runs" / "report"
+    assert cli.main(["report", str(run), "--out", str(run / "own-report")]) == 0
+    assert (run / "own-report" / "report.md").is_file()
 
 
 def test_broken_runs_are_skipped_with_a_warning(tmp_path, capsys):
@@ -207,12 +250,13 @@ def test_sampled_runs_are_compared_on_every_sample(tmp_path):
     make_run(tmp_path, "k/32/grpo", "grpo", 32, grpo, samples=4, answers=[[True] * 4] * 30)
     summary = write_report([tmp_path / "k"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    acc = next(line for line in md.splitlines() if "| accuracy |" in line and "SFT vs GRPO" in line)
-    assert "| 30 | 25.0% | 75.0% | +50.0% (" in acc and "| sign-flip" in acc and "GRPO better" in acc
+    acc = next(line for line in md.splitlines() if "| accuracy |" in line and line.startswith("| SFT vs GRPO, 32 "
+                                                                                            "problems, seed"))
+    assert "| 30 | 25.0% | 75.0% | +50.0% (" in acc and "| sign-flip" in acc and "GRPO higher" in acc
     assert "(+50.0% to +50.0%)" not in acc  # every difference is +50%, the interval still has a width
-    fmt = next(line for line in md.splitlines() if "| answer format |" in line)
-    assert "| 50.0% | 100.0% | +50.0%" in fmt and "GRPO better" in fmt
-    assert summary["resolved"] == 2
+    fmt = next(line for line in md.splitlines() if "| answer format |" in line and "seed 42" in line)
+    assert "| 50.0% | 100.0% | +50.0%" in fmt and "GRPO higher" in fmt
+    assert summary["resolved"] == 0  # one seed per arm: no verdict on the methods
 
 
 def test_generalisation_is_a_paired_drop_on_the_test_index(tmp_path):
@@ -246,13 +290,16 @@ def test_runs_on_different_splits_are_labelled_and_never_paired(tmp_path):
     make_run(tmp_path, "x/64/grpo", "grpo", 64, [True] * 20, split="validation")  # test SFT's key, other split
     summary = write_report([tmp_path / "s", tmp_path / "v", tmp_path / "x"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| method | train problems | seed | split |" in md and "paired comparisons are made only" in md
+    assert "| method | train problems | seed | split |" in md and "comparisons are made only" in md
     assert any(line.startswith("| SFT | 64 | 7 | validation |") for line in md.splitlines())
-    labels = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| SFT vs GRPO")]
+    labels = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| SFT vs GRPO, 64 problems, seed")]
     assert labels == ["| SFT vs GRPO, 64 problems, seed 42"] * 2 + ["| SFT vs GRPO, 64 problems, seed 7"] * 2
     # seed 42: test SFT (10%) against test GRPO (60%), never against the validation GRPO (100%)
     assert "| SFT vs GRPO, 64 problems, seed 42 | accuracy | 20 | 10.0% | 60.0% |" in md
     assert summary["pairs"] == 2
+    # the validation arms: SFT seed 7 against both validation GRPO runs (seeds 7 and 42)
+    val = next(line for line in md.splitlines() if line.startswith("| GRPO 64 | validation | 2 |"))
+    assert "| 60.0% (" in val  # seed 7 solves 4 of 20, seed 42 all 20
 
 
 def test_curves_and_reward_trends(tmp_path):
@@ -270,41 +317,56 @@ def test_curves_and_reward_trends(tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     trend = next(line for line in md.splitlines() if "| format_exact |" in line)
     assert "| 32 | 0.225 | 1.000 | +0.775 |" in trend and trend.endswith("| rose |")  # steps 1-8: mean of 0.05 s
-    assert next(line for line in md.splitlines() if "| answer_correct |" in line).endswith("| within noise |")
+    assert next(line for line in md.splitlines() if "| answer_correct |" in line).endswith(
+        "| not significant after Holm |")
     assert "curves_experiment_1.png" in summary["files"]
     assert (tmp_path / "r" / "curves_experiment_1.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_verdict_rests_on_the_holm_adjusted_p(tmp_path):
-    # 32 problems: GRPO alone solves 7 (raw McNemar p = 2/128 < 0.05); 64: identical runs. The primary
-    # family holds 4 tests (two pairs, two measures), so Holm's p is 4 * 2/128 = 0.0625: not called.
-    make_run(tmp_path, "h/32/full_sft", "full_sft", 32, [False] * 20)
-    make_run(tmp_path, "h/32/grpo", "grpo", 32, [i < 7 for i in range(20)])
-    make_run(tmp_path, "h/64/full_sft", "full_sft", 64, [False] * 20)
-    make_run(tmp_path, "h/64/grpo", "grpo", 64, [False] * 20)
-    summary = write_report([tmp_path / "h"], tmp_path / "r")
+    # two seeds per arm on 20 problems: GRPO solves 3 and 5 more problems than SFT at 32, 3 and 4 more at 64;
+    # both raw p are below 0.05, but Holm over the two testable tests (the answer rows never differ and are
+    # screened out) multiplies the smaller by 2, above 0.05: neither is called
+    extra = {32: (3, 5), 64: (3, 4)}
+    for k in range(2):
+        for n, more in extra.items():
+            make_run(tmp_path, f"h/{n}/full_sft-seed{k}", "full_sft", n, [i < 2 for i in range(20)], seed=42 + k)
+            make_run(tmp_path, f"h/{n}/grpo-seed{k}", "grpo", n, [i < 2 + more[k] for i in range(20)], seed=42 + k)
+    write_report([tmp_path / "h"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    row = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems, seed 42 | accuracy"))
-    assert f"| {2 / 128:.3g} | {4 * 2 / 128:.3g} |" in row and row.endswith("| within noise |")
-    assert summary["resolved"] == 0
-    assert "### Primary: the research questions" in md and "**primary** (4 tests)" in md
+    sft = [[float(i < 2) for i in range(20)]] * 2
+    res = {n: hierarchical_bootstrap([[float(i < 2 + m) for i in range(20)] for m in more], sft)
+           for n, more in extra.items()}
+    assert all(r.p < 0.05 for r in res.values())
+    holm = max(2 * min(r.p for r in res.values()), max(r.p for r in res.values()))
+    assert holm >= 0.05
+    for n, r in res.items():
+        row = next(line for line in md.splitlines() if line.startswith(f"| SFT vs GRPO, {n} problems | accuracy |"))
+        assert f"| {r.diff:+.1%} ({r.low:+.1%} to {r.high:+.1%}) | hierarchical bootstrap | {r.p:.3g} | {holm:.3g} |" \
+            in row
+        assert r.low > 0 and row.endswith("| not significant after Holm |")  # the unadjusted interval excludes 0
+    assert "Holm p (2 tests)" in md and "the verdict rests on the **Holm-adjusted p**" in md
 
 
 def test_each_row_shows_what_training_paid(tmp_path):
-    make_run(tmp_path, "m/32/full_sft", "full_sft", 32, [True, False])
-    make_run(tmp_path, "m/32/grpo", "grpo", 32, [True, True])
+    make_run(tmp_path, "m/32/full_sft", "full_sft", 32, [True, False], trained=3000, params=1000)
+    make_run(tmp_path, "m/32/grpo", "grpo", 32, [True, True], trained=5000, params=1000)
+    make_run(tmp_path, "m/32/full_sft_matched", "full_sft", 32, [True, False], matched=True)
     write_report([tmp_path / "m"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert "| steps | epochs | learning rate | problems seen | completions sampled | tokens generated in training |" in md
     sft = next(line for line in md.splitlines() if line.startswith("| SFT | 32 |"))
     grpo = next(line for line in md.splitlines() if line.startswith("| GRPO | 32 |"))
-    assert "| 8 | 1 | 0.001 | 32 | 0 | 0 | 10 |" in sft
+    # FLOPs by hand: SFT 6 x 1000 x 3000; GRPO with a KL term (8 x 1000 x 5000) + 2 x 1000 x 160 generated
+    assert f"| 8 | 1 | 0.001 | 32 | 0 | 0 | 3000 | {6 * 1000 * 3000:.2e} | 10 |" in sft
     # GRPO recorded 128 examples (its batches count completions, 4 per problem): 32 problems, 128 completions
-    assert "| 8 | 1 | 0.0001 | 32 | 128 | 160 | 10 |" in grpo
+    assert f"| 8 | 1 | 0.0001 | 32 | 128 | 160 | 5000 | {8 * 1000 * 5000 + 2 * 1000 * 160:.2e} | 10 |" in grpo
+    assert any(line.startswith("| SFT (GRPO's steps) | 32 |") for line in md.splitlines())
     with open(tmp_path / "r" / "results.csv", newline="") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
     assert rows["GRPO"]["problems_seen"] == "32" and rows["GRPO"]["completions_sampled"] == "128"
     assert rows["SFT"]["learning_rate"] == "0.001" and rows["GRPO"]["optimizer_steps"] == "8"
+    assert float(rows["SFT"]["flops"]) == 6 * 1000 * 3000 and rows["SFT (GRPO's steps)"]["flops"] == ""
 
 
 def test_the_prep_row_shows_the_rate_the_prep_stage_trained_at(tmp_path):
@@ -322,15 +384,19 @@ def test_traces_run_reports_its_share_of_grpo_traces(tmp_path):
     lines = [{"question": f"q{i}", "answer": "x\n\n#### 1", "source": "grpo" if i < 9 else "fallback"}
              for i in range(70)]  # the run trains on the first 64 lines
     traces.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    (tmp_path / "traces.jsonl.stats.json").write_text(json.dumps({"tokens_generated": 4000, "seconds": 12.5}))
     make_run(tmp_path, "t/64/full_sft", "full_sft", 64, [True, False, False])
-    make_run(tmp_path, "t/traces/64", "full_sft", 64, [True, False, False], source="traces", traces_file=traces)
+    make_run(tmp_path, "t/traces/64", "full_sft", 64, [True, False, False], source="traces", traces_file=traces,
+             trained=100, params=10)
     write_report([tmp_path / "t"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert "| 9 of 64 (14%) |" in md
-    assert "SFT original vs SFT on GRPO traces, 64 problems, seed 42; 9 of 64 examples are GRPO traces |" in md
+    assert "| SFT original vs SFT on GRPO traces, 64 problems; 9 of 64 examples are GRPO traces |" in md
     with open(tmp_path / "r" / "results.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if r["method"] == "SFT on GRPO traces")
     assert row["grpo_traces"] == "9" and float(row["grpo_trace_share"]) == pytest.approx(9 / 64)
+    # the traces' sampling is charged to the arm that trains on them: 2 x 10 x 4000 on top of 6 x 10 x 100
+    assert float(row["flops"]) == 6 * 10 * 100 + 2 * 10 * 4000 and row["traces_tokens"] == "4000"
     traces.unlink()  # the file gone: the share is unknown, not zero
     write_report([tmp_path / "t"], tmp_path / "r2")
     md = (tmp_path / "r2" / "report.md").read_text()
@@ -344,13 +410,64 @@ def test_rolling_mean_by_hand():
 
 
 def test_report_states_what_the_design_can_detect(tmp_path):
-    from gsm8k_lab.stats import detectable_difference
-
-    make_run(tmp_path, "d/32/full_sft", "full_sft", 32, [False] * 100)
-    make_run(tmp_path, "d/32/grpo", "grpo", 32, [False] * 100)  # nothing discordant: the rows say '–'
+    for k in range(3):
+        make_run(tmp_path, f"d/32/full_sft-seed{k}", "full_sft", 32, [i < 10 + k for i in range(40)], seed=42 + k)
+        make_run(tmp_path, f"d/32/grpo-seed{k}", "grpo", 32, [i < 12 + 2 * k for i in range(40)], seed=42 + k)
     write_report([tmp_path / "d"], tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    d = [detectable_difference(100, discordant=psi, alpha=0.05 / 2) for psi in (0.1, 0.2, 0.3)]
-    assert (f"Design, primary family: on 100 problems at 0.05/2 with 80% power, the smallest detectable paired "
-            f"difference is {d[0]:.1%} / {d[1]:.1%} / {d[2]:.1%} when 10% / 20% / 30% of the problems are "
-            "discordant") in md
+    sft = [[float(i < 10 + k) for i in range(40)] for k in range(3)]
+    grpo = [[float(i < 12 + 2 * k) for i in range(40)] for k in range(3)]
+    res = hierarchical_bootstrap(grpo, sft)
+    d = detectable_from_se(res.se, 0.05 / 1)  # one testable test: the answer rows never differ
+    assert (f"What the primary family can detect: with 3x3 seeds and up to 40 problems, at 0.05/1 with 80% power, "
+            f"differences of {d:.1%} to {d:.1%}") in md
+    row = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems | accuracy |"))
+    assert f"| ±{d:.1%} |" in row and "| 3 of 3 |" in row
+    assert "Declared in src/gsm8k_lab/report.py" in md and "2 or more training seeds per arm" in md
+
+
+
+
+def test_how_completions_look_by_hand(tmp_path):
+    """Cut at the budget, mean length, closed and unclosed answers, answers among uncut completions."""
+    from gsm8k_lab.results import completion_profile
+
+    run = make_run(tmp_path, "c/32/full_sft", "full_sft", 32, [False] * 4, answers=[True, True, True, False],
+                   cut=[True, True, False, False], unclosed=[True, False, False, False], tokens=40)
+    profile = completion_profile(run / "debug" / "e.csv")
+    # 4 completions: 2 cut; 3 answers, 1 of them from an unclosed block; uncut: 1 answered of 2
+    assert profile == {"truncated": 0.5, "mean_tokens": 40.0, "answer_closed": 0.5, "answer_unclosed": 0.25,
+                       "answer_uncut": 0.5}
+    write_report([tmp_path / "c"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    arm = next(line for line in md.splitlines() if line.startswith("| SFT 32 | test | 1 |"))
+    assert "| 50.0% | 40 | 50.0% / 25.0% | 50.0% |" in arm
+
+
+def test_a_format_comparison_is_also_made_where_no_run_ran_out_of_tokens(tmp_path):
+    """Whether 'GRPO answers more often' is 'SFT runs out of tokens': the answer-format row again, on the
+    problems no run of either arm cut."""
+    for k in range(2):
+        make_run(tmp_path, f"u/32/full_sft-seed{k}", "full_sft", 32, [False] * 10, seed=42 + k,
+                 answers=[i >= 6 for i in range(10)], cut=[i < 6 for i in range(10)])
+        make_run(tmp_path, f"u/32/grpo-seed{k}", "grpo", 32, [False] * 10, seed=42 + k, answers=[True] * 10)
+    write_report([tmp_path / "u"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    all_rows = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems | answer format |"))
+    uncut = next(line for line in md.splitlines()
+                 if line.startswith("| SFT vs GRPO, 32 problems | answer format (on the 4 of 10 problems no run"))
+    assert "| 40.0% | 100.0% | +60.0%" in all_rows
+    assert "| 4 | 2 vs 2 | 100.0% | 100.0% | +0.0%" in uncut  # the whole difference was running out of tokens
+
+
+def test_runs_evaluated_with_different_engines_are_never_compared(tmp_path):
+    for k in range(2):
+        make_run(tmp_path, f"e/32/full_sft-seed{k}", "full_sft", 32, [False] * 10, seed=42 + k, dtype="bf16")
+        make_run(tmp_path, f"e/32/grpo-seed{k}", "grpo", 32, [True] * 10, seed=42 + k)
+    summary = write_report([tmp_path / "e"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "**Warning:** the runs were evaluated with different engines or dtypes (transformers/bf16, " \
+           "transformers/fp32)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems | accuracy ("))
+    assert "not comparable: evaluated with transformers/bf16 and transformers/fp32" in row
+    assert row.endswith("| not comparable |") and summary["resolved"] == 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,7 @@ class Calibration:
         self.model = model
         self.machine = machine_info(settings)
         key = json.dumps({"machine": self.machine, "model": model, "version": CACHE_VERSION}, sort_keys=True)
-        self.path = cache_dir() / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        self.path = runtime.cache_dir() / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         self.data = _read(self.path) or {"machine": self.machine, "model": model, "probes": {}}
 
     def get(self, key: str) -> dict | None:
@@ -76,9 +75,6 @@ class Calibration:
             atomic_write_json(self.path, self.data)
         return self.data["probes"][key]
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GSM8K_LAB_CACHE", Path.home() / ".cache" / "gsm8k-lab"))
 
 
 def machine_info(settings: Settings) -> dict:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import runtime
 from .config import (
     PRESETS,
     SettingError,
@@ -34,7 +35,8 @@ from .config import (
     unwrap,
 )
 from .evaluate import evaluate_model, format_table, metrics_path, prepare_evaluation
-from .experiments import check_experiment, experiment1_steps, experiment2_steps, run_steps
+from .experiments import check_experiment, experiment1_steps, experiment2_steps, grpo_run_dir, run_steps
+from .folders import Kind, check_output_folder, check_path, folder_kind
 from .grpo import prepare_grpo, train_grpo
 from .plan import Plan, estimate, evaluation_run, render, steps_runs, traces_run, training_run
 from .report import write_report
@@ -240,9 +242,12 @@ class Context:
         for dest, flag in self.arg_flags.items():  # plain arguments are named by their flags in errors
             self.sources[dest] = Source("flag", flag, a.get(dest) if isinstance(a.get(dest), str) else None)
         preset = a.get("name") if self.name == "preset" else a.get("preset")
+        if a.get("config"):
+            check_path("config", a["config"])
         settings, sources = load_settings(config_file=a.get("config"), overrides=overrides, preset=preset)
         self.settings = settings
         self.sources.update(sources)
+        check_paths(settings, a)
 
     def word(self, err: SettingError) -> str:
         src = self.sources.of(err.path)
@@ -266,6 +271,34 @@ class Context:
 # --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
+#: Plain arguments that name folders a command writes into, and those that name what it reads.
+OUTPUT_ARGS = ("output_dir", "root", "traces_root", "out")
+INPUT_ARGS = ("traces_file", "grpo_model", "prep_model")
+
+
+def check_paths(settings: Settings, args: dict) -> None:
+    """Every path a command was given, checked before any work (see :func:`folders.check_path`):
+    output folders, the output file's name, the files and models it reads, the cache folder."""
+    for dest in OUTPUT_ARGS:
+        if args.get(dest) is not None:
+            check_path(dest, args[dest], output=True)
+    for dest in INPUT_ARGS:
+        if args.get(dest) is not None:
+            check_path(dest, args[dest])
+    if args.get("output_file") is not None:
+        check_path("output_file", args["output_file"])
+    for folder in args.get("folders") or []:
+        check_path("folders", folder)
+    check_path("output_root", settings.output_root, output=True)
+    for path in ("model.name", "data.source", "data.train_source"):
+        value = settings.get(path)
+        if value:
+            check_path(path, value)
+    for source in settings.eval.extra_sources:
+        check_path("eval.extra_sources", source)
+    runtime.cache_dir()
+
+
 def cmd_evaluate(ctx: Context) -> int:
     s, a = ctx.settings, ctx.args
     ref, csv_path = prepare_evaluation(s, _eval_dir(ctx), a.output_file, resume=ctx.resume, overwrite=ctx.overwrite)
@@ -331,19 +364,22 @@ def experiment_steps(ctx: Context) -> tuple[list, list[Path], Path]:
             check_experiment(s, which)
     budget = s.experiment.traces_budget
     if name == "experiment1":
-        root = Path(a.root or os.path.join(s.output_root, "compare-train-samples"))
+        root = check_output_folder("root", a.root or os.path.join(s.output_root, "compare-train-samples"), None)
         return experiment1_steps(s, root), [root], root / "report"
     if name == "experiment2":
         if s.traces.num_samples is not None and s.traces.num_samples < budget:
             raise SettingError("traces.num_samples", s.traces.num_samples,
                                "{name} ({value}) must cover the budget " + f"({budget} problems)")
-        root = Path(a.root or os.path.join(s.output_root, "compare-train-samples"))
-        traces_root = Path(a.traces_root or os.path.join(s.output_root, "traces"))
-        grpo = a.grpo_model or str(root / str(budget) / "grpo")
+        root = check_output_folder("root", a.root or os.path.join(s.output_root, "compare-train-samples"), None)
+        traces_root = check_output_folder("traces_root", a.traces_root or os.path.join(s.output_root, "traces"),
+                                          Kind.TRACES)
+        grpo = a.grpo_model or str(grpo_run_dir(root, budget, 0, s.experiment.seeds))
         return experiment2_steps(s, grpo, root, traces_root), [root, traces_root], traces_root / "report"
-    root = Path(a.root or os.path.join(s.output_root, "preset"))
-    sweep, traces_root = root / "compare-train-samples", root / "traces"
-    steps = experiment1_steps(s, sweep) + experiment2_steps(s, sweep / str(budget) / "grpo", sweep, traces_root)
+    root = check_output_folder("root", a.root or os.path.join(s.output_root, "preset"), None)
+    sweep = check_output_folder("root", root / "compare-train-samples", None)
+    traces_root = check_output_folder("root", root / "traces", Kind.TRACES)
+    steps = experiment1_steps(s, sweep) + experiment2_steps(s, grpo_run_dir(sweep, budget, 0, s.experiment.seeds),
+                                                            sweep, traces_root)
     return steps, [sweep, traces_root], root / "report"
 
 
@@ -353,7 +389,7 @@ def cmd_sweep_lr(ctx: Context) -> int:
         raise SettingError("eval.split", s.eval.split, "{name} {value}: a sweep tunes on the validation split")
     s = sweep_settings(s)
     check_sweep(s, a.prep_model)
-    root = Path(a.root or os.path.join(s.output_root, "sweep-lr"))
+    root = check_output_folder("root", a.root or os.path.join(s.output_root, "sweep-lr"), Kind.SWEEP)
     run_steps(sweep_steps(s, root, a.prep_model))
     write_sweep_report(s, root, a.prep_model)
     print(f"\nsweep: {root / 'sweep.md'}\npicked: {root / 'picked.yaml'} (use with --config)\n")
@@ -363,7 +399,13 @@ def cmd_sweep_lr(ctx: Context) -> int:
 
 def cmd_report(ctx: Context) -> int:
     a = ctx.args
-    return _report([Path(f) for f in a.folders], Path(a.out) if a.out else Path(a.folders[0]) / "report")
+    return _report([Path(f) for f in a.folders], Path(a.out) if a.out else default_report_folder(Path(a.folders[0])))
+
+
+def default_report_folder(first: Path) -> Path:
+    """Where ``report`` writes without ``--out``: into the folder of runs it reads, or, when that
+    folder is itself a run (or holds any other result), next to it, never into it."""
+    return first / "report" if folder_kind(first) in (None, Kind.REPORT) else first.parent / "report"
 
 
 def print_metrics(metrics: dict, csv_path: Path) -> None:
@@ -461,6 +503,7 @@ def _eval_dir(ctx: Context) -> str:
 
 
 def _report(folders: list[Path], out: Path) -> int:
+    check_output_folder("out", out, Kind.REPORT)
     summary = write_report(folders, out)
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
     print((out / "report.md").read_text().split("## Plots")[0])

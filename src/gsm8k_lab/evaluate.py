@@ -36,12 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import runtime
 from .answers import gold_text, harness_flexible, harness_strict
 from .config import GenerationSettings, SettingError, Settings, validate
 from .data import Problem, eval_problems, eval_split_size, load_split
+from .folders import Kind, check_output_folder
 from .generation import Completion, GenerationBackend, decoding, make_backend
 from .models import preflight, resolve_model
 from .runs import (
+    BASE_STAGE,
+    RunDir,
     atomic_write_json,
     atomic_write_text,
     check_can_write,
@@ -69,11 +73,16 @@ def columns(samples: int = 1) -> list[str]:
 
 def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: str, resume: bool = False,
                        overwrite: bool = False):
-    """Check everything before any work (settings against the data, model, output); returns (model, CSV path)."""
+    """Check everything before any work (settings against the data, model, output); returns (model, CSV path).
+    The weights load in the evaluation's dtype (``eval.dtype``; fp32 on a CPU unless asked)."""
+    settings.model.dtype = runtime.evaluation_dtype(settings)
     check_file_name("output_file", output_file, ".csv")
     test_size = eval_split_size(settings)
     validate(settings, {"test": test_size}, counts=["eval.samples"])
     n = settings.eval.samples or test_size
+    ref = resolve_model(settings.model.name)
+    # an evaluation folder of its own, or the run directory of the run it evaluates (after training)
+    output_dir = check_output_folder("output_dir", output_dir, Kind.EVALUATION, allow=_runs_evaluated(output_dir, ref))
     output_dir = check_writable_dir(output_dir)
     debug = output_dir / "debug"
     if debug.exists() and not debug.is_dir():
@@ -83,7 +92,6 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     if csv_path.exists() and not (resume or overwrite):
         raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
                            "it or {overwrite} to replace it")
-    ref = resolve_model(settings.model.name)
     preflight(settings, ref, ("eval.generation",))
     if resume and csv_path.exists() and settings_path(csv_path).is_file():
         try:
@@ -117,6 +125,7 @@ def evaluate_model(settings: Settings, model_ref, csv_path: str | Path, resume: 
               f"{backend.describe()}", flush=True)
         return evaluate(backend, problems, prompts, settings.eval.generation, csv_path, resume=resume,
                         extra={"model": model_name, "data_source": provenance["source"],
+                               "engine": backend.name, "dtype": runtime.current(settings).dtype_name,
                                "split": settings.eval.split, "provenance": provenance,
                                "load_seconds": round(time.perf_counter() - t0, 1)},
                         fingerprint=eval_fingerprint(settings, model_ref, len(problems)),
@@ -293,12 +302,13 @@ def compute_metrics(rows: list[dict], samples: int = 1, seed: int = 0) -> dict:
 
 def per_problem_scores(csv_path: str | Path) -> dict[int, dict[str, float]]:
     """For each problem of an evaluation CSV: the share of its completions that are correct,
-    have an answer, have a reasoning block (what paired comparisons compare)."""
+    have an answer, have a reasoning block (what paired comparisons compare), were cut at the token budget."""
     groups: dict[int, list[dict]] = {}
     with open(csv_path, newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
             groups.setdefault(int(r["index"]), []).append(r)
-    return {i: {key: sum(r[key] == "True" for r in g) / len(g) for key in ("correct", "has_answer", "has_thinking")}
+    return {i: {key: sum(r[key] == "True" for r in g) / len(g)
+                for key in ("correct", "has_answer", "has_thinking", "truncated")}
             for i, g in groups.items()}
 
 
@@ -364,7 +374,7 @@ def settings_path(csv_path: str | Path) -> Path:
 def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
     """What determines an evaluation's rows: the model, the problems and the decoding."""
     fp = {"model": model_ref.describe(), "data.source": settings.data.source, "eval.samples": n,
-          "eval.samples_per_problem": settings.eval.samples_per_problem}
+          "eval.samples_per_problem": settings.eval.samples_per_problem, "eval.dtype": settings.model.dtype}
     if settings.eval.split != "test":  # recorded only when set, so test evaluations made before still resume
         fp.update({"eval.split": settings.eval.split, "data.train_source": settings.data.train_source,
                    "data.budget_seed": settings.data.budget_seed,
@@ -502,3 +512,16 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return str(v)
+
+
+def _runs_evaluated(output_dir: str | Path, ref) -> tuple[Kind, ...]:
+    """(Kind.RUN,) when ``output_dir`` is the run directory whose model ``ref`` is: the run itself
+    (its adapter) or, for a base-model run, the model that run recorded; else ()."""
+    run = RunDir(output_dir)
+    if ref.run_dir is not None and Path(ref.run_dir).resolve() == run.root.resolve():
+        return (Kind.RUN,)
+    info = run.read()
+    if isinstance(info, dict) and info.get("stage") == BASE_STAGE and \
+            isinstance(info.get("fingerprint"), dict) and info["fingerprint"].get("model") == ref.describe():
+        return (Kind.RUN,)
+    return ()

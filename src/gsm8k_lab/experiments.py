@@ -1,11 +1,16 @@
 """Experiment 1 and 2 as resumable sweeps.
 
 Experiment 1 (the seed's Appendix A): the base model evaluated as it is, prep SFT
-once, then for each budget a full SFT and a GRPO run from the prep model, each
-evaluated::
+once, then for each budget and training seed a full SFT (one epoch), an SFT with
+GRPO's optimizer-step count (``experiment.step_matched_sft``) and a GRPO run from
+the prep model, each evaluated::
 
     <root>/base_model        <root>/prep_sft
-    <root>/<n>/full_sft      <root>/<n>/grpo          (seed suffix "-seed<k>" with several seeds)
+    <root>/<n>/full_sft      <root>/<n>/full_sft_matched      <root>/<n>/grpo
+                                        (seed suffix "-seed<k>" with several seeds)
+
+The prep model is one run (the first seed), shared by every seed: the seeds
+replicate the stage the research question is about.
 
 Experiment 2 (Appendix B): traces from a chosen GRPO run, SFT on them at a
 budget, compared with SFT on the original solutions at the same budget::
@@ -25,13 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings, validate
+from .config import SettingError, Settings, validate
 from .data import eval_split_size, load_split, train_regions
-from .grpo import train_grpo
-from .runs import RunDir
-from .sft import train_sft
+from .grpo import prepare_grpo, train_grpo
+from .runs import RunDir, setting_differences
+from .sft import prepare_sft, train_sft
 from .traces import generate_traces, progress_path, stats_path
-from .training import evaluate_base
+from .training import evaluate_base, prepare_base, run_fingerprint
 
 
 @dataclass
@@ -52,7 +57,10 @@ class Step:
 
 
 def run_steps(steps: list[Step]) -> list[str]:
-    """Run each step unless it is already done (resuming an unfinished one); returns what ran."""
+    """Run each step unless it is already done (resuming an unfinished one); returns what ran.
+    Every finished step is checked first (:func:`check_finished`), so a refusal comes before any work."""
+    for step in steps:
+        check_finished(step)
     ran = []
     for step in steps:
         if step.is_done():
@@ -63,6 +71,27 @@ def run_steps(steps: list[Step]) -> list[str]:
         step.action(resume)
         ran.append(step.name)
     return ran
+
+
+def check_finished(step: Step) -> None:
+    """A finished run is reused only when it was made with the step's own settings (the fingerprint
+    its run.json recorded, as ``--resume`` compares it); a SettingError naming the run and each
+    difference otherwise. Steps not finished yet are checked when they run."""
+    if step.kind not in ("base", "sft", "grpo") or not step.is_done():
+        return
+    s = step.settings
+    if step.kind == "base":
+        job = prepare_base(s, step.run_dir)
+    elif step.kind == "sft":
+        job = prepare_sft(s, step.stage, step.run_dir, str(step.traces_file) if step.traces_file else None)
+    else:
+        job = prepare_grpo(s, step.run_dir)
+    recorded = RunDir(step.run_dir).read().get("fingerprint")
+    diffs = setting_differences(recorded, run_fingerprint(s, job))
+    if diffs:
+        raise SettingError("root", str(step.run_dir), "{name}: the finished run {value} (" + step.name
+                           + ") was made with other settings: " + "; ".join(diffs) + "; a sweep reuses a run only "
+                           "with its own settings: give them again, or another folder for the new runs")
 
 
 def check_experiment(settings: Settings, which: int) -> None:
@@ -89,10 +118,17 @@ def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
         suffix = "" if seeds == 1 else f"-seed{k}"
         for n in sorted(set(settings.experiment.budgets)):
             c = step_settings(settings, n, seed=settings.seed + k, model=prep)
-            sft_dir, grpo_dir = root / str(n) / f"full_sft{suffix}", root / str(n) / f"grpo{suffix}"
+            sft_dir, grpo_dir = root / str(n) / f"full_sft{suffix}", grpo_run_dir(root, n, k, seeds)
             steps.append(Step(f"SFT {n}{suffix}", sft_dir,
                               lambda r, c=c, d=sft_dir: train_sft(c, "full", d, resume=r),
                               kind="sft", settings=c, stage="full"))
+            if settings.experiment.step_matched_sft:
+                m = copy.deepcopy(c)
+                m.sft.match_grpo_steps = True
+                matched = root / str(n) / f"full_sft_matched{suffix}"
+                steps.append(Step(f"SFT {n} GRPO's steps{suffix}", matched,
+                                  lambda r, m=m, d=matched: train_sft(m, "full", d, resume=r),
+                                  kind="sft", settings=m, stage="full"))
             steps.append(Step(f"GRPO {n}{suffix}", grpo_dir,
                               lambda r, c=c, d=grpo_dir: train_grpo(c, d, resume=r), kind="grpo", settings=c))
     return steps
@@ -117,6 +153,12 @@ def experiment2_steps(settings: Settings, grpo_run: str | Path, root: str | Path
                           lambda r, c=c, d=on_traces: train_sft(c, "full", d, traces_file=str(traces), resume=r),
                           kind="sft", settings=c, stage="full", traces_file=traces))
     return steps
+
+
+def grpo_run_dir(root: str | Path, n: int, k: int = 0, seeds: int = 1) -> Path:
+    """Where experiment 1 puts the GRPO run of budget ``n`` and seed index ``k`` (experiment 2
+    takes its traces from seed index 0)."""
+    return Path(root) / str(n) / ("grpo" if seeds == 1 else f"grpo-seed{k}")
 
 
 def trace_step(settings: Settings, grpo_run: Path, traces: Path, budget: int) -> Step:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .results import RunResult, curves
+from .results import MATCHED_SFT, RunResult, curves
+from .rewards import REWARD_RANGES
 
 #: GRPO curves: train_log.jsonl key -> panel title
 GRPO_CURVES = {"reward": "total reward", "reward_std": "reward std (within groups)", "kl": "KL to the reference",
@@ -24,7 +25,7 @@ def write_figures(runs: list[RunResult], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     files = []
-    methods = [m for m in ("SFT", "GRPO") if any(r.method == m for r in runs)]
+    methods = [m for m in ("SFT", MATCHED_SFT, "GRPO") if any(r.method == m for r in runs)]
     budgets = sorted({r.budget for r in runs if r.method in methods})
     if methods:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -86,58 +87,73 @@ def _format_plot(plt, runs: list[RunResult], methods: list[str], budgets: list[i
 
 
 def _traces_plot(plt, runs: list[RunResult], out: Path) -> str:
-    """SFT on GRPO traces beside SFT on the original solutions: bars with a marker and interval on
-    each (so a bar at 0% still shows its value), and the share of GRPO traces under each budget."""
+    """SFT on GRPO traces beside SFT on the original solutions, answer format and accuracy: a bar per
+    arm at its mean over seeds, a dot per seed, the interval (or spread) on the bar, and the share of
+    GRPO traces under each budget."""
     traces = [r for r in runs if r.method == "SFT on GRPO traces"]
     tb = sorted({r.budget for r in traces})
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     width = 0.38
-    for k, method in enumerate(("SFT", "SFT on GRPO traces")):
-        xs, ys, lo, hi, spread = _series(runs, method, "accuracy", only=tb)
-        pos = [tb.index(x) + (k - 0.5) * width for x in xs]
-        colour = f"C{k}"
-        ax.bar(pos, ys, width, color=colour, alpha=0.35, edgecolor=colour)
-        ax.errorbar(pos, ys, yerr=[lo, hi], fmt=MARKERS[k], color=colour, capsize=4, ms=6,
-                    label=f"{method} ({spread})")
-    labels = []
-    for b in tb:
-        shares = [r for r in traces if r.budget == b and r.grpo_traces is not None]
-        labels.append(f"{b}\n{shares[0].grpo_traces}/{b} GRPO traces" if shares else str(b))
-    ax.set_xticks(range(len(tb)), labels)
-    ax.set_ylim(bottom=-0.02)
-    _style(ax, xlabel="training problems (and how many of them have an accepted GRPO trace)")
-    ax.set_ylabel("GSM8K test accuracy")
-    ax.set_title("SFT on GRPO traces vs on the original solutions", fontsize=9)
-    ax.legend(fontsize=8)
+    for ax, attr, title in ((axes[0], "answer", "answer proportion"), (axes[1], "accuracy", "accuracy")):
+        for k, method in enumerate(("SFT", "SFT on GRPO traces")):
+            xs, ys, lo, hi, spread = _series(runs, method, attr, only=tb)
+            pos = [tb.index(x) + (k - 0.5) * width for x in xs]
+            colour = f"C{k}"
+            ax.bar(pos, ys, width, color=colour, alpha=0.35, edgecolor=colour)
+            ax.errorbar(pos, ys, yerr=[lo, hi], fmt=MARKERS[k], color=colour, capsize=4, ms=6,
+                        label=f"{method} ({spread})")
+            for x, p in zip(xs, pos):
+                seeds = [getattr(r, attr) for r in runs if r.method == method and r.budget == x]
+                ax.scatter([p] * len(seeds), seeds, color="black", s=10, zorder=5)
+        labels = []
+        for b in tb:
+            shares = [r for r in traces if r.budget == b and r.grpo_traces is not None]
+            labels.append(f"{b}\n{shares[0].grpo_traces}/{b} GRPO traces" if shares else str(b))
+        ax.set_xticks(range(len(tb)), labels)
+        ax.set_ylim(-0.02, 1.02)
+        _style(ax, xlabel="training problems (and how many have an accepted GRPO trace)")
+        ax.set_ylabel(f"GSM8K test {title}")
+        ax.set_title(f"{title.capitalize()}: SFT on GRPO traces vs on the original solutions (dots: seeds)",
+                     fontsize=8)
+        ax.legend(fontsize=7)
     return _save(fig, out / "traces_vs_original.png")
 
 
 def _compute_plot(plt, runs: list[RunResult], methods: list[str], out: Path) -> str:
-    """What each method paid: accuracy against problems seen, completions sampled, tokens generated
-    and wall time."""
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), sharey=True)
-    panels = (("problems_seen", "training problems seen"), ("completions_sampled", "completions sampled in training"),
-              ("train_tokens_generated", "tokens generated in training"), ("train_seconds", "training wall time (s)"))
+    """What each method paid for what it got: the answer proportion (the measure that resolves at a
+    small model's accuracy floor) against training FLOPs and against training wall time, one point
+    per run, the arm's mean over seeds as a larger marker, both axes readable on a log scale."""
+    from matplotlib.ticker import LogLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    panels = (("flops", "training FLOPs (6P x trained + 2P x generated tokens)"),
+              ("train_seconds", "training wall time (s)"))
     for ax, (attr, label) in zip(axes, panels):
         for k, method in enumerate(methods):
-            rs = sorted((r for r in runs if r.method == method), key=lambda r: getattr(r, attr))
-            ax.errorbar([getattr(r, attr) for r in rs], [r.accuracy for r in rs],
-                        yerr=[[r.accuracy - r.ci_low for r in rs], [r.ci_high - r.accuracy for r in rs]],
-                        marker=MARKERS[k], capsize=3, label=f"{method} (95% CI)")
-        xs = [getattr(r, attr) for r in runs if r.method in methods and getattr(r, attr) > 0]
-        if xs and max(xs) / max(1, min(xs)) > 8:
-            ax.set_xscale("symlog")
+            rs = [r for r in runs if r.method == method and (getattr(r, attr) or 0) > 0]
+            if not rs:
+                continue
+            ax.scatter([getattr(r, attr) for r in rs], [r.answer for r in rs], marker=MARKERS[k], s=18,
+                       color=f"C{k}", alpha=0.45)
+            by_budget = sorted({r.budget for r in rs})
+            xs = [statistics.mean(getattr(r, attr) for r in rs if r.budget == b) for b in by_budget]
+            ys = [statistics.mean(r.answer for r in rs if r.budget == b) for b in by_budget]
+            ax.plot(xs, ys, marker=MARKERS[k], ms=8, color=f"C{k}", label=f"{method} (mean over seeds; dots: runs)")
+            for x, y, b in zip(xs, ys, by_budget):
+                ax.annotate(str(b), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         _style(ax, xlabel=label)
-    axes[0].set_ylabel("GSM8K test accuracy")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Accuracy against what training paid (SFT samples no completions: 0 on the second panel)",
-                 fontsize=9)
+    axes[0].set_ylabel("answer proportion (GSM8K test)")
+    axes[0].set_ylim(-0.05, 1.05)
+    _legend(axes[0])
+    fig.suptitle("Answer format against what training paid (labels: training problems)", fontsize=9)
     return _save(fig, out / "compute.png")
 
 
 def _curves_plot(plt, runs: list[RunResult], experiment: str, out: Path) -> str | None:
     """SFT loss and GRPO's reward, reward functions, reward std, KL, lengths and truncation by step."""
-    sft = [r for r in runs if r.method in ("SFT", "SFT on GRPO traces", "prep SFT")]
+    sft = [r for r in runs if r.method in ("SFT", MATCHED_SFT, "SFT on GRPO traces", "prep SFT")]
     grpo = [r for r in runs if r.method == "GRPO"]
     if not sft and not grpo:
         return None
@@ -182,10 +198,14 @@ def _rewards_panel(ax, grpo: list[RunResult]) -> None:
     for k, name in enumerate(names):
         steps, values = zip(*log[name])
         window = max(1, len(values) // 8)
-        ax.plot(steps, _rolling_mean(values, window), marker=MARKERS[k % len(MARKERS)], markevery=max(1, window),
-                ms=4, label=name.split("/")[1])
-    _style(ax, percent=False, xlabel="step")
-    ax.set_title(f"GRPO reward functions, rolling mean of {window} logs ({run.budget} problems)", fontsize=9)
+        low, high = REWARD_RANGES.get(name.split("/")[1], (0.0, 1.0))
+        scaled = [(v - low) / (high - low) for v in values]  # each reward on one scale: 0% its lowest, 100% its top
+        ax.plot(steps, _rolling_mean(scaled, window), marker=MARKERS[k % len(MARKERS)], markevery=max(1, window),
+                ms=4, label=f"{name.split('/')[1]} ({low:g} to {high:g})")
+    _style(ax, percent=True, xlabel="step")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"GRPO rewards, share of each one's range, rolling mean of {window} ({run.budget} problems)",
+                 fontsize=8)
     _legend(ax)
 
 

@@ -171,7 +171,7 @@ def check_lora_targets(model, settings: Settings) -> None:
 
 def embedded_model_dir() -> Path:
     """The embedded default as a normal transformers folder, converted on first use."""
-    cache = Path(os.environ.get("GSM8K_LAB_CACHE", Path.home() / ".cache" / "gsm8k-lab"))
+    cache = runtime.cache_dir()
     target = cache / "SmolLM2-135M-Instruct"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target

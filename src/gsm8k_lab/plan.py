@@ -27,7 +27,6 @@ what the machine has.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from . import calibrate, runtime
 from .config import Settings
 from .data import load_split
 from .evaluate import extra_evaluations, metrics_path, prepare_evaluation
+from .experiments import check_finished
 from .generation import uses_vllm
 from .grpo import prepare_grpo
 from .memory import BYTES, GiB, ModelShape, estimate_training, needs_checkpointing
@@ -42,7 +42,7 @@ from .models import base_path, resolve_model
 from .runs import RunDir
 from .sft import prepare_sft
 from .traces import prepare_traces
-from .training import TrainingJob, check_run
+from .training import TrainingJob, check_run, grpo_steps, sft_steps
 
 
 @dataclass
@@ -174,6 +174,8 @@ def steps_runs(steps, base_model: str | None) -> list[Run]:
     for step in steps:
         s = _planned(step.settings, base_model)
         repeat = Path(step.run_dir) in seen
+        if not repeat:
+            check_finished(step)  # a finished run with other settings is refused, as the sweep refuses it
         done = step.is_done() or repeat
         seen.add(Path(step.run_dir))
         if step.kind == "base":
@@ -191,18 +193,6 @@ def steps_runs(steps, base_model: str | None) -> list[Run]:
             runs.append(Run(step.name, step.kind or "unknown", str(step.run_dir), done=done))
         runs[-1].repeat = repeat
     return runs
-
-
-def sft_steps(n: int, batch: int, accumulation: int, processes: int, epochs: float) -> int:
-    """Optimizer steps of transformers' Trainer: batches per process, grouped by accumulation."""
-    batches = math.ceil(n / (batch * processes))
-    per_epoch = max(math.ceil(batches / accumulation), 1)
-    return math.ceil(epochs * per_epoch)
-
-
-def grpo_steps(n: int, prompts_per_step: int, epochs: float) -> int:
-    """Optimizer steps of TRL's GRPO: its sampler drops the last incomplete generation batch."""
-    return math.ceil(epochs * (n // prompts_per_step))
 
 
 # --------------------------------------------------------------------------

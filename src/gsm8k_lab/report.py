@@ -1,39 +1,31 @@
-"""Results table and paired tests over finished run directories (read by :mod:`.results`, drawn by
+"""Results tables and tests over finished run directories (read by :mod:`.results`, drawn by
 :mod:`.figures`).
 
-``write_report(roots, out_dir)`` finds every finished run (``run.json`` with
-status ``complete``) under the given folders; it reads only what runs recorded
-(``run.json``, their evaluation CSVs and ``train_log.jsonl``) and writes:
+``write_report(roots, out_dir)`` finds every finished run (``run.json`` with status ``complete``)
+under the given folders, reads only what runs recorded and writes ``results.csv`` (one row per
+run), ``report.md`` and the figures. The report answers its questions at the level of **training
+seeds**: runs of one method at one budget are an *arm*, and two arms are compared over their seeds
+and the problems they were evaluated on, never as one checkpoint against another.
 
-- ``results.csv``: one row per run: method, budget, seed, the split its numbers
-  come from (test or validation), accuracy (mean@K with K samples per problem;
-  the seed's greedy accuracy when K = 1) with its 95% interval, thinking and
-  answer proportions, the GSM-Symbolic drop when the run was evaluated there
-  (originals minus variants, paired on the test index, with its interval), and
-  what training paid (optimizer steps, epochs, learning rate, problems seen,
-  completions sampled, tokens generated, wall time, device); for SFT on GRPO
-  traces, the share of its training examples that are accepted GRPO traces (the
-  treatment's strength);
-- ``report.md``: the table; paired comparisons on the problems both runs were
-  evaluated on, only between runs of the same split, for accuracy and for the
-  answer-format proportion, in two families declared here: **primary** (the
-  research questions: SFT vs GRPO at each budget and seed, SFT on GRPO traces vs
-  SFT on the original solutions) and **secondary** (each stage against the model
-  it started from, and how GRPO's rewards moved: first vs last quarter of steps).
-  Each row has the difference with a 95% interval (Newcombe's paired interval for
-  binary per-problem results, a two-stage bootstrap with several samples per
-  problem), the raw p (exact McNemar, or a sign-flip test on per-problem shares;
-  a permutation test for reward trends), the Holm-adjusted p within its family,
-  the smallest difference the comparison could detect (and, per family, what the
-  design detects at assumed discordances), and a verdict that rests on the
-  adjusted p only;
-- plots, every proportion in percent: ``accuracy_vs_samples.png``,
-  ``format_vs_samples.png`` (thinking and answer proportions with their
-  intervals), ``compute.png`` (accuracy against problems seen, completions
-  sampled, tokens generated in training and wall time), ``curves_<experiment>.png``
-  (SFT loss; GRPO reward, a rolling mean of each reward function, reward std, KL,
-  completion length and truncated share by step) and, with traces runs,
-  ``traces_vs_original.png``. Every error bar's legend says what it is.
+``report.md`` holds, in order:
+
+- the design: the comparison families and measures as declared in this module (:data:`FAMILIES`,
+  :data:`MEASURES`), the rule for tests that cannot reject (Tarone's screen), what each family's
+  seeds and problems can detect;
+- the arms: per method and budget, the mean over seeds of accuracy and answer format with a 95%
+  interval from a hierarchical bootstrap (seeds, then problems), how the completions look (cut at
+  the token budget, length, closed and unclosed answers) and what training computed (optimizer
+  steps, trained and generated tokens, FLOPs by :data:`~.results.FLOPS_FORMULA`, wall time);
+- the **primary** family (the research questions: SFT vs GRPO and step-matched SFT vs GRPO at each
+  budget, SFT on GRPO traces vs SFT on the original solutions) and the **secondary** family (each
+  stage against the model it started from; answer format among problems that no run of either arm
+  cut; how GRPO's rewards moved), each a seed-level difference with its unadjusted 95% interval,
+  p, Holm-adjusted p (over the tests Tarone's screen keeps), how many seeds agree in sign and the
+  smallest difference the family could detect; the verdict rests on the Holm p;
+- the per-run table, and as detail each seed's checkpoint pair (exact McNemar, its own family);
+- the figures.
+
+Runs evaluated with different engines or dtypes are flagged wherever they are compared.
 """
 
 from __future__ import annotations
@@ -43,36 +35,108 @@ import io
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .evaluate import per_problem_scores
 from .figures import write_figures
-from .results import RunResult, collect_runs, curves, sorted_runs
+from .results import FLOPS_FORMULA, MATCHED_SFT, METHOD_ORDER, RunResult, collect_runs, curves, sorted_runs
 from .runs import atomic_write_text
-from .stats import Paired, detectable_difference, holm, paired_comparison, two_sample_p
+from .stats import (
+    POWER,
+    SEED_LEVEL_RESAMPLES,
+    Paired,
+    SeedLevel,
+    detectable_from_se,
+    hierarchical_bootstrap,
+    holm_testable,
+    mcnemar_min_p,
+    paired_comparison,
+    tarone,
+    two_sample_p,
+)
 
 ALPHA = 0.05
 
-#: The comparison families, declared before any result is seen; Holm's adjustment runs within each.
-PRIMARY, SECONDARY = "primary", "secondary"
+#: The comparison families and what they hold, declared here, in code, before a report is read; Holm's
+#: adjustment runs within each, over the tests Tarone's screen keeps.
+PRIMARY, SECONDARY, DETAIL = "primary", "secondary", "detail"
 FAMILIES = {
-    PRIMARY: "the research questions: SFT vs GRPO at each budget and seed; SFT on GRPO traces vs SFT on "
-             "the original solutions",
-    SECONDARY: "what each stage changed from the model it started from (base -> prep SFT -> SFT / GRPO), and "
-               "how GRPO's rewards moved during training",
+    PRIMARY: "the research questions, at the seed level: SFT vs GRPO and step-matched SFT vs GRPO at each "
+             "budget; SFT on GRPO traces vs SFT on the original solutions",
+    SECONDARY: "what each stage changed from the model it started from (base -> prep SFT -> each arm); answer "
+               "format among problems no run of either arm cut at the token budget; how GRPO's rewards moved",
+    DETAIL: "each seed's checkpoint pair of a primary question (exact McNemar): what one pair of runs shows, "
+            "not the verdict on the methods",
 }
+#: The measures each comparison tests: per-problem share of completions that are correct, that have an answer.
+MEASURES = {"accuracy": "correct", "answer format": "has_answer"}
+#: A research question is answered only over this many training seeds per arm or more; with fewer, its
+#: rows describe the checkpoints and get no verdict (and cost the family nothing).
+MIN_SEEDS = 2
+#: Where the families, measures and rules of this report are declared.
+DECLARED_IN = "src/gsm8k_lab/report.py (FAMILIES, MEASURES, Tarone's screen, Holm within each family)"
+
+
+@dataclass
+class Arm:
+    """The runs of one method at one budget (one per training seed), evaluated on one split."""
+
+    method: str
+    budget: int
+    split: str
+    runs: list[RunResult]
+
+    @property
+    def name(self) -> str:
+        return self.method if self.method in ("base model", "prep SFT") else f"{self.method} {self.budget}"
+
+    @property
+    def seeds(self) -> int:
+        return len(self.runs)
+
+    @property
+    def evaluated_with(self) -> set[str]:
+        return {r.evaluated_with for r in self.runs}
+
+
+@dataclass
+class SeedComparison:
+    """Arm ``b`` minus arm ``a`` on one measure, over seeds and shared problems."""
+
+    label: str
+    measure: str
+    a: Arm
+    b: Arm
+    result: SeedLevel | None  # None: no problem both arms were evaluated on
+    family: str = PRIMARY
+    testable: bool = True  # kept by Tarone's screen
+    p_holm: float | None = None
+    mean_a: float = 0.0
+    mean_b: float = 0.0
+    note: str = ""  # why it is not comparable, or what subset it is on
+    test: str = "hierarchical bootstrap"  # exact McNemar (or a sign-flip test) when each arm is one run
+    discordant: int | None = None  # McNemar: problems on which the two runs differ
+    eligible: bool = True  # a primary question needs MIN_SEEDS seeds per arm for a verdict
+
+    @property
+    def significant(self) -> bool:
+        return (self.p_holm is not None and self.p_holm < ALPHA and self.eligible
+                and not self.note.startswith("not comparable"))
 
 
 @dataclass
 class Comparison:
+    """One seed's checkpoint pair (detail): ``b`` minus ``a`` per problem, exact McNemar."""
+
     label: str
-    metric: str  # "accuracy" or "answer format"
+    metric: str
     a: RunResult
     b: RunResult
     result: Paired
-    family: str = PRIMARY
-    p_holm: float = 1.0  # Holm-adjusted within the family
+    family: str = DETAIL
+    testable: bool = True
+    p_holm: float | None = None
 
     @property
     def test(self) -> str:
@@ -80,7 +144,7 @@ class Comparison:
 
     @property
     def within_noise(self) -> bool:
-        return self.p_holm >= ALPHA
+        return self.p_holm is None or self.p_holm >= ALPHA
 
 
 @dataclass
@@ -92,72 +156,164 @@ class Trend:
     p_value: float
     steps: int
     family: str = SECONDARY
-    p_holm: float = 1.0
+    testable: bool = True
+    p_holm: float | None = None
 
 
-def compare(label: str, a: RunResult, b: RunResult, family: str = PRIMARY, alpha: float = ALPHA) -> list[Comparison]:
-    """Accuracy and answer format of ``b`` against ``a`` on the problems both were evaluated on;
-    ``alpha`` is the level at which the smallest detectable difference is computed."""
-    sa, sb = per_problem_scores(a.csv), per_problem_scores(b.csv)
-    common = sorted(set(sa) & set(sb))
-    out = []
-    for key, metric in (("correct", "accuracy"), ("has_answer", "answer format")):
-        xa, xb = [sa[i][key] for i in common], [sb[i][key] for i in common]
-        result = paired_comparison(xa, xb, samples=(a.samples_per_problem, b.samples_per_problem), alpha=alpha)
-        out.append(Comparison(label, metric, a, b, result, family))
-    return out
+@dataclass
+class Analysis:
+    """Everything a report states, before it is written."""
+
+    runs: list[RunResult]
+    arms: list[Arm]
+    seed_level: list[SeedComparison]
+    detail: list[Comparison]
+    trends: list[Trend]
+    family_sizes: dict[str, int] = field(default_factory=dict)
 
 
-def find_comparisons(runs: list[RunResult], trends: list[Trend] | None = None) -> list[Comparison]:
-    """The declared families (see ``FAMILIES``), each Holm-adjusted as a whole: primary first, then
-    secondary (whose family also holds the reward ``trends``, adjusted in place)."""
-    specs = pair_specs(runs)
-    trends = trends or []
-    out = []
+def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
+    runs = collect_runs(roots)
+    analysis = analyse(runs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    fields = [f for f in asdict(runs[0]) if f not in ("log", "answer_ci", "thinking_ci")]
+    extra = ["grpo_trace_share", "flops", "evaluated_with"]
+    writer = csv.DictWriter(buf, fieldnames=[*fields, *extra], extrasaction="ignore")
+    writer.writeheader()
+    for r in sorted_runs(runs):
+        writer.writerow({**asdict(r), **{k: getattr(r, k) for k in extra}})
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    plots = write_figures(runs, out)
+    atomic_write_text(out / "report.md", render_markdown(analysis, plots))
+    called = [c for c in analysis.seed_level if c.significant]
+    return {"runs": len(runs), "arms": len(analysis.arms), "seed_level": len(analysis.seed_level),
+            "resolved": len(called), "resolved_primary": sum(c.family == PRIMARY for c in called),
+            "pairs": len(analysis.detail) // len(MEASURES), "comparisons": len(analysis.detail),
+            "files": ["results.csv", "report.md", *plots]}
+
+
+def analyse(runs: list[RunResult], n_boot: int = SEED_LEVEL_RESAMPLES) -> Analysis:
+    """Arms, seed-level comparisons in the declared families, the per-seed detail and reward trends,
+    each family Holm-adjusted over the tests Tarone's screen keeps; runs of different splits are
+    never compared."""
+    arms = arms_of(runs)
+    seed_level = [c for family, label, a, b in seed_specs(arms) for c in compare_arms(label, a, b, family, n_boot)]
+    detail = [c for label, a, b in detail_specs(runs) for c in compare(label, a, b)]
+    trends = reward_trends(runs)
+    sizes = {}
     for family in (PRIMARY, SECONDARY):
-        members = [(label, a, b) for fam, label, a, b in specs if fam == family]
-        family_trends = [t for t in trends if t.family == family]
-        m = 2 * len(members) + len(family_trends)  # two measures per pair
-        comparisons = [c for label, a, b in members for c in compare(label, a, b, family, ALPHA / max(1, m))]
-        adjusted = holm([c.result.p_value for c in comparisons] + [t.p_value for t in family_trends])
-        for item, p in zip([*comparisons, *family_trends], adjusted):
-            item.p_holm = p
-        out += comparisons
-    return out
+        members = [c for c in seed_level if c.family == family] + [t for t in trends if t.family == family]
+        min_ps = [_min_p(m, n_boot) for m in members]
+        testable = tarone(min_ps, ALPHA)
+        ps = [m.result.p if isinstance(m, SeedComparison) else m.p_value for m in members]
+        for m, keep, p in zip(members, testable, holm_testable(ps, testable)):
+            m.testable, m.p_holm = keep, p
+        sizes[family] = sum(testable)
+    testable = tarone([mcnemar_min_p((c.result.only_a or 0) + (c.result.only_b or 0)) if c.result.only_a is not None
+                       else 0.0 for c in detail], ALPHA)
+    for c, keep, p in zip(detail, testable, holm_testable([c.result.p_value for c in detail], testable)):
+        c.testable, c.p_holm = keep, p
+    sizes[DETAIL] = sum(testable)
+    return Analysis(runs, arms, seed_level, detail, trends, sizes)
 
 
-def pair_specs(runs: list[RunResult]) -> list[tuple[str, str, RunResult, RunResult]]:
-    """(family, label, first, second) for every comparison the runs allow."""
-    by_key = {(r.method, r.budget, r.seed): r for r in runs}
+def arms_of(runs: list[RunResult]) -> list[Arm]:
+    """Runs grouped by split, method and budget (the seeds of one arm), in report order."""
+    groups: dict[tuple, list[RunResult]] = defaultdict(list)
+    for r in runs:
+        groups[r.eval_split, r.method, r.budget].append(r)
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    keys = sorted(groups, key=lambda k: (k[0] != "test", k[0], k[2] if k[1] not in ("base model", "prep SFT") else -1,
+                                         order.get(k[1], 99)))
+    return [Arm(method, budget, split, sorted(groups[split, method, budget], key=lambda r: (r.seed, r.path)))
+            for split, method, budget in keys]
+
+
+def seed_specs(arms: list[Arm]) -> list[tuple[str, str, Arm, Arm]]:
+    """(family, label, first, second) for every seed-level comparison the arms allow."""
     specs = []
-    for (method, budget, seed), r in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][2])):
-        if method != "SFT":
-            continue
-        if ("GRPO", budget, seed) in by_key:
-            specs.append((PRIMARY, f"SFT vs GRPO, {budget} problems, seed {seed}", r, by_key["GRPO", budget, seed]))
-        traces = by_key.get(("SFT on GRPO traces", budget, seed))
-        if traces is not None:
-            share = (f"; {traces.grpo_traces} of {traces.budget} examples are GRPO traces"
-                     if traces.grpo_traces is not None else "")
-            specs.append((PRIMARY, f"SFT original vs SFT on GRPO traces, {budget} problems, seed {seed}{share}",
-                          r, traces))
-    base = [r for r in runs if r.method == "base model"]
-    prep = [r for r in runs if r.method == "prep SFT"]
-    if base and prep:
-        specs.append((SECONDARY, f"base model vs prep SFT ({prep[0].budget} problems)", base[0], prep[0]))
-    if prep:
-        for (method, budget, seed), r in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
-            if method in ("SFT", "GRPO"):
-                specs.append((SECONDARY, f"prep SFT vs {method} from it, {budget} problems, seed {seed}", prep[0], r))
+    by_key = {(a.split, a.method, a.budget): a for a in arms}
+    for arm in arms:
+        key = (arm.split, "GRPO", arm.budget)
+        if arm.method in ("SFT", MATCHED_SFT) and key in by_key:
+            specs.append((PRIMARY, f"{arm.method} vs GRPO, {arm.budget} problems", arm, by_key[key]))
+        traces = by_key.get((arm.split, "SFT on GRPO traces", arm.budget))
+        if arm.method == "SFT" and traces is not None:
+            shares = [r.grpo_traces for r in traces.runs if r.grpo_traces is not None]
+            share = f"; {shares[0]} of {arm.budget} examples are GRPO traces" if shares else ""
+            specs.append((PRIMARY, f"SFT original vs SFT on GRPO traces, {arm.budget} problems{share}", arm, traces))
+    for split in sorted({a.split for a in arms}):
+        base = [a for a in arms if a.split == split and a.method == "base model"]
+        prep = [a for a in arms if a.split == split and a.method == "prep SFT"]
+        if base and prep:
+            specs.append((SECONDARY, f"base model vs prep SFT ({prep[0].budget} problems)", base[0], prep[0]))
+        if prep:
+            for arm in arms:
+                if arm.split == split and arm.method in ("SFT", MATCHED_SFT, "GRPO"):
+                    specs.append((SECONDARY, f"prep SFT vs {arm.method} from it, {arm.budget} problems", prep[0], arm))
     return specs
 
 
-def comparisons_within_splits(runs: list[RunResult], trends: list[Trend] | None = None) -> list[Comparison]:
-    """:func:`find_comparisons` among the runs of each evaluation split on its own: a run evaluated on
-    validation is never paired with one evaluated on test (their problem indices name different problems)."""
-    splits = sorted({r.eval_split for r in runs}, key=lambda split: (split != "test", split))
-    return [c for split in splits for c in find_comparisons([r for r in runs if r.eval_split == split],
-                                                            [t for t in trends or [] if t.run.eval_split == split])]
+def compare_arms(label: str, a: Arm, b: Arm, family: str = PRIMARY,
+                 n_boot: int = SEED_LEVEL_RESAMPLES) -> list[SeedComparison]:
+    """Each measure of arm ``b`` against arm ``a`` over their seeds, on the problems every run of both
+    was evaluated on; for a primary question also the answer format among the problems that no run of
+    either arm cut at the token budget (in the secondary family: it explains, it does not decide)."""
+    scores = [[per_problem_scores(r.csv) for r in arm.runs] for arm in (a, b)]
+    common = sorted(set.intersection(*(set(s) for arm in scores for s in arm)))
+    flag = _engines_differ(a, b)
+    out = []
+    subsets = [(measure, key, family, common, "") for measure, key in MEASURES.items()]
+    if family == PRIMARY:
+        uncut = [i for i in common if all(s[i]["truncated"] == 0 for arm in scores for s in arm)]
+        subsets.append(("answer format", "has_answer", SECONDARY, uncut,
+                        f"on the {len(uncut)} of {len(common)} problems no run of either arm cut"))
+    few = family == PRIMARY and min(a.seeds, b.seeds) < MIN_SEEDS
+    for measure, key, fam, problems, subset in subsets:
+        xa = [[s[i][key] for i in problems] for s in scores[0]]
+        xb = [[s[i][key] for i in problems] for s in scores[1]]
+        note = "; ".join(x for x in (flag, subset) if x)
+        c = SeedComparison(label, measure, a, b, None, fam, mean_a=_grand_mean(xa), mean_b=_grand_mean(xb), note=note)
+        if problems and a.seeds == 1 and b.seeds == 1:  # two checkpoints: the exact paired test on problems
+            paired = paired_comparison(xa[0], xb[0], samples=(a.runs[0].samples_per_problem,
+                                                               b.runs[0].samples_per_problem))
+            c.result, c.test = _as_seed_level(paired), paired.test
+            c.discordant = (paired.only_a + paired.only_b) if paired.only_a is not None else None
+        elif problems:
+            c.result = hierarchical_bootstrap(xb, xa, n_boot=n_boot)
+        if few:
+            c.eligible = False  # the verdict column says why
+        out.append(c)
+    return out
+
+
+def detail_specs(runs: list[RunResult]) -> list[tuple[str, RunResult, RunResult]]:
+    """(label, first, second): each seed's checkpoint pair of a primary question."""
+    by_key = {(r.eval_split, r.method, r.budget, r.seed): r for r in runs}
+    specs = []
+    for (split, method, budget, seed), r in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][3],
+                                                                                    kv[0][1])):
+        grpo = by_key.get((split, "GRPO", budget, seed))
+        if method in ("SFT", MATCHED_SFT) and grpo is not None:
+            specs.append((f"{method} vs GRPO, {budget} problems, seed {seed}", r, grpo))
+        traces = by_key.get((split, "SFT on GRPO traces", budget, seed))
+        if method == "SFT" and traces is not None:
+            specs.append((f"SFT original vs SFT on GRPO traces, {budget} problems, seed {seed}", r, traces))
+    return specs
+
+
+def compare(label: str, a: RunResult, b: RunResult, family: str = DETAIL) -> list[Comparison]:
+    """Accuracy and answer format of ``b`` against ``a`` on the problems both were evaluated on."""
+    sa, sb = per_problem_scores(a.csv), per_problem_scores(b.csv)
+    common = sorted(set(sa) & set(sb))
+    out = []
+    for metric, key in MEASURES.items():
+        xa, xb = [sa[i][key] for i in common], [sb[i][key] for i in common]
+        result = paired_comparison(xa, xb, samples=(a.samples_per_problem, b.samples_per_problem))
+        out.append(Comparison(label, metric, a, b, result, family))
+    return out
 
 
 def reward_trends(runs: list[RunResult]) -> list[Trend]:
@@ -179,124 +335,191 @@ def reward_trends(runs: list[RunResult]) -> list[Trend]:
     return trends
 
 
-def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
-    runs = collect_runs(roots)
-    trends = reward_trends(runs)
-    comparisons = comparisons_within_splits(runs, trends)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    fields = [f for f in asdict(runs[0]) if f not in ("log", "answer_ci", "thinking_ci")]
-    writer = csv.DictWriter(buf, fieldnames=[*fields, "grpo_trace_share"], extrasaction="ignore")
-    writer.writeheader()
-    for r in sorted_runs(runs):
-        writer.writerow({**asdict(r), "grpo_trace_share": r.grpo_trace_share})
-    atomic_write_text(out / "results.csv", buf.getvalue())
-    plots = write_figures(runs, out)
-    atomic_write_text(out / "report.md", render_markdown(runs, comparisons, trends, plots))
-    return {"runs": len(runs), "pairs": len(comparisons) // 2, "comparisons": len(comparisons),
-            "resolved": sum(not c.within_noise for c in comparisons),
-            "files": ["results.csv", "report.md", *plots]}
-
-
-def render_markdown(runs: list[RunResult], comparisons: list[Comparison], trends: list[Trend],
-                    plots: list[str]) -> str:
-    ks = sorted({r.samples_per_problem for r in runs})
-    acc = "accuracy" if ks == [1] else "accuracy (mean@K)"
-    cols = _table_columns(runs)
+def render_markdown(analysis: Analysis, plots: list[str]) -> str:
+    runs, arms = analysis.runs, analysis.arms
+    seeds = sorted({a.seeds for a in arms if a.method not in ("base model", "prep SFT")})
     lines = ["# GSM8K: SFT vs GRPO", "",
-             f"{len(runs)} finished runs. {acc.capitalize()} with its 95% interval on the evaluated problems of "
-             "the run's split (Wilson with one sample per problem, a bootstrap over problems with several). "
-             + _split_words(runs) + " Beside each run, what its training paid: optimizer steps, epochs, peak "
-             "learning rate, training problems seen (GRPO: prompts, each sampled as a group), completions sampled "
-             "in training, tokens generated in training and wall time.", "",
-             "| " + " | ".join(c[0] for c in cols) + " |",
-             "|" + "|".join(c[1] for c in cols) + "|"]
-    lines += ["| " + " | ".join(cell(r) for _, _, cell in cols) + " |" for r in sorted_runs(runs)]
-    seeds = _seed_summary(runs)
-    if seeds:
-        lines += ["", "## Across seeds", "", "| method | train problems | seeds | mean accuracy | std |",
-                  "|---|---:|---:|---:|---:|"]
-        for (method, budget), accs in seeds:
-            lines.append(f"| {method} | {budget} | {len(accs)} | {statistics.mean(accs):.1%} | "
-                         f"{statistics.stdev(accs):.1%} |")
-    if comparisons:
-        lines += ["", "## Paired comparisons on the same problems", "", *_comparison_preamble(comparisons, trends)]
-        for family in (PRIMARY, SECONDARY):
-            rows = [c for c in comparisons if c.family == family]
-            if not rows:
-                continue
-            lines += ["", f"### {family.capitalize()}: {FAMILIES[family]}", "",
-                      "| comparison | measure | problems | first | second | difference (95% CI) | test | p | "
-                      "Holm p | detectable | verdict |",
-                      "|---|---|---:|---:|---:|---|---|---:|---:|---:|---|"]
-            lines += [_comparison_row(c) for c in rows]
-    if trends:
-        lines += ["", "## How GRPO's rewards moved (secondary family)", "",
-                  "Mean over the first and the last quarter of logged steps; two-sample permutation test; Holm p "
-                  "adjusted together with the secondary comparisons above.", "",
-                  "| run | reward | steps | first quarter | last quarter | change | p | Holm p | verdict |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-        for t in trends:
-            name = t.key.replace("rewards/", "").replace("/mean", "")
-            verdict = "within noise" if t.p_holm >= ALPHA else ("rose" if t.late > t.early else "fell")
-            lines.append(f"| `{t.run.path}` | {name} | {t.steps} | {t.early:.3f} | {t.late:.3f} | "
-                         f"{t.late - t.early:+.3f} | {t.p_value:.3g} | {t.p_holm:.3g} | {verdict} |")
-    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
+             f"{len(runs)} finished runs in {len(arms)} arms (a method at a budget; training seeds per trained arm: "
+             f"{', '.join(map(str, seeds)) or '–'}). " + _split_words(runs), ""]
+    lines += _engine_warning(runs)
+    lines += ["## Design", "", *_design(analysis), ""]
+    lines += ["## Arms: mean over training seeds", "", *_arm_table(arms), ""]
+    for family in (PRIMARY, SECONDARY):
+        rows = [c for c in analysis.seed_level if c.family == family]
+        trends = [t for t in analysis.trends if t.family == family]
+        if not rows and not trends:
+            continue
+        lines += [f"## {family.capitalize()} family: {FAMILIES[family]}", ""]
+        if rows:
+            lines += _seed_table(rows, analysis.family_sizes[family]) + [""]
+        if trends:
+            lines += _trend_table(trends) + [""]
+    lines += ["## Runs", "", *_run_table(runs), ""]
+    if analysis.detail:
+        lines += [f"## Detail: {FAMILIES[DETAIL]}", "", *_detail_table(analysis.detail, analysis.family_sizes[DETAIL]),
+                  ""]
+    lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots]
     lines += ["", "Accuracy: the SOLUTION number equals the gold number. Thinking: a non-empty reasoning "
-              "block. Answer: a number could be read from a SOLUTION block. GSM-Symbolic: the same models on one "
-              "templated variant (new names and numbers) of each GSM8K test problem that has a template, and on "
-              "those test problems themselves, under the same prompt; drop = accuracy on the originals minus on "
-              "the variants, paired on the test index, with its 95% interval and p. "
-              f"A difference is called only when its Holm-adjusted p is below {ALPHA}.", ""]
+              "block. Answer: a number could be read from a SOLUTION block, closed (`<SOLUTION>n</SOLUTION>`) "
+              "or, when a completion ends inside its last block, unclosed; the closed and unclosed shares add up "
+              "to the answer share. Cut: the completion reached the evaluation's token budget. GSM-Symbolic: the "
+              "same models on one templated variant of each GSM8K test problem that has a template and on those "
+              "test problems themselves, under the same prompt; drop = originals minus variants, paired on the "
+              "test index. FLOPs: " + FLOPS_FORMULA + ".", ""]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------
-def _comparison_preamble(comparisons: list[Comparison], trends: list[Trend]) -> list[str]:
-    sizes = {f: sum(c.family == f for c in comparisons) + sum(t.family == f for t in trends) for f in FAMILIES}
-    return [
-        "Second minus first, per problem (the share of its samples that are correct, or that have an answer), "
-        "averaged. The 95% interval: Newcombe's paired interval (method 10 of Newcombe 1998, built on Wilson "
-        "intervals) when each problem's result is binary, a two-stage bootstrap (problems, then each problem's "
-        "samples) with several samples per problem; neither collapses to zero width. p: exact McNemar on the "
-        "discordant problems, or a sign-flip permutation test on per-problem shares.",
+# Private helpers
+# --------------------------------------------------------------------------
+def _min_p(member, n_boot: int) -> float:
+    """The smallest p a test could reach (Tarone's screen): a seed-level bootstrap reaches 2/B unless its
+    arms agree on every problem in every seed (then p is 1 whatever is resampled); a trend its permutation floor."""
+    if isinstance(member, Trend):
+        return 0.0
+    res = member.result
+    if res is None or member.note.startswith("not comparable") or not member.eligible:
+        return 1.0
+    if member.discordant is not None:
+        return mcnemar_min_p(member.discordant)
+    if member.test != "hierarchical bootstrap":  # a sign-flip test on shares: its floor is its permutations
+        return 0.0
+    varies = res.se > 0 or res.diff != 0
+    return 2 / n_boot if varies else 1.0
+
+
+def _as_seed_level(p: Paired) -> SeedLevel:
+    """A paired comparison of two single runs, in the seed-level shape (one 'seed' per arm)."""
+    return SeedLevel(diff=p.difference, low=p.ci_low, high=p.ci_high, p=p.p_value, se=0.0,
+                     per_seed=[p.difference], same_sign=1, seeds=(1, 1), problems=p.n,
+                     detectable=p.detectable if p.detectable is not None else float("nan"))
+
+
+def _grand_mean(matrix: list[list[float]]) -> float:
+    cells = [x for row in matrix for x in row]
+    return sum(cells) / len(cells) if cells else 0.0
+
+
+def _engines_differ(a: Arm, b: Arm) -> str:
+    used = a.evaluated_with | b.evaluated_with
+    return "" if len(used) <= 1 else "not comparable: evaluated with " + " and ".join(sorted(used))
+
+
+def _engine_warning(runs: list[RunResult]) -> list[str]:
+    used = sorted({r.evaluated_with for r in runs})
+    if len(used) <= 1:
+        return [f"Every run was evaluated with the same engine and dtype ({used[0] if used else '?'})."
+                " The same checkpoint gives the same greedy text only within one engine and dtype "
+                "(docs/benchmarks.md), so this is what makes the runs' numbers comparable.", ""]
+    return ["**Warning:** the runs were evaluated with different engines or dtypes (" + ", ".join(used) + "): "
+            "the same checkpoint can give different greedy text under each, so comparisons that mix them are "
+            "marked 'not comparable' and get no verdict.", ""]
+
+
+def _design(analysis: Analysis) -> list[str]:
+    sizes = analysis.family_sizes
+    lines = [
+        f"Declared in {DECLARED_IN}; a report states its results under these rules whatever the runs show. "
+        "Families: " + "; ".join(f"**{f}** = {FAMILIES[f]}" for f in FAMILIES) + ". Measures: "
+        + ", ".join(MEASURES) + " (the per-problem share of completions that are correct, that have an answer).",
         "",
-        "The families were fixed before looking at results: " + "; ".join(
-            f"**{f}** ({sizes[f]} tests) = {FAMILIES[f]}" for f in FAMILIES) + ". "
-        f"Holm's step-down adjustment runs within each family; the verdict uses the Holm p only (below {ALPHA}), "
-        "the raw p is shown beside it.",
+        "Seed-level test: second arm minus first, averaged over its seeds and the problems every run of both "
+        "arms was evaluated on; the 95% interval and p come from a hierarchical bootstrap "
+        f"({SEED_LEVEL_RESAMPLES} replicates; each resamples each arm's seeds, then the problems, shared by both "
+        "arms). The interval is **unadjusted**; the verdict rests on the **Holm-adjusted p** within the family, "
+        f"below {ALPHA}, so a row can have an interval that excludes zero and still be 'not significant after Holm'. "
+        "A test that can never reject (its arms agree on every problem in every seed, so p is 1 whatever is "
+        "resampled; or an exact McNemar test whose discordant problems are too few) is screened out before "
+        "Holm by Tarone's (1990) rule and costs the others nothing. 'Seeds agree' counts seed pairs (seed i of "
+        "one arm with seed i of the other) whose difference has the sign of the whole. A research question is "
+        f"answered only with {MIN_SEEDS} or more training seeds per arm: with fewer its rows describe the "
+        "checkpoints and get no verdict (nor a place in Holm). Where each arm is a single run (the base model and "
+        "the prep model, one run by design) the comparison is the exact paired test of the two checkpoints.",
         "",
-        "Detectable: the smallest difference this comparison could find with 80% power, two-sided, at "
-        f"{ALPHA} divided by the family's size (Holm's first, strictest threshold), on its number of problems. "
-        "With one sample per problem it uses the discordance observed in this comparison (the share of problems "
-        "on which the two runs disagree) in Connor's (1987) formula for McNemar's test: '> d' when not even the "
-        "largest difference that discordance allows (d) is detectable; with several samples, the standard "
-        "deviation of the observed per-problem differences. '–' when there is nothing to base it on (no "
-        "discordant problem, or per-problem differences that are all equal).",
-        "", *_design_lines(comparisons, sizes),
     ]
-
-
-#: Discordances assumed for the design statement (the share of problems on which two runs disagree).
-ASSUMED_DISCORDANCE = (0.1, 0.2, 0.3)
-
-
-def _design_lines(comparisons: list[Comparison], sizes: dict[str, int]) -> list[str]:
-    """What each family's design can detect whatever was observed: on its problems, at alpha over the
-    family's size, with 80% power, for a few assumed discordances."""
-    lines = []
-    for family in FAMILIES:
-        ns = [c.result.n for c in comparisons if c.family == family]
-        if not ns:
+    for family in (PRIMARY, SECONDARY):
+        rows = [c for c in analysis.seed_level if c.family == family and c.result is not None and c.testable
+                and c.eligible and c.test == "hierarchical bootstrap"]
+        if not rows:
             continue
-        n, m = max(ns), sizes[family]
-        found = [detectable_difference(n, discordant=psi, alpha=ALPHA / m) for psi in ASSUMED_DISCORDANCE]
-        lines.append(f"Design, {family} family: on {n} problems at {ALPHA}/{m} with 80% power, the smallest "
-                     "detectable paired difference is " + " / ".join("none" if d is None else f"{d:.1%}" for d in found)
-                     + " when " + " / ".join(f"{psi:.0%}" for psi in ASSUMED_DISCORDANCE)
-                     + " of the problems are discordant (assumed; 'none': not even a difference as large as the "
-                     "discordance).")
+        m = max(sizes[family], 1)
+        detect = [_detectable(c.result, m) for c in rows]
+        n = max(c.result.problems for c in rows)
+        k = sorted({c.result.seeds for c in rows})
+        lines.append(f"What the {family} family can detect: with {' / '.join(f'{x}x{y}' for x, y in k)} seeds "
+                     f"and up to {n} problems, at {ALPHA}/{m} with {POWER:.0%} power, differences of "
+                     f"{min(detect):.1%} to {max(detect):.1%} (normal approximation from each test's bootstrap "
+                     "standard error; a null result says the difference is probably smaller than this, not "
+                     "that there is none).")
+    lines.append("")
+    lines.append("The detail family (each seed's pair of checkpoints, exact McNemar) is Holm-adjusted on its own "
+                 "after Tarone's screen (McNemar with d discordant problems cannot reach p below 2 x 0.5^d).")
+    return lines
+
+
+def _arm_table(arms: list[Arm]) -> list[str]:
+    head = ("| arm | split | seeds | accuracy (95% CI) | answer (95% CI) | cut | mean tokens | closed / unclosed "
+            "answer | answer among uncut | steps | trained tokens | generated tokens | FLOPs | train s |")
+    lines = [head, "|---|---|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for arm in arms:
+        rs = arm.runs
+        acc, ans = (_arm_interval(arm, key) for key in ("correct", "has_answer"))
+        lines.append(
+            f"| {arm.name} | {arm.split} | {arm.seeds} | {acc} | {ans} | {_mean_pct(rs, 'truncated')} | "
+            f"{_mean_num(rs, 'mean_tokens', '.0f')} | {_mean_pct(rs, 'answer_closed')} / "
+            f"{_mean_pct(rs, 'answer_unclosed')} | {_mean_pct(rs, 'answer_uncut')} | "
+            f"{_mean_num(rs, 'optimizer_steps', '.0f')} | {_mean_num(rs, 'tokens_trained', '.3g')} | "
+            f"{_generated(rs)} | {_mean_num(rs, 'flops', '.2e')} | {_mean_num(rs, 'train_seconds', '.0f')} |")
+    lines += ["", "Means over the arm's seeds; intervals from the hierarchical bootstrap of the arm alone (its "
+              "seeds, then the problems). Generated tokens of SFT on GRPO traces include those sampled to make "
+              "the traces (charged to that arm's compute)."]
+    return lines
+
+
+def _seed_table(rows: list[SeedComparison], size: int) -> list[str]:
+    lines = ["| comparison | measure | problems | seeds | first | second | difference (unadjusted 95% CI) | test | p | "
+             f"Holm p ({size} tests) | seeds agree | detectable | verdict |",
+             "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
+    for c in rows:
+        res = c.result
+        measure = c.measure + (f" ({c.note})" if c.note else "")
+        if res is None:
+            lines.append(f"| {c.label} | {measure} | 0 | – | – | – | – | – | – | – | – | no common problems |")
+            continue
+        holm_p = f"{c.p_holm:.3g}" if c.p_holm is not None else "–"
+        agree = f"{res.same_sign} of {len(res.per_seed)}" if len(res.per_seed) > 1 else "–"
+        test = c.test + (f", {c.discordant} discordant" if c.discordant is not None else "")
+        lines.append(
+            f"| {c.label} | {measure} | {res.problems} | {res.seeds[1]} vs {res.seeds[0]} | {c.mean_a:.1%} | "
+            f"{c.mean_b:.1%} | {res.diff:+.1%} ({res.low:+.1%} to {res.high:+.1%}) | {test} | {res.p:.3g} | "
+            f"{holm_p} | {agree} | {_detectable_text(c, max(size, 1))} | {_seed_verdict(c)} |")
+    return lines
+
+
+def _trend_table(trends: list[Trend]) -> list[str]:
+    lines = ["How GRPO's rewards moved: mean over the first and the last quarter of logged steps, two-sample "
+             "permutation test, Holm p within the secondary family.", "",
+             "| run | reward | steps | first quarter | last quarter | change | p | Holm p | verdict |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for t in trends:
+        name = t.key.replace("rewards/", "").replace("/mean", "")
+        significant = t.p_holm is not None and t.p_holm < ALPHA
+        verdict = ("rose" if t.late > t.early else "fell") if significant else "not significant after Holm"
+        holm_p = f"{t.p_holm:.3g}" if t.p_holm is not None else "screened out"
+        lines.append(f"| `{t.run.path}` | {name} | {t.steps} | {t.early:.3f} | {t.late:.3f} | "
+                     f"{t.late - t.early:+.3f} | {t.p_value:.3g} | {holm_p} | {verdict} |")
+    return lines
+
+
+def _detail_table(detail: list[Comparison], size: int) -> list[str]:
+    lines = ["Second minus first per problem; interval: Newcombe's paired interval (unadjusted, 95%), or a "
+             "two-stage bootstrap with several samples per problem; p: exact McNemar (or a sign-flip test); "
+             "detectable: the smallest difference this pair could show with 80% power at 0.05 (Connor's formula "
+             "on the observed discordance; '> d' when not even the largest difference it allows is).", "",
+             f"| comparison | measure | problems | first | second | difference (unadjusted 95% CI) | test | p | "
+             f"Holm p ({size} tests) | detectable | verdict |",
+             "|---|---|---:|---:|---:|---|---|---:|---:|---:|---|"]
+    lines += [_comparison_row(c) for c in detail]
     return lines
 
 
@@ -309,9 +532,122 @@ def _comparison_row(c: Comparison) -> str:
         detectable = f"> {(res.only_a + res.only_b) / res.n:.0%}"
     else:
         detectable = "–"
+    holm_p = f"{c.p_holm:.3g}" if c.p_holm is not None else "screened out"
     return (f"| {c.label} | {c.metric} | {res.n} | {res.mean_a:.1%} | {res.mean_b:.1%} | "
             f"{res.difference:+.1%} ({res.ci_low:+.1%} to {res.ci_high:+.1%}) | {test} | {res.p_value:.3g} | "
-            f"{c.p_holm:.3g} | {detectable} | {_verdict(c)} |")
+            f"{holm_p} | {detectable} | {_verdict(c)} |")
+
+
+def _run_table(runs: list[RunResult]) -> list[str]:
+    cols = _table_columns(runs)
+    return (["One row per run: its own evaluation (accuracy with its 95% Wilson interval, or a bootstrap over "
+             "problems with several samples each) and what its training paid.", "",
+             "| " + " | ".join(c[0] for c in cols) + " |", "|" + "|".join(c[1] for c in cols) + "|"]
+            + ["| " + " | ".join(cell(r) for _, _, cell in cols) + " |" for r in sorted_runs(runs)])
+
+
+def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunResult], str]]]:
+    """The per-run table: (header, alignment, cell). A column is one entry here."""
+    acc = "accuracy" if {r.samples_per_problem for r in runs} == {1} else "accuracy (mean@K)"
+    cols = [
+        ("method", "---", lambda r: r.method),
+        ("train problems", "---:", lambda r: str(r.budget)),
+        ("seed", "---:", lambda r: str(r.seed)),
+        ("split", "---", lambda r: r.eval_split),
+        ("eval n", "---:", lambda r: str(r.n_eval)),
+        ("K", "---:", lambda r: str(r.samples_per_problem)),
+        (acc, "---:", lambda r: f"{r.accuracy:.1%}"),
+        ("95% CI", "---", lambda r: f"{r.ci_low:.1%}–{r.ci_high:.1%}"),
+        ("thinking", "---:", lambda r: f"{r.thinking:.1%}"),
+        ("answer", "---:", lambda r: f"{r.answer:.1%}"),
+        ("closed / unclosed", "---", lambda r: f"{_pct(r.answer_closed)} / {_pct(r.answer_unclosed)}"),
+        ("cut", "---:", lambda r: _pct(r.truncated)),
+        ("mean tokens", "---:", lambda r: f"{r.mean_tokens:.0f}" if r.mean_tokens is not None else "–"),
+        ("answer among uncut", "---:", lambda r: _pct(r.answer_uncut)),
+    ]
+    if any(r.symbolic_accuracy is not None for r in runs):
+        cols += [("GSM-Symbolic pairs", "---:", lambda r: str(r.symbolic_pairs) if r.symbolic_pairs else "–"),
+                 ("original", "---:", lambda r: _pct(r.symbolic_original)),
+                 ("variant", "---:", lambda r: _pct(r.symbolic_accuracy)),
+                 ("drop (95% CI)", "---", _symbolic_drop),
+                 ("drop p", "---:", lambda r: f"{r.symbolic_p:.3g}" if r.symbolic_p is not None else "–")]
+    cols += [
+        ("steps", "---:", lambda r: str(r.optimizer_steps) if r.optimizer_steps else "–"),
+        ("epochs", "---:", lambda r: f"{r.epochs:g}" if r.epochs else "–"),
+        ("learning rate", "---:", lambda r: f"{r.learning_rate:g}" if r.learning_rate else "–"),
+        ("problems seen", "---:", lambda r: str(r.problems_seen)),
+        ("completions sampled", "---:", lambda r: str(r.completions_sampled)),
+        ("tokens generated in training", "---:", lambda r: str(r.train_tokens_generated)),
+        ("tokens trained", "---:", lambda r: str(r.tokens_trained) if r.tokens_trained is not None else "–"),
+        ("FLOPs", "---:", lambda r: f"{r.flops:.2e}" if r.flops is not None else "–"),
+        ("train s", "---:", lambda r: f"{r.train_seconds:.0f}"),
+        ("eval s", "---:", lambda r: f"{r.eval_seconds:.0f}"),
+        ("evaluated with", "---", lambda r: r.evaluated_with),
+    ]
+    if any(r.grpo_traces is not None for r in runs):
+        cols.append(("GRPO traces", "---:", lambda r: f"{r.grpo_traces} of {r.budget} ({r.grpo_trace_share:.0%})"
+                     if r.grpo_traces is not None else "–"))
+    return cols + [("device", "---", lambda r: r.device), ("run", "---", lambda r: f"`{r.path}`")]
+
+
+def _arm_interval(arm: Arm, key: str) -> str:
+    """The arm's mean over seeds and problems with its hierarchical 95% interval."""
+    scores = [per_problem_scores(r.csv) for r in arm.runs]
+    common = sorted(set.intersection(*(set(s) for s in scores)))
+    if not common:
+        return "–"
+    matrix = [[s[i][key] for i in common] for s in scores]
+    res = hierarchical_bootstrap(matrix, [[0.0] * len(common)], n_boot=2000)
+    return f"{res.diff:.1%} ({res.low:.1%}–{res.high:.1%})"
+
+
+def _detectable_text(c: SeedComparison, m: int) -> str:
+    if c.test == "hierarchical bootstrap":
+        return f"±{_detectable(c.result, m):.1%}"
+    return f"±{c.result.detectable:.1%}" if c.result.detectable == c.result.detectable else "–"
+
+
+def _detectable(res: SeedLevel, m: int) -> float:
+    """The smallest difference found with 80% power at alpha/m: (z_{1-alpha/2m} + z_0.8) x bootstrap SE."""
+    return detectable_from_se(res.se, ALPHA / m)
+
+
+def _seed_verdict(c: SeedComparison) -> str:
+    if c.note.startswith("not comparable"):
+        return "not comparable"
+    if not c.eligible:
+        return "no verdict (one seed)" if min(c.a.seeds, c.b.seeds) == 1 else "no verdict (too few seeds)"
+    if not c.testable:
+        return "cannot reject (screened out)"
+    if c.significant:
+        better = c.b.name if c.result.diff > 0 else c.a.name
+        return f"{better} higher, significant after Holm"
+    return "not significant after Holm"
+
+
+def _verdict(c: Comparison) -> str:
+    """From the Holm-adjusted p only."""
+    if c.p_holm is None:
+        return "cannot reject (too few discordant problems)"
+    if c.within_noise:
+        return "not significant after Holm"
+    better = c.b.method if c.result.difference > 0 else c.a.method
+    return f"{better} higher, significant after Holm"
+
+
+def _mean_pct(runs: list[RunResult], attr: str) -> str:
+    values = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
+    return f"{sum(values) / len(values):.1%}" if values else "–"
+
+
+def _mean_num(runs: list[RunResult], attr: str, fmt: str) -> str:
+    values = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
+    return format(sum(values) / len(values), fmt) if values else "–"
+
+
+def _generated(runs: list[RunResult]) -> str:
+    values = [r.train_tokens_generated + (r.traces_tokens or 0) for r in runs]
+    return f"{sum(values) / len(values):.3g}" if values else "–"
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -333,57 +669,5 @@ def _split_words(runs: list[RunResult]) -> str:
     if splits == ["test"]:
         return "Every number comes from the test split."
     return (f"The split column says where each run's numbers come from ({', '.join(splits)}: validation is "
-            "held-out train problems, for tuning; test is for final reports); paired comparisons are made "
-            "only between runs of the same split.")
-
-
-def _seed_summary(runs: list[RunResult]):
-    groups = defaultdict(list)
-    for r in runs:
-        groups[r.method, r.budget].append(r.accuracy)
-    return sorted(((k, v) for k, v in groups.items() if len(v) > 1), key=lambda kv: (kv[0][1], kv[0][0]))
-
-
-def _verdict(c: Comparison) -> str:
-    """From the Holm-adjusted p only."""
-    if c.within_noise:
-        return "within noise"
-    better = c.b.method if c.result.difference > 0 else c.a.method
-    return f"{better} better"
-
-
-#: The results table: (header, alignment, cell). A column is one entry here.
-def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunResult], str]]]:
-    acc = "accuracy" if {r.samples_per_problem for r in runs} == {1} else "accuracy (mean@K)"
-    cols = [
-        ("method", "---", lambda r: r.method),
-        ("train problems", "---:", lambda r: str(r.budget)),
-        ("seed", "---:", lambda r: str(r.seed)),
-        ("split", "---", lambda r: r.eval_split),
-        ("eval n", "---:", lambda r: str(r.n_eval)),
-        ("K", "---:", lambda r: str(r.samples_per_problem)),
-        (acc, "---:", lambda r: f"{r.accuracy:.1%}"),
-        ("95% CI", "---", lambda r: f"{r.ci_low:.1%}–{r.ci_high:.1%}"),
-        ("thinking", "---:", lambda r: f"{r.thinking:.1%}"),
-        ("answer", "---:", lambda r: f"{r.answer:.1%}"),
-    ]
-    if any(r.symbolic_accuracy is not None for r in runs):
-        cols += [("GSM-Symbolic pairs", "---:", lambda r: str(r.symbolic_pairs) if r.symbolic_pairs else "–"),
-                 ("original", "---:", lambda r: _pct(r.symbolic_original)),
-                 ("variant", "---:", lambda r: _pct(r.symbolic_accuracy)),
-                 ("drop (95% CI)", "---", _symbolic_drop),
-                 ("drop p", "---:", lambda r: f"{r.symbolic_p:.3g}" if r.symbolic_p is not None else "–")]
-    cols += [
-        ("steps", "---:", lambda r: str(r.optimizer_steps) if r.optimizer_steps else "–"),
-        ("epochs", "---:", lambda r: f"{r.epochs:g}" if r.epochs else "–"),
-        ("learning rate", "---:", lambda r: f"{r.learning_rate:g}" if r.learning_rate else "–"),
-        ("problems seen", "---:", lambda r: str(r.problems_seen)),
-        ("completions sampled", "---:", lambda r: str(r.completions_sampled)),
-        ("tokens generated in training", "---:", lambda r: str(r.train_tokens_generated)),
-        ("train s", "---:", lambda r: f"{r.train_seconds:.0f}"),
-        ("eval s", "---:", lambda r: f"{r.eval_seconds:.0f}"),
-    ]
-    if any(r.grpo_traces is not None for r in runs):
-        cols.append(("GRPO traces", "---:", lambda r: f"{r.grpo_traces} of {r.budget} ({r.grpo_trace_share:.0%})"
-                     if r.grpo_traces is not None else "–"))
-    return cols + [("device", "---", lambda r: r.device), ("run", "---", lambda r: f"`{r.path}`")]
+            "held-out train problems, for tuning; test is for final reports); comparisons are made only "
+            "between runs of the same split.")

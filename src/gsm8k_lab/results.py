@@ -7,6 +7,7 @@ whose record or CSV is broken is skipped with a warning. :mod:`.report` compares
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections import defaultdict
@@ -18,8 +19,17 @@ from .evaluate import per_problem_scores
 from .runs import BASE_STAGE, RunStatus, read_jsonl
 from .stats import Paired, paired_comparison, wilson_interval
 from .symbolic import is_variants, originals_of
+from .task import assistant_text, parse_completion
 
-METHOD_ORDER = ["base model", "prep SFT", "SFT", "GRPO", "SFT on GRPO traces"]
+#: The step-matched SFT arm: SFT for as many optimizer steps as GRPO on the same problems.
+MATCHED_SFT = "SFT (GRPO's steps)"
+METHOD_ORDER = ["base model", "prep SFT", "SFT", MATCHED_SFT, "GRPO", "SFT on GRPO traces"]
+#: Compute: a forward and backward pass costs about 6 x parameters FLOPs per token (2 forward, 4
+#: backward; a LoRA backward still runs through every frozen layer), one forward 2 x parameters; GRPO
+#: with a KL term (beta > 0) runs the reference model forward on every trained token too.
+FLOPS_FORMULA = ("6 x parameters x trained tokens (+ 2 x parameters x trained tokens for GRPO's KL reference "
+                 "when beta > 0) + 2 x parameters x generated tokens (rollouts; for SFT on GRPO traces the "
+                 "tokens sampled to make its traces)")
 
 
 @dataclass
@@ -58,6 +68,33 @@ class RunResult:
     symbolic_drop_ci_low: float | None = None
     symbolic_drop_ci_high: float | None = None
     symbolic_p: float | None = None
+    # what the evaluation's completions look like: cut at the token budget, length, closed or unclosed answers
+    truncated: float | None = None  # share of completions that hit max_new_tokens
+    mean_tokens: float | None = None
+    answer_closed: float | None = None  # share with a number in a closed SOLUTION block
+    answer_unclosed: float | None = None  # share whose number comes from an unclosed final block
+    answer_uncut: float | None = None  # answer share among completions that were not cut
+    eval_engine: str = ""  # transformers or vllm
+    eval_dtype: str = ""  # bf16, fp16, fp32
+    # what training computed
+    tokens_trained: int | None = None
+    parameters: int | None = None
+    traces_tokens: int | None = None  # SFT on GRPO traces: tokens sampled to make the traces it trained on
+    traces_seconds: float | None = None
+    kl: bool = False  # GRPO with beta > 0: the reference model's forward pass counts too
+
+    @property
+    def flops(self) -> float | None:
+        """Training compute by :data:`FLOPS_FORMULA`; None when the run did not record its tokens."""
+        if self.parameters is None or self.tokens_trained is None:
+            return None
+        generated = self.train_tokens_generated + (self.traces_tokens or 0)
+        return (6 + 2 * self.kl) * self.parameters * self.tokens_trained + 2 * self.parameters * generated
+
+    @property
+    def evaluated_with(self) -> str:
+        """Engine and dtype of the evaluation, as ``transformers/fp32``."""
+        return f"{self.eval_engine or '?'}/{self.eval_dtype or '?'}"
 
     @property
     def grpo_trace_share(self) -> float | None:
@@ -111,6 +148,25 @@ def curves(log_path: str) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def completion_profile(csv_path: str | Path) -> dict:
+    """What an evaluation's completions look like, from its CSV: the share cut at the token budget,
+    the mean length, the answer share split into closed blocks and unclosed final blocks, and the
+    answer share among the completions that were not cut."""
+    if not Path(csv_path).is_file():
+        return {}
+    rows = list(_csv_rows(Path(csv_path)))
+    if not rows:
+        return {}
+    cut = [r["truncated"] == "True" for r in rows]
+    answered = [r["has_answer"] == "True" for r in rows]
+    closed = [a and parse_completion(assistant_text(r["completion"])).closed for a, r in zip(answered, rows)]
+    uncut = [a for a, c in zip(answered, cut) if not c]
+    n = len(rows)
+    return {"truncated": sum(cut) / n, "mean_tokens": sum(float(r["completion_tokens"] or 0) for r in rows) / n,
+            "answer_closed": sum(closed) / n, "answer_unclosed": (sum(answered) - sum(closed)) / n,
+            "answer_uncut": sum(uncut) / len(uncut) if uncut else None}
+
+
 def symbolic_pairing(run_dir: Path, info: dict) -> Paired | None:
     """A run's GSM-Symbolic result paired on the GSM8K test index: for each template, its original test problem
     (first) against its variant (second), both under the same prompt; None when the run has no such pair
@@ -134,8 +190,9 @@ def symbolic_pairing(run_dir: Path, info: dict) -> Paired | None:
 def _result(run_dir: Path, info: dict) -> RunResult:
     ev, data, train = info["eval"], info.get("data", {}), info.get("train", {})
     stage = info.get("stage", "")
+    matched = bool(info.get("settings", {}).get("sft", {}).get("match_grpo_steps")) and stage == "full_sft"
     method = {BASE_STAGE: "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
-        stage, "SFT on GRPO traces" if data.get("source") == "traces" else "SFT")
+        stage, "SFT on GRPO traces" if data.get("source") == "traces" else MATCHED_SFT if matched else "SFT")
     timings = info.get("timings", {})
     settings = info["settings"]
     section = settings.get("grpo" if stage == "grpo" else "sft", {}) if stage != BASE_STAGE else {}
@@ -167,6 +224,11 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         symbolic_original=sym.mean_a if sym else None, symbolic_pairs=sym.n if sym else 0,
         symbolic_drop_ci_low=-sym.ci_high if sym else None, symbolic_drop_ci_high=-sym.ci_low if sym else None,
         symbolic_p=sym.p_value if sym else None,
+        **completion_profile(run_dir / "debug" / ev["csv"]),
+        **_evaluated_with(ev),
+        tokens_trained=_int(train.get("tokens_trained")), parameters=_int(train.get("model_parameters")),
+        kl=stage == "grpo" and bool(_float(section.get("beta"))),
+        **(_traces_cost(data) if method == "SFT on GRPO traces" else {}),
     )
 
 
@@ -186,6 +248,40 @@ def _interval(ev: dict, key: str, n: int) -> tuple[float, float]:
     if isinstance(recorded, list) and len(recorded) == 2:
         return (float(recorded[0]), float(recorded[1]))
     return wilson_interval(round(float(ev[key]) * n), n)
+
+
+def _evaluated_with(ev: dict) -> dict:
+    """Engine and dtype of an evaluation: recorded, or read from the backend's description in older records."""
+    engine, dtype = str(ev.get("engine") or ""), str(ev.get("dtype") or "")
+    backend = str(ev.get("backend") or "")
+    if not engine and backend:
+        engine = backend.split()[0]
+    if not dtype:
+        dtype = next((short for long, short in (("bfloat16", "bf16"), ("float16", "fp16"), ("float32", "fp32"))
+                      if long in backend), "")
+    return {"eval_engine": engine, "eval_dtype": dtype}
+
+
+def _traces_cost(data: dict) -> dict:
+    """The tokens and seconds that making a traces file cost, from its stats sidecar (when recorded)."""
+    path = data.get("traces_file")
+    stats = Path(str(path) + ".stats.json") if path else None
+    if stats is None or not stats.is_file():
+        return {}
+    try:
+        info = json.loads(stats.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return {"traces_tokens": _int(info.get("tokens_generated")), "traces_seconds": _float(info.get("seconds"))}
+
+
+def _csv_rows(path: Path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        yield from csv.DictReader(fh)
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _float(value) -> float | None:

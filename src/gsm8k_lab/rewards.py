@@ -118,6 +118,10 @@ def number_check(completions, **kwargs) -> list[float]:
 REWARD_FUNCTIONS = [format_exact, format_approx, answer_correct, number_check]
 
 
+#: Each reward's lowest and highest value (the table above): figures put them on one scale.
+REWARD_RANGES = {"format_exact": (0.0, FORMAT_EXACT), "format_approx": (-3 * FORMAT_TAG, 3 * FORMAT_TAG),
+                 "answer_correct": (0.0, ANSWER_CORRECT), "number_check": (NUMBER_MISSING, NUMBER_BARE)}
+
 FORMAT_FUNCTIONS = [format_exact, format_approx, number_check]
 #: Lowest and highest sum of the format rewards (the table above).
 FORMAT_RANGE = (NUMBER_MISSING - FORMAT_TAG * len(_GENERATED_TAGS),

@@ -23,7 +23,8 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-from .config import SettingError
+from .config import SettingError, defaults
+from .folders import Kind, check_output_folder
 
 RUN_FILE = "run.json"
 
@@ -161,6 +162,7 @@ class RunDir:
     def check(self, *, resume: bool, overwrite: bool) -> dict:
         """Refuse to clobber what is there; returns the run.json to continue, or {}. Writes nothing,
         except putting back a run that an interrupted overwrite had moved aside (:meth:`recover`)."""
+        check_output_folder("output_dir", self.root, Kind.RUN)  # never into an evaluation, traces, a model...
         check_writable_dir(self.root)
         if self.run_file.is_dir():
             raise SettingError("output_dir", str(self.root), "{name} {value} is not a run directory: "
@@ -279,14 +281,23 @@ def checkpoint_is_whole(path: Path) -> bool:
 def check_same_settings(name: str, value: str, recorded: dict | None, current: dict) -> None:
     """Refuse to continue ``value`` (named by ``name``) when the settings that determine its
     content differ from those it was made with; the error lists each difference."""
-    if not recorded:
-        return  # made before fingerprints were recorded: nothing to compare
-    diffs = [f"{key} {_fmt(recorded.get(key, '(unset)'))} (then) vs {_fmt(current.get(key, '(unset)'))} (now)"
-             for key in [*current, *(k for k in recorded if k not in current)]
-             if recorded.get(key, "(unset)") != current.get(key, "(unset)")]
+    diffs = setting_differences(recorded, current)
     if diffs:
         raise SettingError(name, value, "{name} {value} was made with other settings: " + "; ".join(diffs)
                            + "; continue it with those settings or pass {overwrite} to start again")
+
+
+def setting_differences(recorded: dict | None, current: dict) -> list[str]:
+    """Each setting whose recorded value differs from the current one, worded ``key then vs now``;
+    nothing for a record made before fingerprints were kept. A setting the record lacks (added to
+    the project after it was made) that now holds its default is no difference."""
+    if not recorded:
+        return []
+    known = defaults()
+    return [f"{key} {_fmt(recorded.get(key, '(unset)'))} (then) vs {_fmt(current.get(key, '(unset)'))} (now)"
+            for key in [*current, *(k for k in recorded if k not in current)]
+            if recorded.get(key, "(unset)") != current.get(key, "(unset)")
+            and not (key not in recorded and key in known and current.get(key) == known[key])]
 
 
 # --------------------------------------------------------------------------

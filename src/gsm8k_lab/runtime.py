@@ -139,6 +139,16 @@ def pick_dtype(setting: str, device: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
+def evaluation_dtype(settings: Settings) -> str:
+    """The dtype evaluation loads weights in (``eval.dtype``): as asked, else fp32 on a CPU, where bf16
+    greedy text depends on the engine and on the machine's bf16 arithmetic, and ``model.dtype`` on a GPU."""
+    if settings.eval.dtype != "auto":
+        return settings.eval.dtype
+    import torch
+
+    return settings.model.dtype if torch.cuda.is_available() else "fp32"
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
     try:
@@ -173,6 +183,20 @@ def world_size() -> int:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
         return 1
+
+
+def cache_dir() -> Path:
+    """The per-machine cache (the converted embedded model, GSM-Symbolic, calibrations):
+    ``GSM8K_LAB_CACHE``, default ``~/.cache/gsm8k-lab``; a UsageError when it names a file."""
+    value = os.environ.get("GSM8K_LAB_CACHE", "")
+    path = Path(value) if value else Path.home() / ".cache" / "gsm8k-lab"
+    probe = path
+    while not probe.exists() and probe != probe.parent and not probe.is_symlink():
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "GSM8K_LAB_CACHE=" + repr(value) if value else f"the cache folder {path}"
+        raise UsageError(f"{where}: {probe} is a file, expected a folder (or a path that can become one)")
+    return path
 
 
 def vllm_available() -> bool:

@@ -40,7 +40,7 @@ from .evaluate import extra_evaluations
 from .models import preflight, resolve_model
 from .runtime import world_size
 from .task import build_prompt, format_target, prompt_ids
-from .training import TrainingJob, check_tracker, lora_config, run_training
+from .training import TrainingJob, check_tracker, lora_config, matched_sft_epochs, run_training, sft_steps
 
 STAGES = ("prep", "full")
 
@@ -82,16 +82,23 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
     preflight(settings, parent, ("eval.generation",), train="sft")
     extra_eval = extra_evaluations(settings)
     s = settings.sft
+    epochs = s.stage_epochs(stage)
+    if s.match_grpo_steps and stage == "full":
+        epochs = matched_sft_epochs(settings, len(problems), world_size())
+        data["matched_to_grpo_steps"] = sft_steps(len(problems), s.per_device_batch_size,
+                                                  s.gradient_accumulation_steps, world_size(), epochs)
     geometry = {"per_device_batch": s.per_device_batch_size, "gradient_accumulation_steps":
                 s.gradient_accumulation_steps, "processes": world_size(),
                 "examples_per_step": s.per_device_batch_size * s.gradient_accumulation_steps * world_size(),
-                "epochs": s.stage_epochs(stage)}
+                "epochs": epochs}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
-                       build_trainer=_trainer_builder(settings, stage, problems), data=data,
+                       build_trainer=_trainer_builder(settings, problems, epochs), data=data,
                        train=replace(s, learning_rate=s.stage_learning_rate(stage)), geometry=geometry,
                        extra_eval=extra_eval,
                        micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
-                           s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)))
+                           s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)),
+                       epoch_tokens=lambda tok: sum(min(s.max_length, len(tokenize_example(tok, p)["input_ids"]))
+                                                    for p in problems))
 
 
 def tokenize_example(tokenizer, problem: Problem) -> dict:
@@ -103,7 +110,7 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 
 
-def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
+def _trainer_builder(settings: Settings, problems: list[Problem], epochs: float):
     s = settings.sft
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
@@ -113,7 +120,7 @@ def _trainer_builder(settings: Settings, stage: str, problems: list[Problem]):
         dataset = Dataset.from_list([tokenize_example(tokenizer, p) for p in problems])
         args = SFTConfig(
             **common,
-            num_train_epochs=s.stage_epochs(stage),
+            num_train_epochs=epochs,
             per_device_train_batch_size=s.per_device_batch_size,
             max_length=s.max_length,
             completion_only_loss=True,

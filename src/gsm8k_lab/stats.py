@@ -469,6 +469,15 @@ def two_sample_p(x: Sequence[float], y: Sequence[float], seed: int = 0,
     return (hits + 1) / (permutations + 1)
 
 
+def detectable_from_se(se: float, alpha: float, power: float = POWER) -> float:
+    """The smallest true difference a test with standard error ``se`` finds with ``power``, two-sided at
+    ``alpha``: ``(z_{1-alpha/2} + z_power) * se`` (a normal approximation).
+
+    Example: se = 0.05 at alpha 0.05 and 80% power: (1.960 + 0.842) * 0.05 = 0.140.
+    """
+    return (_z(1 - alpha / 2) + _z(power)) * se
+
+
 def _seed_matrix(arm: Sequence[Sequence[float]], name: str):
     """One arm's scores as a (seeds, problems) float array, refusing empty, ragged or non-finite input."""
     import numpy as np

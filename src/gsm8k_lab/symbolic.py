@@ -38,11 +38,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from random import Random
 
+from . import runtime
 from .answers import parse_gold
 from .config import SettingError, UsageError
 from .runs import atomic_write_json, atomic_write_text
@@ -115,7 +115,7 @@ def load(source: str, path: str, test_records: Callable[[], list[dict]]) -> list
 
 def variants() -> list[dict]:
     """Every template's variant, ordered by test index, from the cache (built once, sha256-checked)."""
-    file = cache_dir() / f"gsm-symbolic-paired-seed{SEED}.jsonl"
+    file = runtime.cache_dir() / f"gsm-symbolic-paired-seed{SEED}.jsonl"
     prov_file = file.with_suffix(".provenance.json")
     if not (file.is_file() and prov_file.is_file()):
         build(file, prov_file)
@@ -159,9 +159,6 @@ def build(file: Path, prov_file: Path) -> None:
         "license": "reasoning-gym: Apache-2.0; templates derived from GSM8K (MIT)",
     })
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GSM8K_LAB_CACHE", Path.home() / ".cache" / "gsm8k-lab"))
 
 
 def _name(source: str) -> str:

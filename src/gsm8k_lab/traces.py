@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .config import GenerationSettings, SettingError, Settings, validate
 from .data import Problem, load_split, train_regions
+from .folders import Kind, check_output_folder
 from .generation import GenerationBackend, decoding, make_backend
 from .models import preflight, resolve_model
 from .rewards import answer_correct, format_exact
@@ -101,6 +102,7 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     # never the prep or validation problems
     problems = regions.budget(t.num_samples, "traces.num_samples") if regions else problems_all[:t.num_samples]
     n = len(problems)
+    check_output_folder("output_dir", output_dir, Kind.TRACES)
     out = check_writable_dir(output_dir) / output_file
     check_can_write(out.parent, "output_dir", str(output_dir))
     unfinished = progress_path(out).exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -68,8 +69,36 @@ class TrainingJob:
     train: TrainSettings  # the stage's own section (optimizer, schedule, checkpoints, logging)
     geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
     micro_batch_tokens: Callable | None = None  # (tokenizer) -> tokens of the largest micro-batch (memory estimate)
+    epoch_tokens: Callable | None = None  # (tokenizer) -> tokens of one pass over the examples (SFT; compute)
     generation: dict | None = None  # rollout settings (GRPO), for run.json
     extra_eval: dict = field(default_factory=dict)  # further evaluation sets: source -> problems
+
+
+def sft_steps(n: int, batch: int, accumulation: int, processes: int, epochs: float) -> int:
+    """Optimizer steps of transformers' Trainer: batches per process, grouped by accumulation."""
+    batches = math.ceil(n / (batch * processes))
+    per_epoch = max(math.ceil(batches / accumulation), 1)
+    return math.ceil(round(epochs * per_epoch, 9))
+
+
+def grpo_steps(n: int, prompts_per_step: int, epochs: float) -> int:
+    """Optimizer steps of TRL's GRPO: its sampler drops the last incomplete generation batch."""
+    return math.ceil(round(epochs * (n // prompts_per_step), 9))
+
+
+def grpo_prompts_per_step(settings: Settings, processes: int) -> int:
+    """Prompts (each with its group of completions) in one GRPO optimizer step."""
+    g = settings.grpo
+    return g.batch() * processes * g.gradient_accumulation_steps // g.num_generations
+
+
+def matched_sft_epochs(settings: Settings, n: int, processes: int) -> float:
+    """The epochs at which SFT on ``n`` problems takes as many optimizer steps as GRPO on them
+    (``sft.match_grpo_steps``): GRPO's steps over SFT's steps per epoch."""
+    s = settings.sft
+    target = grpo_steps(n, grpo_prompts_per_step(settings, processes), settings.grpo.epochs)
+    per_epoch = sft_steps(n, s.per_device_batch_size, s.gradient_accumulation_steps, processes, 1.0)
+    return max(target, 1) / per_epoch
 
 
 def check_tracker(settings: Settings) -> None:
@@ -125,6 +154,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
             estimate = training_memory(settings, job, rt, tokenizer)
             info["memory_estimate"] = estimate.as_dict()
             model = load_model(job.parent, settings, device="cpu", merge_all=True, for_generation=False)
+            parameters = sum(p.numel() for p in model.parameters())  # the base's, before any adapter
             check_lora_targets(model, settings)
             checkpoint = run.latest_checkpoint() if resume else None
             if checkpoint is not None:
@@ -150,6 +180,8 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
                     "num_processes": trainer.accelerator.num_processes,
                     **job.geometry,
                     "tokens_generated": logger.tokens_generated(),
+                    "tokens_trained": _tokens_trained(trainer, job, tokenizer),
+                    "model_parameters": parameters,
                 }
                 if job.generation is not None:
                     info["generation"] = job.generation
@@ -193,7 +225,7 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
 EVAL_SUMMARY = ("n", "samples_per_problem", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
                 "thinking_proportion", "answer_proportion", "answer_proportion_ci95", "thinking_proportion_ci95",
                 "pass_at_k", "majority_accuracy", "majority_accuracy_ci95", "mean_completion_tokens",
-                "truncated_proportion", "csv", "backend", "decoding", "split", "provenance")
+                "truncated_proportion", "csv", "backend", "engine", "dtype", "decoding", "split", "provenance")
 
 #: Settings that change nothing a run produces: left out of its fingerprint.
 _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vllm", "vllm_mode",
@@ -375,12 +407,16 @@ def run_settings(run: RunDir) -> Settings:
 def evaluate_base(settings: Settings, output_dir: str | Path, resume: bool = False) -> dict:
     """The starting model, untrained, evaluated as a run (stage ``base``): the same problems,
     decoding and further evaluation sets as the trained runs, so the report compares them."""
+    return run_training(settings, prepare_base(settings, output_dir), resume=resume, overwrite=False)
+
+
+def prepare_base(settings: Settings, output_dir: str | Path) -> TrainingJob:
+    """The base-model run's job, checked against the data and the model; nothing is written."""
     validate(settings, {"test": eval_split_size(settings)}, counts=["eval.samples"])
     parent = resolve_model(settings.model.name)
     preflight(settings, parent, ("eval.generation",))
-    job = TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=parent,
-                      build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
-    return run_training(settings, job, resume=resume, overwrite=False)
+    return TrainingJob(stage=BASE_STAGE, output_dir=Path(output_dir), parent=parent,
+                       build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
 
 
 def _flat(tree: dict, prefix: str = ""):
@@ -480,3 +516,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 __all__ = ["TrainingJob", "run_training", "evaluate_base", "lora_config", "resolve_model"]
+
+
+def _tokens_trained(trainer, job: TrainingJob, tokenizer) -> int:
+    """Tokens that went through the forward and backward pass in training: GRPO's prompts and
+    completions as TRL counts them (kept across resumes in the trainer state); for SFT one pass over
+    the examples (each cut at ``max_length``) times the passes the optimizer steps made."""
+    if job.epoch_tokens is None:
+        return int(trainer.state.num_input_tokens_seen)
+    g = job.geometry
+    per_epoch = sft_steps(job.data["n"], g["per_device_batch"], g["gradient_accumulation_steps"], g["processes"], 1.0)
+    return round(job.epoch_tokens(tokenizer) * trainer.state.global_step / per_epoch)

@@ -66,7 +66,7 @@ from .settings import (
     VLLMSettings,
     generation,
 )
-from .validation import LIBRARY_CHOICES, library_choices, validate
+from .validation import LIBRARY_CHOICES, defaults, library_choices, validate
 
 __all__ = [
     "BACKENDS",
@@ -102,6 +102,7 @@ __all__ = [
     "UsageError",
     "VLLMSettings",
     "VLLM_MODES",
+    "defaults",
     "describe_settings",
     "env_vars",
     "expected",

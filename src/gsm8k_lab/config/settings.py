@@ -138,6 +138,9 @@ class SFTSettings(TrainSettings):
     train_samples: int | None = setting(1024, "Problems in the full stage ('all': the whole split).",
                                         env="TRAIN_SAMPLES", min=1, split="train", all_is_none=True)
     max_length: int = setting(768, "Longest tokenised example (prompt + target); longer ones are cut.", min=16)
+    logging_steps: int = setting(1, "Log training curves every N steps (every step: short runs have few).", min=1)
+    match_grpo_steps: bool = setting(False, "Full stage: train for as many optimizer steps as GRPO takes on the same "
+                                     "problems (the epochs are set to match; the step-matched SFT arm).")
 
     def stage_samples(self, stage: str) -> int | None:
         return self.prep_train_samples if stage == "prep" else self.train_samples
@@ -201,6 +204,9 @@ class EvalSettings:
     samples_per_problem: int = setting(1, "Completions per problem: 1 is the seed's greedy evaluation; K > 1 "
                                        "samples K (with the generation temperature, > 0) and reports mean@K, "
                                        "pass@k and majority-vote accuracy.", min=1)
+    dtype: str = setting("auto", "Weights dtype of evaluation: auto is fp32 on a CPU (one checkpoint gives the same "
+                         "greedy text whichever engine and x86 machine evaluates it; bf16 did not, "
+                         "docs/benchmarks.md) and model.dtype's choice on a GPU; or bf16, fp16, fp32.", choices=DTYPES)
     extra_sources: list[str] = setting([], "Further evaluation sets after training (test split only), each on its "
                                        "first eval.samples problems; gsm-symbolic[:N] (variants of N test problems) "
                                        "also evaluates those test problems, for the report's paired drop.")
@@ -235,7 +241,11 @@ class RuntimeSettings:
 @dataclass
 class ExperimentSettings:
     budgets: list[int] = setting([256, 512, 1024, 2048], "Experiment 1: training problems per run.")
-    seeds: int = setting(1, "Repeat each training run with K seeds (seed, seed+1, ...).", min=1)
+    seeds: int = setting(1, "Repeat each training run with K seeds (seed, seed+1, ...): each changes the data "
+                         "order, the LoRA initialisation, dropout and GRPO's rollouts; the prep model is one run "
+                         "(seed), shared by every seed.", min=1)
+    step_matched_sft: bool = setting(True, "Experiment 1: beside the one-epoch SFT, an SFT run with GRPO's "
+                                     "optimizer-step count at each budget (sft.match_grpo_steps).")
     traces_budget: int = setting(1024, "Experiment 2: training problems of both SFT runs.", min=1,
                                  split="train")
 

@@ -179,3 +179,8 @@ def _defaults() -> dict[str, Any]:
 
 
 _DEFAULTS = _defaults()
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting's default, by path."""
+    return dict(_DEFAULTS)
