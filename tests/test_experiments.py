@@ -134,3 +134,41 @@ def test_a_finished_run_is_reused_only_with_its_own_settings(chain):
         with pytest.raises(SettingError, match=f"the finished run .* was made with other settings: .*{needle}"):
             run_steps(changed)
     assert later == []  # refused before any step ran
+
+
+def test_a_two_seed_experiment_through_the_command_line_answers_at_the_seed_level(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch):
+    """experiment1 with --seeds 2 on the tiny model, through the real command line: every arm has both
+    seeds, the step-matched SFT arm takes GRPO's optimizer steps, runs record their compute, evaluations
+    run in fp32 on a CPU, and the report answers at the seed level with the rows the preset's report has."""
+    from conftest import TINY_ENV
+
+    from gsm8k_lab import cli
+
+    for k, v in TINY_ENV.items():
+        monkeypatch.setenv(k, v)
+    root = tmp_path / "x"
+    assert cli.main(["experiment1", "--root", str(root), "--base-model", str(tiny_model_dir), "--budgets", "4",
+                     "--seeds", "2", "--eval-max-new-tokens", "8", "--dtype", "bf16", "--rollout-max-new-tokens", "8",
+                     "--grpo-gradient-accumulation-steps", "1"]) == 0
+    runs = {p.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob("run.json")}
+    assert sorted(runs) == ["4/full_sft-seed0", "4/full_sft-seed1", "4/full_sft_matched-seed0",
+                            "4/full_sft_matched-seed1", "4/grpo-seed0", "4/grpo-seed1", "base_model", "prep_sft"]
+    for k in range(2):
+        grpo, matched = runs[f"4/grpo-seed{k}"], runs[f"4/full_sft_matched-seed{k}"]
+        assert matched["train"]["global_steps"] == grpo["train"]["global_steps"] == 2
+        assert runs[f"4/full_sft-seed{k}"]["train"]["global_steps"] == 1
+        assert grpo["settings"]["seed"] == matched["settings"]["seed"] == 42 + k
+    for name, info in runs.items():
+        assert info["eval"]["dtype"] == "fp32" and info["eval"]["engine"] == "transformers", name  # trained in bf16
+        if name != "base_model":
+            assert info["train"]["tokens_trained"] > 0 and info["train"]["model_parameters"] > 0, name
+    md = (root / "report" / "report.md").read_text()
+    for arm in ("SFT 4 | test | 2 |", "SFT (GRPO's steps) 4 | test | 2 |", "GRPO 4 | test | 2 |"):
+        assert any(line.startswith(f"| {arm}") for line in md.splitlines()), arm
+    for question in ("SFT vs GRPO, 4 problems", "SFT (GRPO's steps) vs GRPO, 4 problems"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {question} | accuracy |"))
+        assert "| 3 | 2 vs 2 |" in row and "hierarchical bootstrap" in row
+    assert "SFT vs GRPO, 4 problems | answer format (on the " in md  # the format among uncut problems
+    assert "| SFT vs GRPO, 4 problems, seed 42 | accuracy |" in md  # the per-seed detail
+    assert "Every run was evaluated with the same engine and dtype (transformers/fp32)" in md

@@ -136,7 +136,8 @@ COMMANDS: dict[str, Command] = {
         EXPERIMENT,
         "cmd_preset",
         [arg("--name", default="small", choices=sorted(PRESETS), help="which preset"),
-         arg("--root", help="folder of the whole preset (default: <output_root>/preset)")], run_flags=False),
+         arg("--root", help="folder of the whole preset (default: <output_root>/preset, or preset-<name> for "
+             "another preset)")], run_flags=False),
     "sweep-lr": Command(
         "learning-rate sweep of SFT and GRPO on the validation split; records the pick (resumable)",
         (Expose("sweep.methods", "--methods"), Expose("sweep.sft_learning_rates", "--sft-learning-rates"),
@@ -375,7 +376,8 @@ def experiment_steps(ctx: Context) -> tuple[list, list[Path], Path]:
                                           Kind.TRACES)
         grpo = a.grpo_model or str(grpo_run_dir(root, budget, 0, s.experiment.seeds))
         return experiment2_steps(s, grpo, root, traces_root), [root, traces_root], traces_root / "report"
-    root = check_output_folder("root", a.root or os.path.join(s.output_root, "preset"), None)
+    folder = "preset" if a.name == "small" else f"preset-{a.name}"
+    root = check_output_folder("root", a.root or os.path.join(s.output_root, folder), None)
     sweep = check_output_folder("root", root / "compare-train-samples", None)
     traces_root = check_output_folder("root", root / "traces", Kind.TRACES)
     steps = experiment1_steps(s, sweep) + experiment2_steps(s, grpo_run_dir(sweep, budget, 0, s.experiment.seeds),
