@@ -304,9 +304,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # reward never fired); GRPO with 4 completions of at most 128 tokens per prompt; traces with 8
     # attempts of at most 256 tokens (an accepted trace is closed; 512-token attempts were mostly
     # runaway repetition); the GSM-Symbolic column on 32 variants and their 32 originals.
-    # Learning rates: chosen on the validation split, never on test (docs/preset/sweep/: `gsm8k-lab
-    # sweep-lr --metric answer_proportion` from that prep model at budget 64; the highest validation
-    # answer proportion, both picks inside the grid: SFT 2e-4..4e-3 -> 2e-3, GRPO 3e-5..1e-3 -> 3e-4).
+    # Which values were chosen how, exactly: the full-stage SFT rate and the GRPO rate were chosen on the
+    # validation split (docs/preset/sweep/: `gsm8k-lab sweep-lr --metric answer_proportion` from that prep
+    # model at budget 64; the highest validation answer proportion, both picks inside the grid: SFT
+    # 2e-4..4e-3 -> 2e-3, GRPO 3e-5..1e-3 -> 3e-4). The prep rate (1e-3), the prep size (64), the
+    # 128-token rollouts and the 256-token trace attempts were set earlier, while the only evaluation set
+    # was the first 64 test problems, the ones this preset reports on.
     # A run is reused only when its recorded settings match the preset's (runs.check_same_settings),
     # the SFT section whole: prep and full stages both record sft.learning_rate 2e-3 with
     # sft.prep_learning_rate 1e-3, so a run made by hand is reused only when given all these values
