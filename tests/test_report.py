@@ -471,3 +471,16 @@ def test_runs_evaluated_with_different_engines_are_never_compared(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| SFT vs GRPO, 32 problems | accuracy ("))
     assert "not comparable: evaluated with transformers/bf16 and transformers/fp32" in row
     assert row.endswith("| not comparable |") and summary["resolved"] == 0
+
+
+def test_a_question_whose_completions_were_all_cut_still_gets_its_rows(tmp_path):
+    """With every completion cut at the token budget there is no uncut problem to compare on: that row
+    says so, and the others stand."""
+    for k in range(2):
+        make_run(tmp_path, f"z/4/full_sft-seed{k}", "full_sft", 4, [False] * 3, seed=42 + k, cut=[True] * 3)
+        make_run(tmp_path, f"z/4/grpo-seed{k}", "grpo", 4, [False] * 3, seed=42 + k, cut=[True] * 3)
+    summary = write_report([tmp_path / "z"], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    row = next(line for line in md.splitlines()
+               if line.startswith("| SFT vs GRPO, 4 problems | answer format (on the 0 of 3 problems"))
+    assert row.endswith("| no common problems |") and summary["resolved"] == 0

@@ -207,7 +207,8 @@ def analyse(runs: list[RunResult], n_boot: int = SEED_LEVEL_RESAMPLES) -> Analys
         members = [c for c in seed_level if c.family == family] + [t for t in trends if t.family == family]
         min_ps = [_min_p(m, n_boot) for m in members]
         testable = tarone(min_ps, ALPHA)
-        ps = [m.result.p if isinstance(m, SeedComparison) else m.p_value for m in members]
+        ps = [(m.result.p if m.result is not None else 1.0) if isinstance(m, SeedComparison) else m.p_value
+              for m in members]
         for m, keep, p in zip(members, testable, holm_testable(ps, testable)):
             m.testable, m.p_holm = keep, p
         sizes[family] = sum(testable)
