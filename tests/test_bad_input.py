@@ -30,6 +30,14 @@ READ_ONLY = Path("/sys/kernel")  # a folder no user can create files in, root in
 
 # command, arguments ({names} are paths of the world), environment, fragment of the one-line error
 CASES = [
+    # --- settings read strictly: numbers in ASCII, files parsed as flags are, no silent fallbacks -----------
+    # digits as a user types them (Python's float() reads any Unicode digit: a fullwidth 4 was 4.0)
+    ("evaluate", ["--temperature", "\uff14"], {}, "--temperature must be a number, got '\uff14'"),
+    ("evaluate", ["--top-p", "\uff10.5"], {}, "--top-p must be a number, got '\uff10.5'"),
+    ("evaluate", ["--batch-size", "\uff14"], {}, "--batch-size must be an integer, got '\uff14'"),
+    ("evaluate", [], {"EVAL_SAMPLES": "\uff16\uff14"}, "EVAL_SAMPLES must be a positive integer or 'all', got '\uff16\uff14'"),
+    ("train-grpo", ["--temperature", "\u0661"], {}, "--temperature must be a number, got '\u0661'"),
+    ("experiment1", ["--budgets", "\uff16\uff14"], {}, "--budgets must be a list of integers, got '\uff16\uff14'"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),

@@ -249,7 +249,8 @@ def test_defaults_are_what_the_libraries_accept():
 
 
 @pytest.mark.parametrize("raw,ok", [("10", 10), (" +3 ", 3), ("-2", -2), ("1_0", None), ("0x10", None), ("1e3", None),
-                                    ("2.0", None), ("", None)])
+                                    ("2.0", None), ("", None), ("\uff14", None), ("1\u0664", None),
+                                    ("\u00a04", None)])
 def test_integers_parse_strictly(raw, ok):
     from gsm8k_lab.config import strict_int
 
@@ -258,6 +259,39 @@ def test_integers_parse_strictly(raw, ok):
             strict_int(raw)
     else:
         assert strict_int(raw) == ok
+
+
+@pytest.mark.parametrize("raw,ok", [("0.5", 0.5), (" -2 ", -2.0), ("1e-3", 1e-3), (".5", 0.5), ("5.", 5.0),
+                                    ("+1E2", 100.0), ("nan", "nan"), ("inf", float("inf")), ("1_0.5", None),
+                                    ("\uff14", None), ("\u0664.5", None), ("1.\uff15", None), ("\u00a01", None),
+                                    ("0x1p3", None), ("", None)])
+def test_floats_parse_strictly(raw, ok):
+    """Digits as a user types them: Python's float() also reads every Unicode digit (a fullwidth 4 is 4.0)."""
+    import math
+
+    from gsm8k_lab.config import strict_float
+
+    if ok is None:
+        with pytest.raises(ValueError):
+            strict_float(raw)
+    elif ok == "nan":
+        assert math.isnan(strict_float(raw))  # read, then refused as not finite by validate
+    else:
+        assert strict_float(raw) == ok
+
+
+@pytest.mark.parametrize("path,raw,needle", [
+    ("eval.generation.temperature", "\uff14", "must be a number, got '\uff14'"),
+    ("eval.generation.batch_size", "\uff14", "must be an integer, got '\uff14'"),
+    ("sweep.sft_learning_rates", ["1e-3", "\uff14e-3"], "must be a list of numbers, got '\uff14e-3'"),
+    ("sweep.grpo_learning_rates", ["1_0"], "must be a list of numbers, got '1_0'"),
+    ("experiment.budgets", ["\uff16\uff14"], "must be a list of integers, got '\uff16\uff14'"),
+])
+def test_flags_and_variables_take_ascii_numbers_only(path, raw, needle):
+    from gsm8k_lab.config import parse_value
+
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        parse_value(path, raw, Source("flag", "--x"))
 
 
 @pytest.mark.parametrize("path,value,needle", [
