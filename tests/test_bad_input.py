@@ -38,6 +38,18 @@ CASES = [
     ("evaluate", [], {"EVAL_SAMPLES": "\uff16\uff14"}, "EVAL_SAMPLES must be a positive integer or 'all', got '\uff16\uff14'"),
     ("train-grpo", ["--temperature", "\u0661"], {}, "--temperature must be a number, got '\u0661'"),
     ("experiment1", ["--budgets", "\uff16\uff14"], {}, "--budgets must be a list of integers, got '\uff16\uff14'"),
+    # a settings file's values are read as flags are (YAML 1.1 read 1:00 as 60 and 1_0 as 10), a key given twice
+    # is refused rather than the last one winning, and a file nested past any settings tree is one line
+    ("evaluate", ["--config", "{sexagesimal}"], {},
+     "eval.samples (in {dir}/sexagesimal.yaml) must be a positive integer or 'all', got '1:00'"),
+    ("train-sft", ["--stage", "prep", "--config", "{underscore}"], {},
+     "seed (in {dir}/underscore.yaml) must be an integer, got '1_0'"),
+    ("train-grpo", ["--config", "{fullwidth}"], {}, "grpo.rollout.temperature (in {dir}/fullwidth.yaml) must be a number"),
+    ("evaluate", ["--config", "{twice}"], {},
+     "--config '{dir}/twice.yaml' line 4: key 'samples' is given twice in one mapping (first on line 2)"),
+    ("train-sft", ["--stage", "prep", "--config", "{twice_json}"], {}, "run.json' line 3: key 'seed' is given twice"),
+    ("evaluate", ["--config", "{deep_yaml}"], {}, "--config '{dir}/deep.yaml' nests mappings or lists too deeply"),
+    ("evaluate", ["--config", "{deep_json}"], {}, "--config '{dir}/deep.json' nests mappings or lists too deeply"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),
@@ -394,6 +406,13 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     names["bad_value"] = f("value.yaml", "eval:\n  generation:\n    batch_size: 0\n")
     names["targets_5"] = f("targets5.yaml", "lora:\n  target_modules: [5]\n")
     names["no_targets"] = f("notargets.yaml", "lora:\n  target_modules: []\n")
+    names["sexagesimal"] = f("sexagesimal.yaml", "eval:\n  samples: 1:00\n")
+    names["underscore"] = f("underscore.yaml", "seed: 1_0\n")
+    names["fullwidth"] = f("fullwidth.yaml", "grpo:\n  rollout:\n    temperature: \uff10.5\n")
+    names["twice"] = f("twice.yaml", "eval:\n  samples: 3\n  split: test\n  samples: 4\n")
+    names["twice_json"] = f("twice/run.json", '{"run_id": "x",\n "settings": {"seed": 1,\n  "seed": 2}}\n')
+    names["deep_yaml"] = f("deep.yaml", "[" * 200_000)
+    names["deep_json"] = f("deep.json", "{" * 200_000)
     f("traced/grpo_traces_train.jsonl", GOOD_TRACE)
     f("traced/grpo_traces_train.jsonl.stats.json", "{}")
     names["traced"] = str(root / "traced")
@@ -524,6 +543,24 @@ def test_bad_input_through_the_scripts(tmp_path, world, tiny_model_dir, command,
     assert "Traceback" not in r.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and fill(needle) in lines[0], lines
     assert _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path) == before, "a refused command changed files"
+
+
+def test_a_finished_runs_run_json_repeats_its_settings(world, monkeypatch):
+    """``--config RUN/run.json`` reads back what training recorded: JSON's nulls, booleans, numbers and lists."""
+    run_json = Path(world["finished"]) / "run.json"
+    recorded = json.loads(run_json.read_text())["settings"]
+    leaves = []
+
+    def walk(tree):
+        for v in tree.values():
+            walk(v) if isinstance(v, dict) else leaves.append(v)
+    walk(recorded)
+    assert {type(v) for v in leaves} >= {type(None), bool, int, float, str, list}  # every JSON type is exercised
+    for var in env_vars():
+        monkeypatch.delenv(var, raising=False)
+    ctx = cli.Context(cli.build_parser().parse_args(["evaluate", "--config", str(run_json)]))
+    ctx.load()
+    assert ctx.settings.to_dict() == recorded
 
 
 def test_the_matrix_is_large():

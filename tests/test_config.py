@@ -85,6 +85,87 @@ def test_run_json_repeats_a_run(tmp_path):
     assert again.to_dict() == s.to_dict()
 
 
+def test_run_json_keeps_json_types(tmp_path):
+    """Nulls (unset, and eval.samples 'all'), booleans, exponent floats, integers and lists round-trip."""
+    s = Settings()
+    s.eval.samples, s.sft.train_samples, s.grpo.learning_rate, s.sft.gradient_checkpointing = None, None, 2e-5, True
+    s.grpo.use_vllm, s.model.name, s.experiment.budgets, s.sweep.sft_learning_rates = False, None, [4, 8], [1e-3, 2]
+    s.model.attn_implementation, s.runtime.threads, s.grpo.per_device_batch_size = None, 3, None
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"run_id": "x", "settings": s.to_dict()}, indent=2))
+    again, sources = load_settings(env={}, config_file=run)
+    assert again.to_dict() == s.to_dict()
+    assert sources.of("eval.samples") == Source("file", str(run))
+    compact = tmp_path / "compact.json"  # json.dumps without indent: one line
+    compact.write_text(json.dumps({"run_id": "x", "settings": s.to_dict()}))
+    assert load_settings(env={}, config_file=compact)[0].to_dict() == s.to_dict()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("eval:\n  samples: 1:00\n", "eval.samples (in {f}) must be a positive integer or 'all', got '1:00'"),
+    ("seed: 1_0\n", "seed (in {f}) must be an integer, got '1_0'"),
+    ("seed: 0x10\n", "seed (in {f}) must be an integer, got '0x10'"),
+    ("seed: 1e3\n", "seed (in {f}) must be an integer, got '1e3'"),
+    ("seed: 0o17\n", "seed (in {f}) must be an integer, got '0o17'"),
+    ("grpo:\n  beta: 1_0.5\n", "grpo.beta (in {f}) must be a number, got '1_0.5'"),
+    ("grpo:\n  beta: 1:30.0\n", "grpo.beta (in {f}) must be a number, got '1:30.0'"),
+    ("eval:\n  generation:\n    temperature: \uff14\n", "must be a number, got '\uff14'"),
+    ("eval:\n  samples: null\n", "eval.samples (in {f}) must be a positive integer or 'all', got 'null'"),
+    ("eval:\n  samples:\n", "eval.samples (in {f}) must be a positive integer or 'all', got ''"),
+    ("lora:\n  r: !!int 8\n", None),  # a tag changes nothing: the text 8 is read as a flag's would be
+    ("model:\n  dtype: {a: 1}\n", "model.dtype (in {f}) must be text, got {'a': '1'}"),
+    ("lora:\n  r: [8]\n", "lora.r (in {f}) must be an integer, got 8"),
+    ("lora:\n  target_modules: [[q_proj]]\n", "lora.target_modules (in {f}) must be a list of str values"),
+    ("experiment:\n  budgets: [64, 1_0]\n", "experiment.budgets (in {f}) must be a list of integers, got '1_0'"),
+    ("sweep:\n  sft_learning_rates: [1e-3, 1_0]\n", "must be a list of numbers, got '1_0'"),
+])
+def test_a_settings_file_is_read_as_flags_are(tmp_path, content, needle):
+    """YAML 1.1 reads 1:00 as 60 and 1_0 as 10; a settings file's values are text, parsed as a flag's are."""
+    f = tmp_path / "s.yaml"
+    f.write_text(content)
+    if needle is None:
+        assert load_settings(env={}, config_file=f)[0].lora.r == 8
+        return
+    with pytest.raises(UsageError) as err:
+        load_settings(env={}, config_file=f)
+    assert needle.replace("{f}", str(f)) in str(err.value)
+
+
+def test_a_settings_file_means_what_the_flags_mean(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text('seed: "10"\neval:\n  samples: all\n  generation: {temperature: 0.5, top_k: 3}\n'
+                 "grpo:\n  use_vllm: yes\n  learning_rate: 2e-5\nexperiment:\n  budgets: [64, 128]\n"
+                 "model:\n  attn_implementation: null\n")
+    s, _ = load_settings(env={}, config_file=f)
+    assert (s.seed, s.eval.samples, s.eval.generation.temperature, s.eval.generation.top_k) == (10, None, 0.5, 3)
+    assert (s.grpo.use_vllm, s.grpo.learning_rate, s.experiment.budgets) == (True, 2e-5, [64, 128])
+    assert s.model.attn_implementation is None
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("s.yaml", "seed: 1\nlora:\n  r: 4\nseed: 2\n", "line 4: key 'seed' is given twice in one mapping (first on line 1)"),
+    ("s.yaml", "eval:\n  samples: 3\n  samples: 4\n", "line 3: key 'samples' is given twice"),
+    ("s.yaml", "lora: {r: 4, r: 8}\n", "line 1: key 'r' is given twice"),
+    ("run.json", '{"run_id": "x", "settings": {"seed": 1,\n "seed": 2}}', "line 2: key 'seed' is given twice"),
+])
+def test_a_key_given_twice_is_refused(tmp_path, name, content, needle):
+    f = tmp_path / name
+    f.write_text(content)
+    with pytest.raises(SettingError, match=re.escape(needle)) as err:
+        read_settings_file(f)
+    assert err.value.path == "config" and str(f) in str(err.value)
+
+
+@pytest.mark.parametrize("name,content", [("deep.yaml", "[" * 200_000), ("deep.yaml", "{" * 200_000),
+                                          ("deep.json", "[" * 200_000), ("deep.yaml", "a: " + "{a: " * 200_000),
+                                          ("deep.yaml", "- " * 200_000)])
+def test_a_deeply_nested_file_is_refused(tmp_path, name, content):
+    f = tmp_path / name
+    f.write_text(content)
+    with pytest.raises(SettingError, match="nests mappings or lists too deeply to be a settings file"):
+        read_settings_file(f)
+
+
 @pytest.mark.parametrize("content,needle", [
     ("eval:\n  sampels: 3\n", "unknown setting 'eval.sampels'"),
     ("[1, 2]\n", "must hold a mapping of settings"),

@@ -50,6 +50,8 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         if optional:
             return None
         raise bad(expected(base, meta))
+    if isinstance(raw, dict) or (isinstance(raw, list) and typing.get_origin(base) is not list):
+        raise bad(expected(base, meta))  # a mapping or list (from a file) where one value belongs
     if isinstance(raw, str) and optional and meta.get("all_is_none") and raw.strip().lower() == "all":
         return None
     if isinstance(raw, str) and optional and raw.strip().lower() in ("none", "null") and not meta.get("all_is_none"):
@@ -87,6 +89,8 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         out = []
         for x in items:
             try:
+                if isinstance(x, (list, dict)):
+                    raise TypeError(x)
                 out.append(_LIST_ITEMS[item](x))
             except (TypeError, ValueError):
                 label = (source or Source("default")).label(path)
@@ -137,6 +141,8 @@ def expected(base, meta) -> str:
         return "an integer"
     if base is float:
         return "a number"
+    if base is str:
+        return "text"
     return base.__name__
 
 
