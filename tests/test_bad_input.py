@@ -50,6 +50,14 @@ CASES = [
     ("train-sft", ["--stage", "prep", "--config", "{twice_json}"], {}, "run.json' line 3: key 'seed' is given twice"),
     ("evaluate", ["--config", "{deep_yaml}"], {}, "--config '{dir}/deep.yaml' nests mappings or lists too deeply"),
     ("evaluate", ["--config", "{deep_json}"], {}, "--config '{dir}/deep.json' nests mappings or lists too deeply"),
+    # an empty model name, or the words none/null, is refused: only leaving it unset means the embedded model
+    ("evaluate", ["--model-path", ""], {},
+     "--model-path must not be empty, 'none' or 'null', got ''; leave it unset for the embedded SmolLM2-135M-Instruct"),
+    ("evaluate", [], {"MODEL_NAME": "null"}, "MODEL_NAME must not be empty, 'none' or 'null', got 'null'; leave it unset"),
+    ("evaluate", [], {"MODEL_NAME": "none"}, "MODEL_NAME must not be empty, 'none' or 'null', got 'none'; leave it unset"),
+    ("train-sft", ["--stage", "prep", "--base-model", "None"], {}, "--base-model must not be empty, 'none' or 'null'"),
+    ("train-grpo", ["--base-model", " "], {}, "--base-model must not be empty, 'none' or 'null', got ' '"),
+    ("generate-traces", ["--grpo-model", ""], {}, "--grpo-model must not be empty, 'none' or 'null', got ''"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),

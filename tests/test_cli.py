@@ -142,6 +142,9 @@ def test_a_default_is_named_by_the_commands_flag(monkeypatch, capsys, tmp_path):
     (["experiment1", "--budgets", "abc"], "--budgets must be a list of integers, got 'abc'"),
     (["experiment2", "--budget", "64", "--num-samples", "32"], "--num-samples (32) must cover the budget (64"),
     (["generate-traces", "--temperature", "0"], "--temperature must be > 0 for rejection sampling"),
+    (["evaluate", "--model-path", ""], "--model-path must not be empty, 'none' or 'null', got ''; leave it unset"),
+    (["train-sft", "--base-model", "none"], "--base-model must not be empty, 'none' or 'null', got 'none'"),
+    (["generate-traces", "--grpo-model", "null"], "--grpo-model must not be empty, 'none' or 'null', got 'null'"),
 ])
 def test_bad_values_are_refused_before_any_work(monkeypatch, capsys, tmp_path, argv, needle):
     out = tmp_path / "out"
@@ -151,6 +154,14 @@ def test_bad_values_are_refused_before_any_work(monkeypatch, capsys, tmp_path, a
     code, err = _run(monkeypatch, capsys, argv)
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not out.exists() and not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("value", ["null", "none", " "])
+def test_a_model_variable_of_no_name_is_refused(monkeypatch, capsys, tmp_path, value):
+    code, err = _run(monkeypatch, capsys, ["evaluate", "--output-dir", str(tmp_path / "ev")], env={"MODEL_NAME": value})
+    assert code == 2 and err == [f"error: MODEL_NAME must not be empty, 'none' or 'null', got {value!r}; leave it unset "
+                                 "for the embedded SmolLM2-135M-Instruct"]
+    assert not (tmp_path / "ev").exists()
 
 
 def test_settings_defaults_in_help_match_the_tree():

@@ -184,6 +184,30 @@ def test_missing_settings_file(tmp_path):
         read_settings_file(tmp_path / "none.yaml")
 
 
+@pytest.mark.parametrize("raw", ["", "  ", "null", "none", "None", "NULL"])
+def test_an_empty_model_name_is_refused_rather_than_read_as_unset(tmp_path, raw):
+    """Only leaving model.name unset means the embedded model; an empty name or the words none/null say so."""
+    needle = (f"must not be empty, 'none' or 'null', got {raw!r}; leave it unset for the embedded "
+              "SmolLM2-135M-Instruct")
+    with pytest.raises(UsageError, match=re.escape("--model-path " + needle)):
+        load_settings(env={}, overrides={"model.name": (raw, Source("flag", "--model-path", raw))})
+    if raw.strip():  # a variable set to nothing is a variable not set (below)
+        with pytest.raises(UsageError, match=re.escape("MODEL_NAME " + needle)):
+            load_settings(env={"MODEL_NAME": raw})
+    f = tmp_path / "s.yaml"
+    f.write_text(f"model:\n  name: '{raw}'\n")
+    with pytest.raises(UsageError, match=re.escape(f"model.name (in {f}) " + needle)):
+        load_settings(env={}, config_file=f)
+
+
+def test_an_empty_model_variable_is_unset():
+    s, sources = load_settings(env={"MODEL_NAME": ""})
+    assert s.model.name is None and sources.of("model.name").kind == "default"
+    run = {"model": {"name": None}}  # run.json's null: the embedded model, recorded
+    assert load_settings(env={}, overrides={"model.name": (run["model"]["name"], Source("file", "run.json"))}
+                         )[0].model.name is None
+
+
 @pytest.mark.parametrize("env,needle", [
     ({"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ({"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),

@@ -52,6 +52,9 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         raise bad(expected(base, meta))
     if isinstance(raw, dict) or (isinstance(raw, list) and typing.get_origin(base) is not list):
         raise bad(expected(base, meta))  # a mapping or list (from a file) where one value belongs
+    if meta.get("unset") and isinstance(raw, str) and raw.strip().lower() in ("", "none", "null"):
+        raise UsageError(f"{(source or Source('default')).label(path)} must not be empty, 'none' or 'null', got "
+                         f"{raw!r}; leave it unset for {meta['unset']}")
     if isinstance(raw, str) and optional and meta.get("all_is_none") and raw.strip().lower() == "all":
         return None
     if isinstance(raw, str) and optional and raw.strip().lower() in ("none", "null") and not meta.get("all_is_none"):

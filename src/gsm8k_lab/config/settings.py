@@ -40,7 +40,8 @@ TEMPERATURE_FLOOR = 0.01
 class ModelSettings:
     name: str | None = setting(
         None, "Hugging Face hub id, model folder or run directory; unset means the embedded "
-        "SmolLM2-135M-Instruct.", env="MODEL_NAME")
+        "SmolLM2-135M-Instruct (an empty name, none or null is refused: leave it unset).", env="MODEL_NAME",
+        unset="the embedded SmolLM2-135M-Instruct")
     dtype: str = setting("auto", "Weights dtype: auto (bf16 where the device runs it natively, else fp32 "
                          "on CPU and fp16 on old GPUs), bf16, fp16 or fp32.", choices=DTYPES)
     attn_implementation: str | None = setting(
