@@ -58,6 +58,10 @@ CASES = [
     ("train-sft", ["--stage", "prep", "--base-model", "None"], {}, "--base-model must not be empty, 'none' or 'null'"),
     ("train-grpo", ["--base-model", " "], {}, "--base-model must not be empty, 'none' or 'null', got ' '"),
     ("generate-traces", ["--grpo-model", ""], {}, "--grpo-model must not be empty, 'none' or 'null', got ''"),
+    # the validation and prep problems must fit the train split, even for an evaluation on test
+    ("evaluate", ["--validation-size", "7474"], {}, "--validation-size=7474 and the 4 prep problems "
+     "(sft.prep_train_samples) are more than the train split's 7473 problems; use at most 7469"),
+    ("evaluate", ["--validation-size", "7420"], {"PREP_TRAIN_SAMPLES": "64"}, "--validation-size=7420 and the 64 prep"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),

@@ -277,6 +277,24 @@ def test_counts_against_the_split():
         validate(s, SPLITS)
 
 
+def test_validation_and_prep_fit_the_train_split():
+    """Checked whenever the train split's size is given, though the command evaluates on test only."""
+    s = Settings()
+    s.data.validation_size = 7474
+    with pytest.raises(SettingError, match=re.escape("data.validation_size=7474 and the 64 prep problems "
+                                                     "(sft.prep_train_samples) are more than the train split's 7473 "
+                                                     "problems; use at most 7409")) as err:
+        validate(s, SPLITS, counts=["eval.samples", "data.validation_size"])
+    assert err.value.path == "data.validation_size"
+    s.data.validation_size = 7410
+    with pytest.raises(SettingError, match="data.validation_size=7410 and the 64 prep problems"):
+        validate(s, SPLITS)
+    validate(s, SPLITS, counts=["eval.samples"])  # not this command's question
+    validate(s, {"test": 1319})  # the train split's size unknown: not compared
+    s.data.validation_size = 7409
+    validate(s, SPLITS)  # exactly fills the split (no budget is left, which a training command refuses)
+
+
 def test_grpo_group_divides_the_global_batch():
     s = Settings()
     s.grpo.num_generations, s.grpo.per_device_batch_size, s.grpo.gradient_accumulation_steps = 3, 8, 1

@@ -22,8 +22,11 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
     Ranges and choices of every field (a value other than the default also against the library
     that takes it: transformers' schedulers and attention functions); the problem counts in
     ``counts`` (paths; default all) against ``splits`` (split name -> problems available; a count
-    whose split is not given is not compared); GRPO's group against its global batch of
-    ``processes`` processes; the seeds an experiment repeats; the experiments' budgets.
+    whose split is not given is not compared); the validation and prep problems against the train
+    split (when ``counts`` includes ``data.validation_size``: the train split's regions must fit
+    even for a command that uses none of them, so its settings stay valid for the runs that do);
+    GRPO's group against its global batch of ``processes`` processes; the seeds an experiment
+    repeats; the experiments' budgets.
     """
     splits = splits or {}
     wanted = set(counts) if counts is not None else None
@@ -57,6 +60,13 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
                     }.get(split, "the split")
             raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
                                f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
+    train = splits.get("train")
+    if train is not None and (wanted is None or "data.validation_size" in wanted):
+        held_out, prep = settings.data.validation_size, settings.sft.prep_train_samples
+        if held_out + prep > train:  # the regions every later run cuts from the train split would not fit
+            raise SettingError("data.validation_size", held_out, "{name}={value} and the " + f"{prep} prep problems "
+                               f"(sft.prep_train_samples) are more than the train split's {train} problems; use at "
+                               f"most {max(train - prep, 0)}")
     for purpose in ("eval", "traces"):
         if settings.model.quantize and settings.get(f"{purpose}.generation.backend") == "vllm":
             raise SettingError("model.quantize", settings.model.quantize, "{name} {value} applies to the "
