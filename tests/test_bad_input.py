@@ -62,6 +62,14 @@ CASES = [
     ("evaluate", ["--validation-size", "7474"], {}, "--validation-size=7474 and the 4 prep problems "
      "(sft.prep_train_samples) are more than the train split's 7473 problems; use at most 7469"),
     ("evaluate", ["--validation-size", "7420"], {"PREP_TRAIN_SAMPLES": "64"}, "--validation-size=7420 and the 64 prep"),
+    # schedulers that step on an evaluation metric: training here evaluates nothing before it ends
+    ("train-sft", ["--stage", "prep", "--lr-scheduler", "reduce_lr_on_plateau"], {},
+     "--lr-scheduler 'reduce_lr_on_plateau' cannot be used here: training evaluates nothing before it ends, and "
+     "transformers' Trainer refuses it without an evaluation strategy (lr_scheduler_type reduce_lr_on_plateau "
+     "requires an eval strategy); use one of linear, cosine"),
+    ("train-grpo", ["--lr-scheduler", "reduce_lr_on_plateau"], {}, "requires an eval strategy"),
+    ("train-grpo", ["--lr-scheduler", "greedy"], {}, "--lr-scheduler 'greedy' cannot be used here"),
+    ("experiment1", ["--sft-lr-scheduler", "reduce_lr_on_plateau"], {}, "--sft-lr-scheduler 'reduce_lr_on_plateau'"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),

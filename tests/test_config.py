@@ -371,6 +371,20 @@ def test_defaults_are_what_the_libraries_accept():
             assert library_choices(f.metadata["library"]).get(default, "missing") is None, path
 
 
+def test_checking_schedulers_sets_up_no_device(monkeypatch):
+    """The trainer's own argument checks are asked without its device set-up (no accelerate state is made)."""
+    from accelerate.state import PartialState
+
+    from gsm8k_lab.config import LIBRARY_CHOICES, library_choices
+
+    monkeypatch.delitem(LIBRARY_CHOICES, "scheduler", raising=False)
+    before = dict(PartialState._shared_state)
+    choices = library_choices("scheduler")
+    assert PartialState._shared_state == before
+    assert choices["cosine"] is None and choices["constant"] is None
+    assert "requires an eval strategy" in choices["reduce_lr_on_plateau"]
+
+
 @pytest.mark.parametrize("raw,ok", [("10", 10), (" +3 ", 3), ("-2", -2), ("1_0", None), ("0x10", None), ("1e3", None),
                                     ("2.0", None), ("", None), ("\uff14", None), ("1\u0664", None),
                                     ("\u00a04", None)])
@@ -425,6 +439,10 @@ def test_flags_and_variables_take_ascii_numbers_only(path, raw, needle):
     ("sft.lr_scheduler", "bogus", "sft.lr_scheduler must be one of linear, cosine, "),
     ("grpo.lr_scheduler", "cosine_with_min_lr", "needs arguments of its own that this pipeline does not pass (One of "
                                                 "min_lr or min_lr_rate"),
+    ("sft.lr_scheduler", "reduce_lr_on_plateau", "sft.lr_scheduler 'reduce_lr_on_plateau' cannot be used here: "
+     "training evaluates nothing before it ends, and transformers' Trainer refuses it without an evaluation strategy "
+     "(lr_scheduler_type reduce_lr_on_plateau requires an eval strategy); use one of linear, cosine"),
+    ("grpo.lr_scheduler", "greedy", "grpo.lr_scheduler 'greedy' cannot be used here"),
     ("model.attn_implementation", "bogus", "model.attn_implementation must be one of eager, "),
     ("lora.target_modules", [], "lora.target_modules needs at least one layer name"),
 ])

@@ -119,7 +119,7 @@ class TrainSettings:
     gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1)
     warmup_ratio: float = setting(0.05, "Share of steps used for linear warm-up.", min=0.0, max=1.0)
     lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name that needs no "
-                                "arguments of its own).", library="scheduler")
+                                "arguments of its own and no evaluation during training).", library="scheduler")
     save_steps: int = setting(50, "Checkpoint every N optimizer steps (the resume points).", min=1)
     logging_steps: int = setting(5, "Log training curves every N steps.", min=1)
     gradient_checkpointing: bool | None = setting(

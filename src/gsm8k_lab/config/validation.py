@@ -113,21 +113,40 @@ def library_choices(name: str) -> dict[str, str | None]:
 
 
 def _scheduler_choices() -> dict[str, str | None]:
-    """transformers' schedulers (``SchedulerType``), each built as the trainer builds it: a scheduler that
-    needs arguments of its own (``min_lr``, ``num_decay_steps``) fails there, and is refused here with
-    transformers' own reason."""
+    """transformers' schedulers (``SchedulerType``), each built as the trainer builds it and checked as
+    the trainer checks its arguments. A scheduler that needs arguments of its own (``min_lr``,
+    ``num_decay_steps``) fails in ``get_scheduler``; one that steps on an evaluation metric
+    (``reduce_lr_on_plateau``, ``greedy``) is refused by ``TrainingArguments`` without an evaluation
+    strategy, and training here evaluates nothing (a run is evaluated once it has ended). Either is
+    refused here, before any model loads, with transformers' own reason."""
+    import tempfile
+
     import torch
-    from transformers import get_scheduler
+    from transformers import TrainingArguments, get_scheduler
     from transformers.trainer_utils import SchedulerType
+
+    class ArgumentsOnly(TrainingArguments):
+        @property
+        def device(self):  # the arguments are checked before the device is set up: stop there (no device state)
+            raise _ArgumentsChecked
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     out: dict[str, str | None] = {}
     for kind in SchedulerType:
         try:
             get_scheduler(kind.value, optimizer=optimizer, num_warmup_steps=1, num_training_steps=2)
-            out[kind.value] = None
         except (TypeError, ValueError) as exc:
-            out[kind.value] = str(exc).splitlines()[0]
+            out[kind.value] = ("needs arguments of its own that this pipeline does not pass ("
+                               + str(exc).splitlines()[0] + ")")
+            continue
+        try:  # the pipeline's trainer arguments (no evaluation strategy) with this scheduler
+            ArgumentsOnly(output_dir=tempfile.gettempdir(), lr_scheduler_type=kind.value, report_to="none")
+            out[kind.value] = None
+        except _ArgumentsChecked:
+            out[kind.value] = None
+        except ValueError as exc:
+            out[kind.value] = ("cannot be used here: training evaluates nothing before it ends, and transformers' "
+                               "Trainer refuses it without an evaluation strategy (" + str(exc).splitlines()[0] + ")")
     return out
 
 
@@ -146,8 +165,7 @@ def _check_library_choice(path: str, value: Any, library: str) -> None:
     if value not in choices:
         raise SettingError(path, value, "{name} must be one of " + usable + ", got {value}")
     if choices[value] is not None:
-        raise SettingError(path, value, "{name} {value} needs arguments of its own that this pipeline does not "
-                           f"pass ({choices[value]}); use one of " + usable)
+        raise SettingError(path, value, "{name} {value} " + choices[value] + "; use one of " + usable)
 
 
 def _check_range(path: str, value: float, meta: Mapping) -> None:
@@ -189,3 +207,7 @@ def _defaults() -> dict[str, Any]:
 
 
 _DEFAULTS = _defaults()
+
+
+class _ArgumentsChecked(Exception):
+    """``TrainingArguments`` passed its checks and reached the device set-up, which a check skips."""
