@@ -70,6 +70,10 @@ CASES = [
     ("train-grpo", ["--lr-scheduler", "reduce_lr_on_plateau"], {}, "requires an eval strategy"),
     ("train-grpo", ["--lr-scheduler", "greedy"], {}, "--lr-scheduler 'greedy' cannot be used here"),
     ("experiment1", ["--sft-lr-scheduler", "reduce_lr_on_plateau"], {}, "--sft-lr-scheduler 'reduce_lr_on_plateau'"),
+    # GRPO samples its groups: greedy rollouts give a group one completion, one reward and no advantage
+    ("train-grpo", ["--temperature", "0"], {}, "--temperature must be > 0 for GRPO, got 0: a group must be sampled "
+     "(greedy rollouts give every completion of a group the same text and reward"),
+    ("experiment1", ["--rollout-temperature", "0.0"], {}, "--rollout-temperature must be > 0 for GRPO, got 0.0"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),

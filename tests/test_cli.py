@@ -142,6 +142,7 @@ def test_a_default_is_named_by_the_commands_flag(monkeypatch, capsys, tmp_path):
     (["experiment1", "--budgets", "abc"], "--budgets must be a list of integers, got 'abc'"),
     (["experiment2", "--budget", "64", "--num-samples", "32"], "--num-samples (32) must cover the budget (64"),
     (["generate-traces", "--temperature", "0"], "--temperature must be > 0 for rejection sampling"),
+    (["train-grpo", "--temperature", "0"], "--temperature must be > 0 for GRPO, got 0: a group must be sampled"),
     (["evaluate", "--validation-size", "7474"], "--validation-size=7474 and the 64 prep problems "
      "(sft.prep_train_samples) are more than the train split's 7473 problems; use at most 7409"),
     (["evaluate", "--model-path", ""], "--model-path must not be empty, 'none' or 'null', got ''; leave it unset"),

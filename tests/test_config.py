@@ -236,6 +236,10 @@ RANGES = [
     ("model.dtype", "int4", "model.dtype must be one of auto, bf16, fp16, fp32"),
     ("traces.generation.temperature", 0.0, "traces.generation.temperature must be > 0 for rejection sampling"),
     ("traces.max_attempts", 0, "traces.max_attempts must be a positive integer, got 0"),
+    ("grpo.rollout.temperature", 0.0, "grpo.rollout.temperature must be > 0 for GRPO, got 0.0: a group must be "
+     "sampled (greedy rollouts give every completion of a group the same text and reward"),
+    ("grpo.rollout.temperature", float("nan"), "grpo.rollout.temperature must be a finite number"),
+    ("grpo.rollout.temperature", -1.0, "grpo.rollout.temperature must be >= 0"),
     ("vllm.gpu_memory_utilization", 1.5, "vllm.gpu_memory_utilization must be > 0 and <= 1"),
     ("lora.r", 0, "lora.r must be a positive integer"),
     ("sft.save_steps", 0, "sft.save_steps must be a positive integer"),

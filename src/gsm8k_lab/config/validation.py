@@ -60,6 +60,10 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
                     }.get(split, "the split")
             raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
                                f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
+    if settings.grpo.rollout.temperature == 0:  # after the range check (nan, negatives); 0 is greedy elsewhere
+        raise SettingError("grpo.rollout.temperature", 0.0, "{name} must be > 0 for GRPO, got {value}: a group must "
+                           "be sampled (greedy rollouts give every completion of a group the same text and reward, "
+                           "so no advantage to learn from; TRL samples always and divides by the temperature)")
     train = splits.get("train")
     if train is not None and (wanted is None or "data.validation_size" in wanted):
         held_out, prep = settings.data.validation_size, settings.sft.prep_train_samples
