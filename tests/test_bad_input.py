@@ -74,6 +74,13 @@ CASES = [
     ("train-grpo", ["--temperature", "0"], {}, "--temperature must be > 0 for GRPO, got 0: a group must be sampled "
      "(greedy rollouts give every completion of a group the same text and reward"),
     ("experiment1", ["--rollout-temperature", "0.0"], {}, "--rollout-temperature must be > 0 for GRPO, got 0.0"),
+    # the repetition penalty divides or multiplies a logit: bounded so that logits stay finite
+    ("evaluate", ["--temperature", "1", "--repetition-penalty", "1e-300"], {},
+     "--repetition-penalty must be >= 0.01 and <= 100 (it divides or multiplies a logit, so a larger factor can "
+     "overflow it), got 1e-300"),
+    ("evaluate", ["--repetition-penalty", "1e300"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
+    ("train-grpo", ["--repetition-penalty", "0.001"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
+    ("generate-traces", ["--repetition-penalty", "101"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),
@@ -91,7 +98,7 @@ CASES = [
     ("evaluate", ["--top-p", "1.5"], {}, "--top-p must be > 0 and <= 1, got 1.5"),
     ("evaluate", ["--top-k", "-1"], {}, "--top-k must be a non-negative integer, got -1"),
     ("evaluate", ["--min-p", "2"], {}, "--min-p must be >= 0 and <= 1, got 2"),
-    ("evaluate", ["--repetition-penalty", "0"], {}, "--repetition-penalty must be > 0, got 0"),
+    ("evaluate", ["--repetition-penalty", "0"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
     ("evaluate", ["--backend", "onnx"], {}, "--backend must be one of auto, transformers, vllm, got 'onnx'"),
     ("evaluate", ["--dtype", "int4"], {}, "--dtype must be one of auto, bf16, fp16, fp32, got 'int4'"),
     ("evaluate", ["--threads", "0"], {}, "--threads must be a positive integer, got 0"),

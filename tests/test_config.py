@@ -240,6 +240,10 @@ RANGES = [
      "sampled (greedy rollouts give every completion of a group the same text and reward"),
     ("grpo.rollout.temperature", float("nan"), "grpo.rollout.temperature must be a finite number"),
     ("grpo.rollout.temperature", -1.0, "grpo.rollout.temperature must be >= 0"),
+    ("eval.generation.repetition_penalty", 1e-300, "eval.generation.repetition_penalty must be >= 0.01 and <= 100 "
+     "(it divides or multiplies a logit, so a larger factor can overflow it), got 1e-300"),
+    ("grpo.rollout.repetition_penalty", 0.0, "grpo.rollout.repetition_penalty must be >= 0.01 and <= 100"),
+    ("traces.generation.repetition_penalty", 100.5, "traces.generation.repetition_penalty must be >= 0.01 and <= 100"),
     ("vllm.gpu_memory_utilization", 1.5, "vllm.gpu_memory_utilization must be > 0 and <= 1"),
     ("lora.r", 0, "lora.r must be a positive integer"),
     ("sft.save_steps", 0, "sft.save_steps must be a positive integer"),
@@ -373,6 +377,27 @@ def test_defaults_are_what_the_libraries_accept():
         default = Settings().get(path)
         if f.metadata.get("library") and default is not None:
             assert library_choices(f.metadata["library"]).get(default, "missing") is None, path
+
+
+def test_the_repetition_penalty_range_keeps_logits_finite():
+    """The bounds, applied as the transformers backend applies the penalty (then the smallest temperature),
+    leave every logit finite and the sampling probabilities a distribution, in every dtype a model runs in."""
+    import torch
+
+    from gsm8k_lab.config import TEMPERATURE_FLOOR, leaf
+
+    meta = leaf("eval.generation.repetition_penalty")[0].metadata
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        logits = torch.tensor([-600.0, -30.0, -1e-3, 0.0, 1e-3, 30.0, 600.0], dtype=dtype)
+        for penalty in (meta["min"], meta["max"]):
+            out = torch.where(logits < 0, logits * penalty, logits / penalty)
+            assert torch.isfinite(out).all(), (dtype, penalty)
+            probs = torch.softmax(out.float() / TEMPERATURE_FLOOR, dim=-1)  # sampling works in fp32
+            assert torch.isfinite(probs).all() and abs(float(probs.sum()) - 1) < 1e-5
+    s = Settings()
+    for ok in (meta["min"], 1.0, meta["max"]):
+        s.eval.generation.repetition_penalty = ok
+        validate(s, SPLITS)
 
 
 def test_checking_schedulers_sets_up_no_device(monkeypatch):

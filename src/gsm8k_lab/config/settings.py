@@ -85,7 +85,12 @@ class GenerationSettings:
     top_p: float = setting(1.0, "Nucleus sampling mass (1 disables; sampling only).", above=0.0, max=1.0)
     top_k: int = setting(0, "Top-k sampling (0 disables; sampling only).", min=0)
     min_p: float = setting(0.0, "Min-p sampling (0 disables; sampling only).", min=0.0, max=1.0)
-    repetition_penalty: float = setting(1.0, "Repetition penalty (1 disables).", above=0.0)
+    repetition_penalty: float = setting(
+        1.0, "Repetition penalty (1 disables), 0.01..100: a token already generated has its positive logit divided "
+        "by it and its negative one multiplied by it, so within these bounds a logit grows at most 100-fold and "
+        "stays finite in bf16, fp16 and fp32 (1e-300 made logits inf); at 100 a repeated token is all but "
+        "excluded already.",
+        min=0.01, max=100.0, why="it divides or multiplies a logit, so a larger factor can overflow it")
     seed: int = setting(0, "Sampling seed.", min=0, max=SEED_MAX)
     batch_size: int = setting(64, "Completions decoded together (rows of the continuous batch).", min=1)
     backend: str = setting("auto", "auto (vLLM on a CUDA GPU when installed, else transformers), "
