@@ -81,6 +81,16 @@ CASES = [
     ("evaluate", ["--repetition-penalty", "1e300"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
     ("train-grpo", ["--repetition-penalty", "0.001"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
     ("generate-traces", ["--repetition-penalty", "101"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
+    # argparse's own errors: one line like the rest (no usage block), naming the command (as
+    # 'gsm8k-lab evaluate: ...', or 'gsm8k-lab plan evaluate: ...' under plan)
+    ("evaluate", ["--bogus"], {}, "evaluate: unrecognized arguments: --bogus (see --help)"),
+    ("evaluate", ["--temperature"], {}, "evaluate: argument --temperature: expected one argument"),
+    ("train-sft", ["--stage", "prep", "--resume", "--overwrite"], {}, "argument --overwrite: not allowed with"),
+    ("train-grpo", ["--use-vllm", "x"], {}, "train-grpo: unrecognized arguments: x"),
+    ("generate-traces", ["--dataset-split"], {}, "argument --dataset-split: expected one argument"),
+    ("experiment1", ["--budgets"], {}, "experiment1: argument --budgets: expected at least one argument"),
+    ("preset", ["--name", "big"], {}, "preset: argument --name: invalid choice: 'big' (choose from 'small')"),
+    ("report", [], {}, "gsm8k-lab report: the following arguments are required: folders (see --help)"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),
@@ -375,6 +385,13 @@ SCRIPT_CASES = [
     ("train-sft", ["--stage", "prep", "--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
     ("train-grpo", ["--lr-scheduler", "cosine_with_min_lr"], {}, "needs arguments of its own"),
     ("generate-traces", ["--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("train-sft", ["--stage", "prep", "--bogus"], {}, "error: gsm8k-lab train-sft: unrecognized arguments: --bogus"),
+    ("evaluate", ["--temperature"], {}, "gsm8k-lab evaluate: argument --temperature: expected one argument"),
+    ("train-grpo", ["--loss-type"], {}, "gsm8k-lab train-grpo: argument --loss-type: expected one argument"),
+    ("generate-traces", ["--resume", "--overwrite"], {}, "argument --overwrite: not allowed with argument --resume"),
+    ("evaluate", ["--model-path", ""], {}, "--model-path must not be empty, 'none' or 'null'"),
+    ("train-grpo", ["--temperature", "0"], {}, "--temperature must be > 0 for GRPO"),
+    ("evaluate", ["--temperature", "\uff14"], {}, "--temperature must be a number, got '\uff14'"),
 ]
 
 
