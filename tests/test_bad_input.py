@@ -30,6 +30,67 @@ READ_ONLY = Path("/sys/kernel")  # a folder no user can create files in, root in
 
 # command, arguments ({names} are paths of the world), environment, fragment of the one-line error
 CASES = [
+    # --- settings read strictly: numbers in ASCII, files parsed as flags are, no silent fallbacks -----------
+    # digits as a user types them (Python's float() reads any Unicode digit: a fullwidth 4 was 4.0)
+    ("evaluate", ["--temperature", "\uff14"], {}, "--temperature must be a number, got '\uff14'"),
+    ("evaluate", ["--top-p", "\uff10.5"], {}, "--top-p must be a number, got '\uff10.5'"),
+    ("evaluate", ["--batch-size", "\uff14"], {}, "--batch-size must be an integer, got '\uff14'"),
+    ("evaluate", [], {"EVAL_SAMPLES": "\uff16\uff14"}, "EVAL_SAMPLES must be a positive integer or 'all', got '\uff16\uff14'"),
+    ("train-grpo", ["--temperature", "\u0661"], {}, "--temperature must be a number, got '\u0661'"),
+    ("experiment1", ["--budgets", "\uff16\uff14"], {}, "--budgets must be a list of integers, got '\uff16\uff14'"),
+    # a settings file's values are read as flags are (YAML 1.1 read 1:00 as 60 and 1_0 as 10), a key given twice
+    # is refused rather than the last one winning, and a file nested past any settings tree is one line
+    ("evaluate", ["--config", "{sexagesimal}"], {},
+     "eval.samples (in {dir}/sexagesimal.yaml) must be a positive integer or 'all', got '1:00'"),
+    ("train-sft", ["--stage", "prep", "--config", "{underscore}"], {},
+     "seed (in {dir}/underscore.yaml) must be an integer, got '1_0'"),
+    ("train-grpo", ["--config", "{fullwidth}"], {}, "grpo.rollout.temperature (in {dir}/fullwidth.yaml) must be a number"),
+    ("evaluate", ["--config", "{twice}"], {},
+     "--config '{dir}/twice.yaml' line 4: key 'samples' is given twice in one mapping (first on line 2)"),
+    ("train-sft", ["--stage", "prep", "--config", "{twice_json}"], {}, "run.json' line 3: key 'seed' is given twice"),
+    ("evaluate", ["--config", "{deep_yaml}"], {}, "--config '{dir}/deep.yaml' nests mappings or lists too deeply"),
+    ("evaluate", ["--config", "{deep_json}"], {}, "--config '{dir}/deep.json' nests mappings or lists too deeply"),
+    # an empty model name, or the words none/null, is refused: only leaving it unset means the embedded model
+    ("evaluate", ["--model-path", ""], {},
+     "--model-path must not be empty, 'none' or 'null', got ''; leave it unset for the embedded SmolLM2-135M-Instruct"),
+    ("evaluate", [], {"MODEL_NAME": "null"}, "MODEL_NAME must not be empty, 'none' or 'null', got 'null'; leave it unset"),
+    ("evaluate", [], {"MODEL_NAME": "none"}, "MODEL_NAME must not be empty, 'none' or 'null', got 'none'; leave it unset"),
+    ("train-sft", ["--stage", "prep", "--base-model", "None"], {}, "--base-model must not be empty, 'none' or 'null'"),
+    ("train-grpo", ["--base-model", " "], {}, "--base-model must not be empty, 'none' or 'null', got ' '"),
+    ("generate-traces", ["--grpo-model", ""], {}, "--grpo-model must not be empty, 'none' or 'null', got ''"),
+    # the validation and prep problems must fit the train split, even for an evaluation on test
+    ("evaluate", ["--validation-size", "7474"], {}, "--validation-size=7474 and the 4 prep problems "
+     "(sft.prep_train_samples) are more than the train split's 7473 problems; use at most 7469"),
+    ("evaluate", ["--validation-size", "7420"], {"PREP_TRAIN_SAMPLES": "64"}, "--validation-size=7420 and the 64 prep"),
+    # schedulers that step on an evaluation metric: training here evaluates nothing before it ends
+    ("train-sft", ["--stage", "prep", "--lr-scheduler", "reduce_lr_on_plateau"], {},
+     "--lr-scheduler 'reduce_lr_on_plateau' cannot be used here: training evaluates nothing before it ends, and "
+     "transformers' Trainer refuses it without an evaluation strategy (lr_scheduler_type reduce_lr_on_plateau "
+     "requires an eval strategy); use one of linear, cosine"),
+    ("train-grpo", ["--lr-scheduler", "reduce_lr_on_plateau"], {}, "requires an eval strategy"),
+    ("train-grpo", ["--lr-scheduler", "greedy"], {}, "--lr-scheduler 'greedy' cannot be used here"),
+    ("experiment1", ["--sft-lr-scheduler", "reduce_lr_on_plateau"], {}, "--sft-lr-scheduler 'reduce_lr_on_plateau'"),
+    # GRPO samples its groups: greedy rollouts give a group one completion, one reward and no advantage
+    ("train-grpo", ["--temperature", "0"], {}, "--temperature must be > 0 for GRPO, got 0: a group must be sampled "
+     "(greedy rollouts give every completion of a group the same text and reward"),
+    ("experiment1", ["--rollout-temperature", "0.0"], {}, "--rollout-temperature must be > 0 for GRPO, got 0.0"),
+    # the repetition penalty divides or multiplies a logit: bounded so that logits stay finite
+    ("evaluate", ["--temperature", "1", "--repetition-penalty", "1e-300"], {},
+     "--repetition-penalty must be >= 0.01 and <= 100 (it divides or multiplies a logit, so a larger factor can "
+     "overflow it), got 1e-300"),
+    ("evaluate", ["--repetition-penalty", "1e300"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
+    ("train-grpo", ["--repetition-penalty", "0.001"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
+    ("generate-traces", ["--repetition-penalty", "101"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
+    # argparse's own errors: one line like the rest (no usage block), naming the command (as
+    # 'gsm8k-lab evaluate: ...', or 'gsm8k-lab plan evaluate: ...' under plan)
+    ("evaluate", ["--bogus"], {}, "evaluate: unrecognized arguments: --bogus (see --help)"),
+    ("evaluate", ["--temperature"], {}, "evaluate: argument --temperature: expected one argument"),
+    ("train-sft", ["--stage", "prep", "--resume", "--overwrite"], {}, "argument --overwrite: not allowed with"),
+    ("train-grpo", ["--use-vllm", "x"], {}, "train-grpo: unrecognized arguments: x"),
+    ("generate-traces", ["--dataset-split"], {}, "argument --dataset-split: expected one argument"),
+    ("experiment1", ["--budgets"], {}, "experiment1: argument --budgets: expected at least one argument"),
+    ("preset", ["--name", "big"], {}, "preset: argument --name: invalid choice: 'big' (choose from 'small', 'small-seeds')"),
+    ("report", [], {}, "gsm8k-lab report: the following arguments are required: folders (see --help)"),
     # --- evaluate: counts, sizes and decoding ---------------------------------------------
     ("evaluate", [], {"EVAL_SAMPLES": "abc"}, "EVAL_SAMPLES must be a positive integer or 'all', got 'abc'"),
     ("evaluate", [], {"EVAL_SAMPLES": "0"}, "EVAL_SAMPLES must be a positive integer or 'all', got '0'"),
@@ -47,7 +108,7 @@ CASES = [
     ("evaluate", ["--top-p", "1.5"], {}, "--top-p must be > 0 and <= 1, got 1.5"),
     ("evaluate", ["--top-k", "-1"], {}, "--top-k must be a non-negative integer, got -1"),
     ("evaluate", ["--min-p", "2"], {}, "--min-p must be >= 0 and <= 1, got 2"),
-    ("evaluate", ["--repetition-penalty", "0"], {}, "--repetition-penalty must be > 0, got 0"),
+    ("evaluate", ["--repetition-penalty", "0"], {}, "--repetition-penalty must be >= 0.01 and <= 100"),
     ("evaluate", ["--backend", "onnx"], {}, "--backend must be one of auto, transformers, vllm, got 'onnx'"),
     ("evaluate", ["--dtype", "int4"], {}, "--dtype must be one of auto, bf16, fp16, fp32, got 'int4'"),
     ("evaluate", ["--threads", "0"], {}, "--threads must be a positive integer, got 0"),
@@ -357,6 +418,13 @@ SCRIPT_CASES = [
     ("train-sft", ["--stage", "prep", "--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
     ("train-grpo", ["--lr-scheduler", "cosine_with_min_lr"], {}, "needs arguments of its own"),
     ("generate-traces", ["--seed", "99999999999999999999"], {}, "--seed must be >= 0 and <= 4294967295"),
+    ("train-sft", ["--stage", "prep", "--bogus"], {}, "error: gsm8k-lab train-sft: unrecognized arguments: --bogus"),
+    ("evaluate", ["--temperature"], {}, "gsm8k-lab evaluate: argument --temperature: expected one argument"),
+    ("train-grpo", ["--loss-type"], {}, "gsm8k-lab train-grpo: argument --loss-type: expected one argument"),
+    ("generate-traces", ["--resume", "--overwrite"], {}, "argument --overwrite: not allowed with argument --resume"),
+    ("evaluate", ["--model-path", ""], {}, "--model-path must not be empty, 'none' or 'null'"),
+    ("train-grpo", ["--temperature", "0"], {}, "--temperature must be > 0 for GRPO"),
+    ("evaluate", ["--temperature", "\uff14"], {}, "--temperature must be a number, got '\uff14'"),
 ]
 
 
@@ -419,6 +487,13 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     names["bad_value"] = f("value.yaml", "eval:\n  generation:\n    batch_size: 0\n")
     names["targets_5"] = f("targets5.yaml", "lora:\n  target_modules: [5]\n")
     names["no_targets"] = f("notargets.yaml", "lora:\n  target_modules: []\n")
+    names["sexagesimal"] = f("sexagesimal.yaml", "eval:\n  samples: 1:00\n")
+    names["underscore"] = f("underscore.yaml", "seed: 1_0\n")
+    names["fullwidth"] = f("fullwidth.yaml", "grpo:\n  rollout:\n    temperature: \uff10.5\n")
+    names["twice"] = f("twice.yaml", "eval:\n  samples: 3\n  split: test\n  samples: 4\n")
+    names["twice_json"] = f("twice/run.json", '{"run_id": "x",\n "settings": {"seed": 1,\n  "seed": 2}}\n')
+    names["deep_yaml"] = f("deep.yaml", "[" * 200_000)
+    names["deep_json"] = f("deep.json", "{" * 200_000)
     f("traced/grpo_traces_train.jsonl", GOOD_TRACE)
     f("traced/grpo_traces_train.jsonl.stats.json", "{}")
     names["traced"] = str(root / "traced")
@@ -554,6 +629,24 @@ def test_bad_input_through_the_scripts(tmp_path, world, tiny_model_dir, command,
     assert "Traceback" not in r.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and fill(needle) in lines[0], lines
     assert _snapshot(Path(world["dir"]), tiny_model_dir, tmp_path) == before, "a refused command changed files"
+
+
+def test_a_finished_runs_run_json_repeats_its_settings(world, monkeypatch):
+    """``--config RUN/run.json`` reads back what training recorded: JSON's nulls, booleans, numbers and lists."""
+    run_json = Path(world["finished"]) / "run.json"
+    recorded = json.loads(run_json.read_text())["settings"]
+    leaves = []
+
+    def walk(tree):
+        for v in tree.values():
+            walk(v) if isinstance(v, dict) else leaves.append(v)
+    walk(recorded)
+    assert {type(v) for v in leaves} >= {type(None), bool, int, float, str, list}  # every JSON type is exercised
+    for var in env_vars():
+        monkeypatch.delenv(var, raising=False)
+    ctx = cli.Context(cli.build_parser().parse_args(["evaluate", "--config", str(run_json)]))
+    ctx.load()
+    assert ctx.settings.to_dict() == recorded
 
 
 def test_the_matrix_is_large():

@@ -1,9 +1,16 @@
 """The command line generated from the settings: the seed's flags, precedence, and errors that name their source."""
 
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from gsm8k_lab import cli
 from gsm8k_lab.config import Settings, iter_settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Every flag the seed's README uses, per command (the contract).
 SEED_FLAGS = {
@@ -142,6 +149,12 @@ def test_a_default_is_named_by_the_commands_flag(monkeypatch, capsys, tmp_path):
     (["experiment1", "--budgets", "abc"], "--budgets must be a list of integers, got 'abc'"),
     (["experiment2", "--budget", "64", "--num-samples", "32"], "--num-samples (32) must cover the budget (64"),
     (["generate-traces", "--temperature", "0"], "--temperature must be > 0 for rejection sampling"),
+    (["train-grpo", "--temperature", "0"], "--temperature must be > 0 for GRPO, got 0: a group must be sampled"),
+    (["evaluate", "--validation-size", "7474"], "--validation-size=7474 and the 64 prep problems "
+     "(sft.prep_train_samples) are more than the train split's 7473 problems; use at most 7409"),
+    (["evaluate", "--model-path", ""], "--model-path must not be empty, 'none' or 'null', got ''; leave it unset"),
+    (["train-sft", "--base-model", "none"], "--base-model must not be empty, 'none' or 'null', got 'none'"),
+    (["generate-traces", "--grpo-model", "null"], "--grpo-model must not be empty, 'none' or 'null', got 'null'"),
 ])
 def test_bad_values_are_refused_before_any_work(monkeypatch, capsys, tmp_path, argv, needle):
     out = tmp_path / "out"
@@ -151,6 +164,59 @@ def test_bad_values_are_refused_before_any_work(monkeypatch, capsys, tmp_path, a
     code, err = _run(monkeypatch, capsys, argv)
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not out.exists() and not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("value", ["null", "none", " "])
+def test_a_model_variable_of_no_name_is_refused(monkeypatch, capsys, tmp_path, value):
+    code, err = _run(monkeypatch, capsys, ["evaluate", "--output-dir", str(tmp_path / "ev")], env={"MODEL_NAME": value})
+    assert code == 2 and err == [f"error: MODEL_NAME must not be empty, 'none' or 'null', got {value!r}; leave it unset "
+                                 "for the embedded SmolLM2-135M-Instruct"]
+    assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["evaluate", "--bogus"], "error: gsm8k-lab evaluate: unrecognized arguments: --bogus (see --help)"),
+    (["evaluate", "--temperature"], "error: gsm8k-lab evaluate: argument --temperature: expected one argument "
+                                    "(see --help)"),
+    (["preset", "--name", "big"], "error: gsm8k-lab preset: argument --name: invalid choice: 'big' (choose from "
+                                  "'small', 'small-seeds') (see --help)"),
+    (["train-sft", "--output-dir", "x", "--resume", "--overwrite"],
+     "error: gsm8k-lab train-sft: argument --overwrite: not allowed with argument --resume (see --help)"),
+    (["report"], "error: gsm8k-lab report: the following arguments are required: folders (see --help)"),
+    (["experiment1", "--budgets"], "error: gsm8k-lab experiment1: argument --budgets: expected at least one "
+                                   "argument (see --help)"),
+    (["plan", "evaluate", "--bogus", "x"], "error: gsm8k-lab plan evaluate: unrecognized arguments: --bogus x "
+                                           "(see --help)"),
+    (["evalute"], "error: gsm8k-lab: argument command: invalid choice: 'evalute' (choose from 'evaluate', "),
+    ([], "error: gsm8k-lab: the following arguments are required: command (see --help)"),
+])
+def test_argparse_errors_are_one_line(monkeypatch, capsys, tmp_path, argv, line):
+    """argparse's own errors as one line like every other bad input (no usage block before it), exit code 2."""
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(monkeypatch, capsys, argv)
+    assert code == 2 and len(err) == 1 and err[0].startswith(line), err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["train-grpo", "-h"], ["plan", "preset", "--help"]])
+def test_help_is_argparse_s_own(capsys, argv):
+    parser = cli.build_parser()
+    target = parser
+    for name in argv[:-1]:
+        target = next(a for a in target._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == target.format_help()
+
+
+def test_the_seed_scripts_print_argparse_errors_as_one_line(tmp_path):
+    for script, args, line in (("train_sft.py", ["--output-dir", "o", "--bogus"], "error: gsm8k-lab train-sft: "
+                                "unrecognized arguments: --bogus (see --help)"),
+                               ("evaluate_model.py", ["--temperature"], "error: gsm8k-lab evaluate: argument "
+                                "--temperature: expected one argument (see --help)")):
+        r = subprocess.run([sys.executable, str(REPO / "src" / script), *args], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 2 and r.stderr.splitlines() == [line] and not r.stdout, r.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
 
 
 def test_settings_defaults_in_help_match_the_tree():

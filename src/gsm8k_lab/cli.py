@@ -69,7 +69,8 @@ TRAINING = (Expose("model.name", "--base-model"), *DATA, *ENGINE, Expose("seed",
 EXPERIMENT = (Expose("model.name", "--base-model"), *DATA, *ENGINE, Expose("seed", "--seed"),
               Expose("report_to", "--report-to"), Expose("lora", "lora-"), Expose("sft", "sft-"),
               Expose("grpo", "grpo-"), Expose("grpo.rollout", "rollout-"), Expose("eval", "eval-"),
-              Expose("eval.generation", "eval-"), Expose("experiment.seeds", "--seeds"))
+              Expose("eval.generation", "eval-"), Expose("experiment.seeds", "--seeds"),
+              Expose("experiment.step_matched_sft", "--step-matched-sft"))
 DECODING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
@@ -161,7 +162,10 @@ PLANNABLE = ("evaluate", "train-sft", "train-grpo", "generate-traces", "experime
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or argparse's own error, printed as one line (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     ctx = Context(args)
     try:
         ctx.load()
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 # Parser generated from the settings
 # --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gsm8k-lab", description=__doc__.splitlines()[0])
+    parser = _OneLineErrors(prog="gsm8k-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cmd in COMMANDS.items():
         _add_command(sub, name, cmd)
@@ -521,3 +525,20 @@ def _print_run(info: dict, output_dir: str) -> None:
           f"thinking {ev['thinking_proportion']:.1%}, answer {ev['answer_proportion']:.1%}, n={ev['n']}")
     t = info.get("timings", {})
     print(f"  train {t.get('train_seconds', 0):.0f} s, eval {t.get('eval_seconds', 0):.0f} s")
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse's own errors (an unknown flag, a missing value, a bad choice of a plain argument) as one
+    line like every other bad input, instead of the whole usage before it; ``--help`` is unchanged.
+    Subcommands' parsers are of this class too (argparse makes them of their parent's class)."""
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, with unknown arguments named by the command that was given them."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = (self.prog, getattr(namespace, "command", None), getattr(namespace, "planned", None))
+            _OneLineErrors(prog=" ".join(w for w in words if w)).error("unrecognized arguments: " + " ".join(extras))
+        return namespace
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {' '.join(message.split())} (see --help)\n")

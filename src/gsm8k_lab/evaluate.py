@@ -78,7 +78,12 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
     settings.model.dtype = runtime.evaluation_dtype(settings)
     check_file_name("output_file", output_file, ".csv")
     test_size = eval_split_size(settings)
-    validate(settings, {"test": test_size}, counts=["eval.samples"])
+    splits = {"test": test_size}
+    if settings.data.train_source == "bundled" or settings.eval.split == "validation":
+        # the held-out regions must fit the train split even here (cheap for the bundled copy; a validation
+        # evaluation has just read the split): settings an evaluation accepts stay valid for training
+        splits["train"] = len(load_split("train", settings.data.train_source, "data.train_source"))
+    validate(settings, splits, counts=["eval.samples", "data.validation_size"])
     n = settings.eval.samples or test_size
     ref = resolve_model(settings.model.name)
     # an evaluation folder of its own, or the run directory of the run it evaluates (after training)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,17 +52,28 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
 def read_settings_file(path: str | Path) -> dict[str, Any]:
     """A YAML (or JSON) file of the settings tree, flattened to ``path -> value``.
 
-    A ``run.json`` works too: its ``settings`` are used, so ``--config RUN/run.json``
-    repeats a run's settings.
+    A YAML file's values are kept as the text written and parsed later by :func:`parse_value`, as a
+    flag's or a variable's are: YAML 1.1's own readings (``1:00`` as 60, ``1_0`` as 10, ``yes`` as
+    true, ``null`` as nothing) never apply, so a value means in a file what it means on the command
+    line. A ``.json`` file keeps JSON's types (numbers, booleans, null, lists), so a ``run.json``
+    works too: its ``settings`` are used, and ``--config RUN/run.json`` repeats a run's settings.
+    A key given twice in one mapping is refused, with its line, rather than the last one winning.
     """
     p = Path(path)
     if not p.is_file():
         raise SettingError("config", str(path), "{name} {value} is not a file")
+    kind = "JSON" if p.suffix.lower() == ".json" else "YAML"
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_JSONLoader if kind == "JSON" else _TextLoader)
+    except _DuplicateKey as exc:
+        raise SettingError("config", str(path), "{name} {value} " + f"line {exc.line}: key {exc.key!r} is given "
+                           f"twice in one mapping (first on line {exc.first}); keep one") from None
+    except RecursionError:
+        raise SettingError("config", str(path), "{name} {value} nests mappings or lists too deeply to be a "
+                           "settings file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         problem = str(exc).splitlines()[0]
-        raise SettingError("config", str(path), "{name} {value} is not valid YAML (" + problem + ")") from None
+        raise SettingError("config", str(path), "{name} {value} is not valid " + kind + " (" + problem + ")") from None
     if isinstance(data, dict) and isinstance(data.get("settings"), dict) and "run_id" in data:
         data = data["settings"]
     if data is None:
@@ -86,7 +98,6 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
     return flat
 
 
-
 def describe_settings(settings: Settings) -> str:
     """The tree as indented JSON (for printing)."""
     return json.dumps(settings.to_dict(), indent=2)
@@ -96,3 +107,40 @@ def env_vars() -> set[str]:
     """The environment variables that settings read."""
     return {f.metadata["env"] for _, f, _ in iter_settings() if f.metadata.get("env")}
 
+
+# --------------------------------------------------------------------------
+# Settings files read as text
+# --------------------------------------------------------------------------
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class _TextLoader(yaml.BaseLoader):
+    """YAML whose scalars stay the text written (no implicit types: :func:`parse_value` reads them as it
+    reads a flag) and whose mappings refuse a key given twice."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key, line = self.construct_scalar(key_node), key_node.start_mark.line + 1
+                if key in first:
+                    raise _DuplicateKey(key, line, first[key])
+                first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _JSONLoader(_TextLoader):
+    """A JSON file (a run.json): an unquoted scalar that is a JSON literal keeps its JSON type, as
+    ``json.loads`` reads it; anything else stays text."""
+
+    def construct_scalar(self, node):
+        value = super().construct_scalar(node)
+        if node.style is None and _JSON_LITERAL.fullmatch(value):
+            return json.loads(value)
+        return value
+
+
+_JSON_LITERAL = re.compile(r"null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")

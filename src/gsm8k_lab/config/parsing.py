@@ -50,6 +50,11 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         if optional:
             return None
         raise bad(expected(base, meta))
+    if isinstance(raw, dict) or (isinstance(raw, list) and typing.get_origin(base) is not list):
+        raise bad(expected(base, meta))  # a mapping or list (from a file) where one value belongs
+    if meta.get("unset") and isinstance(raw, str) and raw.strip().lower() in ("", "none", "null"):
+        raise UsageError(f"{(source or Source('default')).label(path)} must not be empty, 'none' or 'null', got "
+                         f"{raw!r}; leave it unset for {meta['unset']}")
     if isinstance(raw, str) and optional and meta.get("all_is_none") and raw.strip().lower() == "all":
         return None
     if isinstance(raw, str) and optional and raw.strip().lower() in ("none", "null") and not meta.get("all_is_none"):
@@ -87,31 +92,40 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         out = []
         for x in items:
             try:
-                out.append(strict_int(x) if item is int else item(x))
+                if isinstance(x, (list, dict)):
+                    raise TypeError(x)
+                out.append(_LIST_ITEMS[item](x))
             except (TypeError, ValueError):
                 label = (source or Source("default")).label(path)
-                kind = "integers" if item is int else f"{item.__name__} values"
+                kind = {int: "integers", float: "numbers"}.get(item, f"{item.__name__} values")
                 raise UsageError(f"{label} must be a list of {kind}, got {x!r}") from None
         return out
     raise TypeError(f"unsupported setting type for {path}: {hint}")  # pragma: no cover
 
 
 def strict_int(raw: Any) -> int:
-    """An integer written as plain decimal digits (Python's ``1_0`` or ``0x10`` are not numbers to a user)."""
+    """An integer written as plain ASCII decimal digits (Python's ``1_0``, ``0x10`` or a fullwidth ``４``
+    are not numbers to a user)."""
     if isinstance(raw, bool):
         raise ValueError(raw)
     if isinstance(raw, int):
         return raw
-    text = str(raw).strip()
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
+    text = str(raw)
+    if not text.isascii() or not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
         raise ValueError(raw)
     return int(text)
 
 
 def strict_float(raw: Any) -> float:
-    """A number as a user writes it: Python's ``1_0.5`` is refused."""
-    text = str(raw).strip()
-    if "_" in text:
+    """A number as a user types it, in ASCII: Python's ``float`` also reads ``1_0.5`` and any Unicode digit
+    (a fullwidth ``４`` is 4.0 to it), which are refused here; ``nan`` and ``inf`` are read (and refused
+    by :func:`validate` as not finite)."""
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    text = str(raw)
+    if not text.isascii() or "_" in text:
         raise ValueError(raw)
     return float(text)
 
@@ -130,5 +144,10 @@ def expected(base, meta) -> str:
         return "an integer"
     if base is float:
         return "a number"
+    if base is str:
+        return "text"
     return base.__name__
 
+
+#: How one item of a list setting is read.
+_LIST_ITEMS = {int: strict_int, float: strict_float, str: str}

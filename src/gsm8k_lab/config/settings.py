@@ -40,7 +40,8 @@ TEMPERATURE_FLOOR = 0.01
 class ModelSettings:
     name: str | None = setting(
         None, "Hugging Face hub id, model folder or run directory; unset means the embedded "
-        "SmolLM2-135M-Instruct.", env="MODEL_NAME")
+        "SmolLM2-135M-Instruct (an empty name, none or null is refused: leave it unset).", env="MODEL_NAME",
+        unset="the embedded SmolLM2-135M-Instruct")
     dtype: str = setting("auto", "Weights dtype: auto (bf16 where the device runs it natively, else fp32 "
                          "on CPU and fp16 on old GPUs), bf16, fp16 or fp32.", choices=DTYPES)
     attn_implementation: str | None = setting(
@@ -84,7 +85,12 @@ class GenerationSettings:
     top_p: float = setting(1.0, "Nucleus sampling mass (1 disables; sampling only).", above=0.0, max=1.0)
     top_k: int = setting(0, "Top-k sampling (0 disables; sampling only).", min=0)
     min_p: float = setting(0.0, "Min-p sampling (0 disables; sampling only).", min=0.0, max=1.0)
-    repetition_penalty: float = setting(1.0, "Repetition penalty (1 disables).", above=0.0)
+    repetition_penalty: float = setting(
+        1.0, "Repetition penalty (1 disables), 0.01..100: a token already generated has its positive logit divided "
+        "by it and its negative one multiplied by it, so within these bounds a logit grows at most 100-fold and "
+        "stays finite in bf16, fp16 and fp32 (1e-300 made logits inf); at 100 a repeated token is all but "
+        "excluded already.",
+        min=0.01, max=100.0, why="it divides or multiplies a logit, so a larger factor can overflow it")
     seed: int = setting(0, "Sampling seed.", min=0, max=SEED_MAX)
     batch_size: int = setting(64, "Completions decoded together (rows of the continuous batch).", min=1)
     backend: str = setting("auto", "auto (vLLM on a CUDA GPU when installed, else transformers), "
@@ -118,7 +124,7 @@ class TrainSettings:
     gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1)
     warmup_ratio: float = setting(0.05, "Share of steps used for linear warm-up.", min=0.0, max=1.0)
     lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name that needs no "
-                                "arguments of its own).", library="scheduler")
+                                "arguments of its own and no evaluation during training).", library="scheduler")
     save_steps: int = setting(50, "Checkpoint every N optimizer steps (the resume points).", min=1)
     logging_steps: int = setting(5, "Log training curves every N steps.", min=1)
     gradient_checkpointing: bool | None = setting(

@@ -22,8 +22,11 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
     Ranges and choices of every field (a value other than the default also against the library
     that takes it: transformers' schedulers and attention functions); the problem counts in
     ``counts`` (paths; default all) against ``splits`` (split name -> problems available; a count
-    whose split is not given is not compared); GRPO's group against its global batch of
-    ``processes`` processes; the seeds an experiment repeats; the experiments' budgets.
+    whose split is not given is not compared); the validation and prep problems against the train
+    split (when ``counts`` includes ``data.validation_size``: the train split's regions must fit
+    even for a command that uses none of them, so its settings stay valid for the runs that do);
+    GRPO's group against its global batch of ``processes`` processes; the seeds an experiment
+    repeats; the experiments' budgets.
     """
     splits = splits or {}
     wanted = set(counts) if counts is not None else None
@@ -57,6 +60,17 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
                     }.get(split, "the split")
             raise SettingError(path, value, "{name}={value} is larger than " + word + f" ({available} problems); "
                                f"use at most {available}" + (" or 'all'" if meta.get("all_is_none") else ""))
+    if settings.grpo.rollout.temperature == 0:  # after the range check (nan, negatives); 0 is greedy elsewhere
+        raise SettingError("grpo.rollout.temperature", 0.0, "{name} must be > 0 for GRPO, got {value}: a group must "
+                           "be sampled (greedy rollouts give every completion of a group the same text and reward, "
+                           "so no advantage to learn from; TRL samples always and divides by the temperature)")
+    train = splits.get("train")
+    if train is not None and (wanted is None or "data.validation_size" in wanted):
+        held_out, prep = settings.data.validation_size, settings.sft.prep_train_samples
+        if held_out + prep > train:  # the regions every later run cuts from the train split would not fit
+            raise SettingError("data.validation_size", held_out, "{name}={value} and the " + f"{prep} prep problems "
+                               f"(sft.prep_train_samples) are more than the train split's {train} problems; use at "
+                               f"most {max(train - prep, 0)}")
     for purpose in ("eval", "traces"):
         if settings.model.quantize and settings.get(f"{purpose}.generation.backend") == "vllm":
             raise SettingError("model.quantize", settings.model.quantize, "{name} {value} applies to the "
@@ -102,22 +116,46 @@ def library_choices(name: str) -> dict[str, str | None]:
     return LIBRARY_CHOICES[name]
 
 
+def defaults() -> dict[str, Any]:
+    """Every setting's default, by path."""
+    return dict(_DEFAULTS)
+
+
 def _scheduler_choices() -> dict[str, str | None]:
-    """transformers' schedulers (``SchedulerType``), each built as the trainer builds it: a scheduler that
-    needs arguments of its own (``min_lr``, ``num_decay_steps``) fails there, and is refused here with
-    transformers' own reason."""
+    """transformers' schedulers (``SchedulerType``), each built as the trainer builds it and checked as
+    the trainer checks its arguments. A scheduler that needs arguments of its own (``min_lr``,
+    ``num_decay_steps``) fails in ``get_scheduler``; one that steps on an evaluation metric
+    (``reduce_lr_on_plateau``, ``greedy``) is refused by ``TrainingArguments`` without an evaluation
+    strategy, and training here evaluates nothing (a run is evaluated once it has ended). Either is
+    refused here, before any model loads, with transformers' own reason."""
+    import tempfile
+
     import torch
-    from transformers import get_scheduler
+    from transformers import TrainingArguments, get_scheduler
     from transformers.trainer_utils import SchedulerType
+
+    class ArgumentsOnly(TrainingArguments):
+        @property
+        def device(self):  # the arguments are checked before the device is set up: stop there (no device state)
+            raise _ArgumentsChecked
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     out: dict[str, str | None] = {}
     for kind in SchedulerType:
         try:
             get_scheduler(kind.value, optimizer=optimizer, num_warmup_steps=1, num_training_steps=2)
-            out[kind.value] = None
         except (TypeError, ValueError) as exc:
-            out[kind.value] = str(exc).splitlines()[0]
+            out[kind.value] = ("needs arguments of its own that this pipeline does not pass ("
+                               + str(exc).splitlines()[0] + ")")
+            continue
+        try:  # the pipeline's trainer arguments (no evaluation strategy) with this scheduler
+            ArgumentsOnly(output_dir=tempfile.gettempdir(), lr_scheduler_type=kind.value, report_to="none")
+            out[kind.value] = None
+        except _ArgumentsChecked:
+            out[kind.value] = None
+        except ValueError as exc:
+            out[kind.value] = ("cannot be used here: training evaluates nothing before it ends, and transformers' "
+                               "Trainer refuses it without an evaluation strategy (" + str(exc).splitlines()[0] + ")")
     return out
 
 
@@ -136,8 +174,7 @@ def _check_library_choice(path: str, value: Any, library: str) -> None:
     if value not in choices:
         raise SettingError(path, value, "{name} must be one of " + usable + ", got {value}")
     if choices[value] is not None:
-        raise SettingError(path, value, "{name} {value} needs arguments of its own that this pipeline does not "
-                           f"pass ({choices[value]}); use one of " + usable)
+        raise SettingError(path, value, "{name} {value} " + choices[value] + "; use one of " + usable)
 
 
 def _check_range(path: str, value: float, meta: Mapping) -> None:
@@ -177,10 +214,8 @@ def _defaults() -> dict[str, Any]:
     return {path: tree.get(path) for path, _, _ in iter_settings()}
 
 
-
 _DEFAULTS = _defaults()
 
 
-def defaults() -> dict[str, Any]:
-    """Every setting's default, by path."""
-    return dict(_DEFAULTS)
+class _ArgumentsChecked(Exception):
+    """``TrainingArguments`` passed its checks and reached the device set-up, which a check skips."""
