@@ -311,6 +311,17 @@ CASES = [
     ("experiment2", ["--budget", "1_0"], {}, "--budget must be a positive integer, got '1_0'"),
     ("preset", ["--seed", "-1"], {}, "--seed must be >= 0 and <= 4294967295, got -1"),
     ("preset", ["--eval-max-new-tokens", "99999999999999999999"], {}, "--eval-max-new-tokens must be at most"),
+    # --- data files, reports, evaluation outputs: each refused in one line before any work ------------
+    ("train-sft", ["--stage", "full", "--traces-file", "{formfeed}"], {},
+     "formfeed.jsonl': line 1 is not valid JSON (Extra data"),
+    ("evaluate", ["--data", "{formfeed}"], {}, "formfeed.jsonl': line 1 is not valid JSON (Extra data"),
+    ("evaluate", ["--data", "{deep}"], {}, "deep.jsonl': line 1 is nested too deeply to read as JSON"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{deep}"], {}, "deep.jsonl': line 1 is nested too deeply"),
+    ("generate-traces", ["--train-data", "{deep}"], {}, "deep.jsonl': line 1 is nested too deeply"),
+    ("evaluate", ["--data", "{surrogate}"], {}, "surrogate.jsonl': line 2 holds a lone surrogate (\\ud800)"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{surrogate}"], {},
+     "surrogate.jsonl': line 2 holds a lone surrogate (\\ud800)"),
+    ("train-grpo", ["--train-data", "{surrogate}"], {}, "surrogate.jsonl': line 2 holds a lone surrogate"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).
@@ -420,6 +431,10 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     names["locked_debug"] = str(root / "locked_debug")
     (root / "locked_link").symlink_to(READ_ONLY)
     names["locked_link"] = str(root / "locked_link")
+    # data files that a reader splitting lines like str.splitlines, or json without limits, got wrong
+    names["formfeed"] = f("formfeed.jsonl", GOOD_TRACE.strip() + "\x0c" + GOOD_TRACE)
+    names["deep"] = f("deep.jsonl", "[" * 200_000 + "]" * 200_000 + "\n")
+    names["surrogate"] = f("surrogate.jsonl", GOOD_TRACE + '{"question": "q \\ud800", "answer": "#### 1"}\n')
     return names
 
 

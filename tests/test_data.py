@@ -1,6 +1,7 @@
 """Data loading, budgets and formatting."""
 
 import hashlib
+import json
 
 import pytest
 
@@ -114,6 +115,49 @@ def test_binary_or_broken_data_file(tmp_path, content, needle):
     f = tmp_path / "d.jsonl"
     f.write_bytes(content)
     with pytest.raises(SettingError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        load_split("test", str(f))
+
+
+GOOD = '{"question": "q", "answer": "#### 1"}'
+
+
+def test_lines_end_at_newlines_only(tmp_path):
+    """A JSON string may hold U+2028, U+2029, a form feed or NEL raw (str.splitlines breaks at each);
+    a byte-order mark at the start and CRLF endings are ordinary JSONL."""
+    question = "one\u2028two\u2029three\x0cfour\x1cfive\x85six"
+    f = tmp_path / "d.jsonl"
+    record = json.dumps({"question": question, "answer": "#### 7"}, ensure_ascii=False)
+    f.write_bytes(("\ufeff" + record + "\r\n\r\n" + GOOD + "\r\n").encode("utf-8"))
+    problems = load_split("test", str(f))
+    assert [p.question for p in problems] == [question, "q"] and [p.gold for p in problems] == [7, 1]
+    assert [p.question for p in load_traces(f)] == [question, "q"]
+
+
+@pytest.mark.parametrize("content,needle", [
+    (GOOD + "\x0c" + GOOD + "\n", "line 1 is not valid JSON (Extra data at column 38)"),
+    ("\n" + "[" * 200_000 + "]" * 200_000 + "\n", "line 2 is nested too deeply to read as JSON"),
+    (GOOD + '\n{"question": "x \\ud800 y", "answer": "#### 1"}\n', "line 2 holds a lone surrogate (\\ud800)"),
+    ('{"question": "q", "answer": "#### 1", "notes": [{"k": "\\uDFFF"}]}\n', "line 1 holds a lone surrogate (\\udfff)"),
+])
+def test_lines_that_are_no_record_name_file_and_line(tmp_path, content, needle):
+    f = tmp_path / "d.jsonl"
+    f.write_text(content, encoding="utf-8")
+    for load, path in ((lambda file: load_split("test", str(file)), "data.source"), (load_traces, "traces_file")):
+        with pytest.raises(SettingError) as err:
+            load(f)
+        assert err.value.path == path and f"'{f}': {needle}" in str(err.value)
+
+
+def test_a_surrogate_pair_is_a_character_and_an_escaped_backslash_no_surrogate(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"question": "\\ud83d\\ude00 \\\\ud800", "answer": "#### 1"}\n', encoding="utf-8")
+    assert load_split("test", str(f))[0].question == "\U0001f600 \\ud800"
+
+
+def test_a_bad_record_is_named_by_its_line_in_the_file(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(GOOD + "\n\n" + '{"question": 5, "answer": "#### 1"}\n')
+    with pytest.raises(SettingError, match="test line 3: expected question/answer as text, got question int"):
         load_split("test", str(f))
 
 
