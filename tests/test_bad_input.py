@@ -322,6 +322,18 @@ CASES = [
     ("train-sft", ["--stage", "full", "--traces-file", "{surrogate}"], {},
      "surrogate.jsonl': line 2 holds a lone surrogate (\\ud800)"),
     ("train-grpo", ["--train-data", "{surrogate}"], {}, "surrogate.jsonl': line 2 holds a lone surrogate"),
+    ("evaluate", ["--output-dir", "{csv_is_dir}", "--output-file", "e.csv"], {},
+     "debug/e.csv is a directory, where the evaluation writes a file"),
+    ("evaluate", ["--output-dir", "{csv_is_dir}", "--output-file", "e.csv", "--overwrite"], {},
+     "debug/e.csv is a directory"),
+    ("evaluate", ["--output-dir", "{metrics_is_dir}", "--output-file", "e.csv", "--overwrite"], {},
+     "debug/e_metrics.txt is a directory"),
+    ("evaluate", ["--output-dir", "{metrics_json_is_dir}", "--output-file", "e.csv", "--resume"], {},
+     "debug/e_metrics.json is a directory"),
+    ("evaluate", ["--output-dir", "{settings_is_dir}", "--output-file", "e.csv", "--resume"], {},
+     "debug/e_settings.json is a directory"),
+    ("evaluate", ["--output-dir", "{new_metrics_is_dir}", "--output-file", "e.csv"], {},
+     "debug/e_metrics.txt is a directory"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).
@@ -435,6 +447,17 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     names["formfeed"] = f("formfeed.jsonl", GOOD_TRACE.strip() + "\x0c" + GOOD_TRACE)
     names["deep"] = f("deep.jsonl", "[" * 200_000 + "]" * 200_000 + "\n")
     names["surrogate"] = f("surrogate.jsonl", GOOD_TRACE + '{"question": "q \\ud800", "answer": "#### 1"}\n')
+    # finished evaluations with an output of the wrong type where a file will be written
+    for name, output in (("csv_is_dir", "e.csv"), ("metrics_is_dir", "e_metrics.txt"),
+                         ("metrics_json_is_dir", "e_metrics.json"), ("settings_is_dir", "e_settings.json"),
+                         ("new_metrics_is_dir", None)):
+        shutil.copytree(evaluated, root / name)
+        names[name] = str(root / name)
+        if output is None:  # no evaluation there yet: only a folder where its metrics go
+            shutil.rmtree(root / name / "debug")
+            output = "e_metrics.txt"
+        (root / name / "debug" / output).unlink(missing_ok=True)
+        (root / name / "debug" / output).mkdir(parents=True)
     return names
 
 

@@ -80,6 +80,11 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
         raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
     check_can_write(debug, "output_dir", str(output_dir))
     csv_path = debug / output_file
+    for output in output_files(csv_path):  # each is replaced by a file: a folder there would fail after the work
+        if output.exists() and not output.is_file():
+            kind = "a directory" if output.is_dir() else "not a regular file"
+            raise SettingError("output_file", str(csv_path), "{name} {value} cannot be written: " + f"{output} is "
+                               f"{kind}, where the evaluation writes a file")
     if csv_path.exists() and not (resume or overwrite):
         raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
                            "it or {overwrite} to replace it")
@@ -359,6 +364,12 @@ def read_rows(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict
 def settings_path(csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     return csv_path.with_name(f"{csv_path.stem}_settings.json")
+
+
+def output_files(csv_path: str | Path) -> list[Path]:
+    """Every file an evaluation writes: the CSV, its metrics (text and JSON) and its settings record."""
+    return [Path(csv_path), metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json"),
+            settings_path(csv_path)]
 
 
 def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
