@@ -334,6 +334,15 @@ CASES = [
      "debug/e_settings.json is a directory"),
     ("evaluate", ["--output-dir", "{new_metrics_is_dir}", "--output-file", "e.csv"], {},
      "debug/e_metrics.txt is a directory"),
+    ("evaluate", ["--output-dir", "{no_settings}", "--output-file", "e.csv", "--resume", "--max-new-tokens", "4"], {},
+     "e.csv' cannot be resumed: its settings record e_settings.json is missing: cannot tell which settings made it; "
+     "pass --overwrite to start again"),
+    ("evaluate", ["--output-dir", "{torn_settings}", "--output-file", "e.csv", "--resume", "--max-new-tokens", "4"],
+     {}, "its settings record e_settings.json is not readable JSON: cannot tell which settings made it"),
+    ("evaluate", ["--output-dir", "{list_settings}", "--output-file", "e.csv", "--resume"], {},
+     "its settings record e_settings.json holds no settings: cannot tell which settings made it"),
+    ("evaluate", ["--output-dir", "{interrupted_no_settings}", "--output-file", "e.csv", "--resume",
+                  "--max-new-tokens", "4"], {}, "e_settings.json is missing: cannot tell which settings made it"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).
@@ -458,6 +467,19 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
             output = "e_metrics.txt"
         (root / name / "debug" / output).unlink(missing_ok=True)
         (root / name / "debug" / output).mkdir(parents=True)
+    # evaluations whose settings record cannot be read: finished, and interrupted after one row
+    for name, record in (("no_settings", None), ("torn_settings", '{"model": '), ("list_settings", "[]"),
+                         ("interrupted_no_settings", None)):
+        shutil.copytree(evaluated, root / name)
+        names[name] = str(root / name)
+        debug = root / name / "debug"
+        (debug / "e_settings.json").unlink()
+        if record is not None:
+            (debug / "e_settings.json").write_text(record)
+    debug = root / "interrupted_no_settings" / "debug"
+    (debug / "e.csv").write_bytes(b"".join((debug / "e.csv").read_bytes().splitlines(keepends=True)[:2]))
+    for metrics in ("e_metrics.txt", "e_metrics.json"):
+        (debug / metrics).unlink()
     return names
 
 

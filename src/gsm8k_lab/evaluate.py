@@ -90,11 +90,12 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
                            "it or {overwrite} to replace it")
     ref = resolve_model(settings.model.name)
     preflight(settings, ref, ("eval.generation",))
-    if resume and csv_path.exists() and settings_path(csv_path).is_file():
-        try:
-            recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            recorded = None
+    if resume and csv_path.exists():
+        recorded, why = _recorded_settings(settings_path(csv_path))
+        if recorded is None:
+            raise SettingError("output_file", str(csv_path), "{name} {value} cannot be resumed: " + f"its settings "
+                               f"record {settings_path(csv_path).name} {why}: cannot tell which settings made it; "
+                               "pass {overwrite} to start again")
         check_same_settings("output_file", str(csv_path), recorded, eval_fingerprint(settings, ref, n))
     return ref, csv_path
 
@@ -439,17 +440,30 @@ def _complete_rows(csv_path: Path, problems: list[Problem], samples: int = 1) ->
 
 def _swap_in(staging: Path, csv_path: Path) -> None:
     """Put the new evaluation (CSV and settings in ``staging``) in place of the old one: the old
-    metrics go first, so no metrics ever sit beside rows they do not describe."""
-    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
+    metrics and settings record go first, so neither ever sits beside rows it does not describe (a
+    kill in between leaves rows without a settings record, which a resume refuses)."""
+    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json"), settings_path(csv_path)):
         stale.unlink(missing_ok=True)
+    fsync_dir(csv_path.parent)
     os.replace(staging / csv_path.name, csv_path)
     new_settings = settings_path(staging / csv_path.name)
     if new_settings.exists():
         os.replace(new_settings, settings_path(csv_path))
-    else:
-        settings_path(csv_path).unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     fsync_dir(csv_path.parent)
+
+
+def _recorded_settings(path: Path) -> tuple[dict | None, str]:
+    """The settings an evaluation CSV was made with, or None and why they cannot be told."""
+    if not path.exists():
+        return None, "is missing"
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None, "is not readable JSON"
+    if not isinstance(recorded, dict) or not recorded:
+        return None, "holds no settings"
+    return recorded, ""
 
 
 def _continue_csv(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict[int, list[dict]]:
