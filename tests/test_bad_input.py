@@ -343,6 +343,9 @@ CASES = [
      "its settings record e_settings.json holds no settings: cannot tell which settings made it"),
     ("evaluate", ["--output-dir", "{interrupted_no_settings}", "--output-file", "e.csv", "--resume",
                   "--max-new-tokens", "4"], {}, "e_settings.json is missing: cannot tell which settings made it"),
+    ("report", ["{finished}", "--out", "{file}"], {}, "--out '{file}' exists and is not a directory"),
+    ("report", ["{finished}", "--out", "/dev/null"], {}, "--out '/dev/null' exists and is not a directory"),
+    ("report", ["{finished}", "--out", "{file}/report"], {}, "--out '{file}/report' is not a directory"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).

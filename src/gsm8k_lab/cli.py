@@ -38,6 +38,7 @@ from .experiments import check_experiment, experiment1_steps, experiment2_steps,
 from .grpo import prepare_grpo, train_grpo
 from .plan import Plan, estimate, evaluation_run, render, steps_runs, traces_run, training_run
 from .report import write_report
+from .runs import check_writable_dir
 from .sft import prepare_sft, train_sft
 from .sweep import check_sweep, sweep_settings, sweep_steps, write_sweep_report
 from .traces import generate_traces, stats_path
@@ -363,7 +364,12 @@ def cmd_sweep_lr(ctx: Context) -> int:
 
 def cmd_report(ctx: Context) -> int:
     a = ctx.args
-    return _report([Path(f) for f in a.folders], Path(a.out) if a.out else Path(a.folders[0]) / "report")
+    out = Path(a.out) if a.out else Path(a.folders[0]) / "report"
+    if out.exists() and not out.is_dir():
+        raise SettingError("out", str(out), "{name} {value} exists and is not a directory: the report is a folder "
+                           "(report.md, results.csv, plots)")
+    check_writable_dir(out, "out")
+    return _report([Path(f) for f in a.folders], out)
 
 
 def print_metrics(metrics: dict, csv_path: Path) -> None:

@@ -299,13 +299,26 @@ def compute_metrics(rows: list[dict], samples: int = 1, seed: int = 0) -> dict:
 
 def per_problem_scores(csv_path: str | Path) -> dict[int, dict[str, float]]:
     """For each problem of an evaluation CSV: the share of its completions that are correct,
-    have an answer, have a reasoning block (what paired comparisons compare)."""
+    have an answer, have a reasoning block (what paired comparisons compare). A CSV without those
+    columns, or with a row whose index is not an integer or whose flag is not True/False, is a
+    ValueError naming the line."""
+    keys = ("correct", "has_answer", "has_thinking")
     groups: dict[int, list[dict]] = {}
     with open(csv_path, newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            groups.setdefault(int(r["index"]), []).append(r)
-    return {i: {key: sum(r[key] == "True" for r in g) / len(g) for key in ("correct", "has_answer", "has_thinking")}
-            for i, g in groups.items()}
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("index", *keys) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError("no column " + ", ".join(missing))
+        for r in reader:
+            try:
+                index = int(r["index"])
+            except (TypeError, ValueError):
+                raise ValueError(f"line {reader.line_num}: index {r['index']!r} is not an integer") from None
+            wrong = next((k for k in keys if r[k] not in ("True", "False")), None)
+            if wrong:
+                raise ValueError(f"line {reader.line_num}: {wrong} {r[wrong]!r} is neither True nor False")
+            groups.setdefault(index, []).append(r)
+    return {i: {key: sum(r[key] == "True" for r in g) / len(g) for key in keys} for i, g in groups.items()}
 
 
 def finished_metrics(csv_path: str | Path, problems: list[Problem], samples: int = 1) -> dict | None:

@@ -98,7 +98,7 @@ class Trend:
 def compare(label: str, a: RunResult, b: RunResult, family: str = PRIMARY, alpha: float = ALPHA) -> list[Comparison]:
     """Accuracy and answer format of ``b`` against ``a`` on the problems both were evaluated on;
     ``alpha`` is the level at which the smallest detectable difference is computed."""
-    sa, sb = per_problem_scores(a.csv), per_problem_scores(b.csv)
+    sa, sb = (r.scores if r.scores is not None else per_problem_scores(r.csv) for r in (a, b))
     common = sorted(set(sa) & set(sb))
     out = []
     for key, metric in (("correct", "accuracy"), ("has_answer", "answer format")):
@@ -186,7 +186,7 @@ def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
-    fields = [f for f in asdict(runs[0]) if f not in ("log", "answer_ci", "thinking_ci")]
+    fields = [f for f in asdict(runs[0]) if f not in ("log", "answer_ci", "thinking_ci", "scores")]
     writer = csv.DictWriter(buf, fieldnames=[*fields, "grpo_trace_share"], extrasaction="ignore")
     writer.writeheader()
     for r in sorted_runs(runs):
