@@ -346,6 +346,10 @@ CASES = [
     ("report", ["{finished}", "--out", "{file}"], {}, "--out '{file}' exists and is not a directory"),
     ("report", ["{finished}", "--out", "/dev/null"], {}, "--out '/dev/null' exists and is not a directory"),
     ("report", ["{finished}", "--out", "{file}/report"], {}, "--out '{file}/report' is not a directory"),
+    ("train-sft", ["--stage", "prep", "--max-length", "16"], {},
+     "--max-length=16 cannot hold the longest training prompt ("),
+    ("train-sft", ["--stage", "full", "--traces-file", "{good_traces}", "--max-length", "20"], {},
+     "--max-length=20 cannot hold the longest training prompt ("),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).
