@@ -350,6 +350,16 @@ CASES = [
      "--max-length=16 cannot hold the longest training prompt ("),
     ("train-sft", ["--stage", "full", "--traces-file", "{good_traces}", "--max-length", "20"], {},
      "--max-length=20 cannot hold the longest training prompt ("),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--eval-extra-sources", "{hardlink}"], {},
+     "--eval-extra-sources '{hardlink}' is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--eval-extra-sources", "{symlink}"], {},
+     "--eval-extra-sources '{symlink}' is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--eval-extra-sources", "{same_bytes}"], {},
+     "--eval-extra-sources '{same_bytes}' is also the training data"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{good_traces}", "--eval-extra-sources", "{traces_link}"], {},
+     "--eval-extra-sources '{traces_link}' is also the training data"),
+    ("train-grpo", ["--train-data", "{good_data}", "--eval-extra-sources", "gsm-symbolic:3", "{same_bytes}"], {},
+     "is also the training data"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).

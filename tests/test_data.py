@@ -161,6 +161,43 @@ def test_a_bad_record_is_named_by_its_line_in_the_file(tmp_path):
         load_split("test", str(f))
 
 
+def test_no_evaluation_set_is_the_training_file(tmp_path, monkeypatch):
+    """Neither data.source nor any further evaluation set is the training data: the file, a link to it
+    or a copy, whether the training data is a JSONL file, a traces file or the bundled train split."""
+    import shutil
+
+    from gsm8k_lab import data
+    from gsm8k_lab.data import check_eval_data_apart
+
+    train = tmp_path / "train.jsonl"
+    train.write_text(GOOD + "\n" + GOOD + "\n")
+    (tmp_path / "hard.jsonl").hardlink_to(train)
+    (tmp_path / "soft.jsonl").symlink_to(train)
+    shutil.copy(train, tmp_path / "copy.jsonl")
+    other = tmp_path / "other.jsonl"
+    other.write_text(GOOD + "\n")
+    s = Settings()
+    s.data.train_source = str(train)
+    for same in ("train.jsonl", "hard.jsonl", "soft.jsonl", "copy.jsonl"):
+        s.eval.extra_sources = ["gsm-symbolic:3", str(other), str(tmp_path / same)]
+        with pytest.raises(SettingError, match="is also the training data") as err:
+            check_eval_data_apart(s)
+        assert err.value.path == "eval.extra_sources" and err.value.value == str(tmp_path / same)
+    s.eval.extra_sources = ["gsm-symbolic:3", str(other)]
+    check_eval_data_apart(s)
+    s.data.train_source = "bundled"  # a traces file is training data too
+    s.eval.extra_sources = [str(tmp_path / "copy.jsonl")]
+    with pytest.raises(SettingError, match="eval.extra_sources .* is also the training data"):
+        check_eval_data_apart(s, str(train))
+    bundled = tmp_path / "bundled_train.jsonl"  # the bundled train split, when it is the training data
+    shutil.copy(data._bundled_path("train"), bundled)
+    for setting in ("data.source", "eval.extra_sources"):
+        s.data.source, s.eval.extra_sources = (str(bundled), []) if setting == "data.source" else ("bundled", [str(bundled)])
+        with pytest.raises(SettingError, match="is also the training data") as err:
+            check_eval_data_apart(s)
+        assert err.value.path == setting
+
+
 def test_format_target_strips_calculator_and_adds_tags():
     t = format_target("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 1,072")
     assert t == "Natalia sold 48/2 = 24 clips.<end_working_out><SOLUTION>1072</SOLUTION>"

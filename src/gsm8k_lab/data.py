@@ -263,16 +263,18 @@ def jsonl_records(file: Path, path: str, raw: bytes | None = None) -> list[tuple
 # Training and evaluation data apart
 # --------------------------------------------------------------------------
 def check_eval_data_apart(settings, *training_files: str | None) -> None:
-    """A run never evaluates on the file it trains on: the same file under another name (a hard
+    """A run never evaluates on a file it trains on: neither ``data.source`` nor any of
+    ``eval.extra_sources`` may be the training data (``data.train_source``, the bundled train
+    split when that is the source, or a traces file); the same file under another name (a hard
     link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
-    source = settings.data.source
-    if not Path(source).is_file():
-        return
-    for _path, train in (("data.train_source", settings.data.train_source),
-                         *(("traces_file", f) for f in training_files if f)):
-        if Path(train).is_file() and _same_file(Path(train), Path(source)):
-            raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
-                               "be evaluated on the problems it trains on")
+    train = settings.data.train_source
+    train_files = [f for f in (_bundled_path("train") if train == "bundled" else Path(train),
+                               *(Path(f) for f in training_files if f)) if f.is_file()]
+    for path, source in (("data.source", settings.data.source),
+                         *(("eval.extra_sources", s) for s in settings.eval.extra_sources)):
+        if Path(source).is_file() and any(_same_file(train, Path(source)) for train in train_files):
+            raise SettingError(path, source, "{name} {value} is also the training data: a run must not be "
+                               "evaluated on the problems it trains on")
 
 
 def check_traces_apart(settings, traces_file: str) -> None:
