@@ -360,6 +360,9 @@ CASES = [
      "--eval-extra-sources '{traces_link}' is also the training data"),
     ("train-grpo", ["--train-data", "{good_data}", "--eval-extra-sources", "gsm-symbolic:3", "{same_bytes}"], {},
      "is also the training data"),
+    ("evaluate", ["--model-path", "{checkpoint_gone_parent}"], {}, "no longer there: its model cannot be rebuilt exactly"),
+    ("train-sft", ["--stage", "full", "--base-model", "{checkpoint_gone_parent}"], {},
+     "--base-model '{checkpoint_gone_parent}' is a checkpoint of {dir}/gone_parent, which trains on top of"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).
@@ -497,6 +500,12 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     (debug / "e.csv").write_bytes(b"".join((debug / "e.csv").read_bytes().splitlines(keepends=True)[:2]))
     for metrics in ("e_metrics.txt", "e_metrics.json"):
         (debug / metrics).unlink()
+    # an unfinished chained run whose parent run is gone: its checkpoints cannot be loaded as they trained
+    shutil.copytree(chain / "full", root / "gone_parent", ignore=shutil.ignore_patterns("model"))
+    info = json.loads((root / "gone_parent" / "run.json").read_text())
+    info["model_chain"]["adapters"] = [str(root / "gone" / "model")]
+    (root / "gone_parent" / "run.json").write_text(json.dumps(info))
+    names["checkpoint_gone_parent"] = str(next((root / "gone_parent" / "checkpoints").glob("checkpoint-*")))
     return names
 
 
