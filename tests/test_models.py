@@ -61,6 +61,8 @@ def test_a_parents_vllm_copy_is_not_copied(tmp_path, tiny_model_dir):
      "is an unfinished run directory"),
     (lambda p: (p / "cfg").mkdir() or (p / "cfg" / "config.json").write_text("{}") and p / "cfg",
      "holds config.json but no weights"),
+    (lambda p: (p / "deep").mkdir() or (p / "deep" / "run.json").write_text("[" * 100_000) and p / "deep",
+     "run.json is not readable JSON"),
 ])
 def test_bad_model_arguments(tmp_path, make, needle):
     spec = str(make(tmp_path))

@@ -106,7 +106,7 @@ def read_json_file(file: Path, path: str, spec: str, needs: tuple[str, ...] = ()
     """A JSON object from a model or run folder, with the keys it ``needs``; a SettingError naming the file."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
         why = "is a directory" if file.is_dir() else f"is not readable JSON ({str(exc).splitlines()[0]})"
         raise SettingError(path, spec, "{name} {value}: " + f"{file} {why}") from None
     if not isinstance(data, dict):
