@@ -405,6 +405,58 @@ CASES = [
     ("experiment2", ["--budget", "1_0"], {}, "--budget must be a positive integer, got '1_0'"),
     ("preset", ["--seed", "-1"], {}, "--seed must be >= 0 and <= 4294967295, got -1"),
     ("preset", ["--eval-max-new-tokens", "99999999999999999999"], {}, "--eval-max-new-tokens must be at most"),
+    # --- data files, reports, evaluation outputs: each refused in one line before any work ------------
+    ("train-sft", ["--stage", "full", "--traces-file", "{formfeed}"], {},
+     "formfeed.jsonl': line 1 is not valid JSON (Extra data"),
+    ("evaluate", ["--data", "{formfeed}"], {}, "formfeed.jsonl': line 1 is not valid JSON (Extra data"),
+    ("evaluate", ["--data", "{deep}"], {}, "deep.jsonl': line 1 is nested too deeply to read as JSON"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{deep}"], {}, "deep.jsonl': line 1 is nested too deeply"),
+    ("generate-traces", ["--train-data", "{deep}"], {}, "deep.jsonl': line 1 is nested too deeply"),
+    ("evaluate", ["--data", "{surrogate}"], {}, "surrogate.jsonl': line 2 holds a lone surrogate (\\ud800)"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{surrogate}"], {},
+     "surrogate.jsonl': line 2 holds a lone surrogate (\\ud800)"),
+    ("train-grpo", ["--train-data", "{surrogate}"], {}, "surrogate.jsonl': line 2 holds a lone surrogate"),
+    ("evaluate", ["--output-dir", "{csv_is_dir}", "--output-file", "e.csv"], {},
+     "debug/e.csv is a directory, where the evaluation writes a file"),
+    ("evaluate", ["--output-dir", "{csv_is_dir}", "--output-file", "e.csv", "--overwrite"], {},
+     "debug/e.csv is a directory"),
+    ("evaluate", ["--output-dir", "{metrics_is_dir}", "--output-file", "e.csv", "--overwrite"], {},
+     "debug/e_metrics.txt is a directory"),
+    ("evaluate", ["--output-dir", "{metrics_json_is_dir}", "--output-file", "e.csv", "--resume"], {},
+     "debug/e_metrics.json is a directory"),
+    ("evaluate", ["--output-dir", "{settings_is_dir}", "--output-file", "e.csv", "--resume"], {},
+     "debug/e_settings.json is a directory"),
+    ("evaluate", ["--output-dir", "{new_metrics_is_dir}", "--output-file", "e.csv"], {},
+     "debug/e_metrics.txt is a directory"),
+    ("evaluate", ["--output-dir", "{no_settings}", "--output-file", "e.csv", "--resume", "--max-new-tokens", "4"], {},
+     "e.csv' cannot be resumed: its settings record e_settings.json is missing: cannot tell which settings made it; "
+     "pass --overwrite to start again"),
+    ("evaluate", ["--output-dir", "{torn_settings}", "--output-file", "e.csv", "--resume", "--max-new-tokens", "4"],
+     {}, "its settings record e_settings.json is not readable JSON: cannot tell which settings made it"),
+    ("evaluate", ["--output-dir", "{list_settings}", "--output-file", "e.csv", "--resume"], {},
+     "its settings record e_settings.json holds no settings: cannot tell which settings made it"),
+    ("evaluate", ["--output-dir", "{interrupted_no_settings}", "--output-file", "e.csv", "--resume",
+                  "--max-new-tokens", "4"], {}, "e_settings.json is missing: cannot tell which settings made it"),
+    ("report", ["{finished}", "--out", "{file}"], {}, "--out '{file}' exists and is not a directory"),
+    ("report", ["{finished}", "--out", "/dev/null"], {}, "--out '/dev/null' exists and is not a directory"),
+    ("report", ["{finished}", "--out", "{file}/report"], {}, "--out '{file}/report' is not a directory"),
+    ("train-sft", ["--stage", "prep", "--max-length", "16"], {},
+     "--max-length=16 cannot hold the longest training prompt ("),
+    ("train-sft", ["--stage", "full", "--traces-file", "{good_traces}", "--max-length", "20"], {},
+     "--max-length=20 cannot hold the longest training prompt ("),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--eval-extra-sources", "{hardlink}"], {},
+     "--eval-extra-sources '{hardlink}' is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--eval-extra-sources", "{symlink}"], {},
+     "--eval-extra-sources '{symlink}' is also the training data"),
+    ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--eval-extra-sources", "{same_bytes}"], {},
+     "--eval-extra-sources '{same_bytes}' is also the training data"),
+    ("train-sft", ["--stage", "full", "--traces-file", "{good_traces}", "--eval-extra-sources", "{traces_link}"], {},
+     "--eval-extra-sources '{traces_link}' is also the training data"),
+    ("train-grpo", ["--train-data", "{good_data}", "--eval-extra-sources", "gsm-symbolic:3", "{same_bytes}"], {},
+     "is also the training data"),
+    ("evaluate", ["--model-path", "{checkpoint_gone_parent}"], {}, "no longer there: its model cannot be rebuilt exactly"),
+    ("train-sft", ["--stage", "full", "--base-model", "{checkpoint_gone_parent}"], {},
+     "--base-model '{checkpoint_gone_parent}' is a checkpoint of {dir}/gone_parent, which trains on top of"),
 ]
 
 # The same checks through the seed's scripts, each in a fresh process (what a user runs).
@@ -533,6 +585,40 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     names["loop"] = str(root / "loop_a")
     (root / "dangling").symlink_to(root / "nowhere")
     names["dangling"] = str(root / "dangling")
+    # data files that a reader splitting lines like str.splitlines, or json without limits, got wrong
+    names["formfeed"] = f("formfeed.jsonl", GOOD_TRACE.strip() + "\x0c" + GOOD_TRACE)
+    names["deep"] = f("deep.jsonl", "[" * 200_000 + "]" * 200_000 + "\n")
+    names["surrogate"] = f("surrogate.jsonl", GOOD_TRACE + '{"question": "q \\ud800", "answer": "#### 1"}\n')
+    # finished evaluations with an output of the wrong type where a file will be written
+    for name, output in (("csv_is_dir", "e.csv"), ("metrics_is_dir", "e_metrics.txt"),
+                         ("metrics_json_is_dir", "e_metrics.json"), ("settings_is_dir", "e_settings.json"),
+                         ("new_metrics_is_dir", None)):
+        shutil.copytree(evaluated, root / name)
+        names[name] = str(root / name)
+        if output is None:  # no evaluation there yet: only a folder where its metrics go
+            shutil.rmtree(root / name / "debug")
+            output = "e_metrics.txt"
+        (root / name / "debug" / output).unlink(missing_ok=True)
+        (root / name / "debug" / output).mkdir(parents=True)
+    # evaluations whose settings record cannot be read: finished, and interrupted after one row
+    for name, record in (("no_settings", None), ("torn_settings", '{"model": '), ("list_settings", "[]"),
+                         ("interrupted_no_settings", None)):
+        shutil.copytree(evaluated, root / name)
+        names[name] = str(root / name)
+        debug = root / name / "debug"
+        (debug / "e_settings.json").unlink()
+        if record is not None:
+            (debug / "e_settings.json").write_text(record)
+    debug = root / "interrupted_no_settings" / "debug"
+    (debug / "e.csv").write_bytes(b"".join((debug / "e.csv").read_bytes().splitlines(keepends=True)[:2]))
+    for metrics in ("e_metrics.txt", "e_metrics.json"):
+        (debug / metrics).unlink()
+    # an unfinished chained run whose parent run is gone: its checkpoints cannot be loaded as they trained
+    shutil.copytree(chain / "full", root / "gone_parent", ignore=shutil.ignore_patterns("model"))
+    info = json.loads((root / "gone_parent" / "run.json").read_text())
+    info["model_chain"]["adapters"] = [str(root / "gone" / "model")]
+    (root / "gone_parent" / "run.json").write_text(json.dumps(info))
+    names["checkpoint_gone_parent"] = str(next((root / "gone_parent" / "checkpoints").glob("checkpoint-*")))
     return names
 
 

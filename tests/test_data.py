@@ -1,6 +1,7 @@
 """Data loading, budgets and formatting."""
 
 import hashlib
+import json
 
 import pytest
 
@@ -115,6 +116,86 @@ def test_binary_or_broken_data_file(tmp_path, content, needle):
     f.write_bytes(content)
     with pytest.raises(SettingError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         load_split("test", str(f))
+
+
+GOOD = '{"question": "q", "answer": "#### 1"}'
+
+
+def test_lines_end_at_newlines_only(tmp_path):
+    """A JSON string may hold U+2028, U+2029, a form feed or NEL raw (str.splitlines breaks at each);
+    a byte-order mark at the start and CRLF endings are ordinary JSONL."""
+    question = "one\u2028two\u2029three\x0cfour\x1cfive\x85six"
+    f = tmp_path / "d.jsonl"
+    record = json.dumps({"question": question, "answer": "#### 7"}, ensure_ascii=False)
+    f.write_bytes(("\ufeff" + record + "\r\n\r\n" + GOOD + "\r\n").encode("utf-8"))
+    problems = load_split("test", str(f))
+    assert [p.question for p in problems] == [question, "q"] and [p.gold for p in problems] == [7, 1]
+    assert [p.question for p in load_traces(f)] == [question, "q"]
+
+
+@pytest.mark.parametrize("content,needle", [
+    (GOOD + "\x0c" + GOOD + "\n", "line 1 is not valid JSON (Extra data at column 38)"),
+    ("\n" + "[" * 200_000 + "]" * 200_000 + "\n", "line 2 is nested too deeply to read as JSON"),
+    (GOOD + '\n{"question": "x \\ud800 y", "answer": "#### 1"}\n', "line 2 holds a lone surrogate (\\ud800)"),
+    ('{"question": "q", "answer": "#### 1", "notes": [{"k": "\\uDFFF"}]}\n', "line 1 holds a lone surrogate (\\udfff)"),
+])
+def test_lines_that_are_no_record_name_file_and_line(tmp_path, content, needle):
+    f = tmp_path / "d.jsonl"
+    f.write_text(content, encoding="utf-8")
+    for load, path in ((lambda file: load_split("test", str(file)), "data.source"), (load_traces, "traces_file")):
+        with pytest.raises(SettingError) as err:
+            load(f)
+        assert err.value.path == path and f"'{f}': {needle}" in str(err.value)
+
+
+def test_a_surrogate_pair_is_a_character_and_an_escaped_backslash_no_surrogate(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"question": "\\ud83d\\ude00 \\\\ud800", "answer": "#### 1"}\n', encoding="utf-8")
+    assert load_split("test", str(f))[0].question == "\U0001f600 \\ud800"
+
+
+def test_a_bad_record_is_named_by_its_line_in_the_file(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(GOOD + "\n\n" + '{"question": 5, "answer": "#### 1"}\n')
+    with pytest.raises(SettingError, match="test line 3: expected question/answer as text, got question int"):
+        load_split("test", str(f))
+
+
+def test_no_evaluation_set_is_the_training_file(tmp_path, monkeypatch):
+    """Neither data.source nor any further evaluation set is the training data: the file, a link to it
+    or a copy, whether the training data is a JSONL file, a traces file or the bundled train split."""
+    import shutil
+
+    from gsm8k_lab import data
+    from gsm8k_lab.data import check_eval_data_apart
+
+    train = tmp_path / "train.jsonl"
+    train.write_text(GOOD + "\n" + GOOD + "\n")
+    (tmp_path / "hard.jsonl").hardlink_to(train)
+    (tmp_path / "soft.jsonl").symlink_to(train)
+    shutil.copy(train, tmp_path / "copy.jsonl")
+    other = tmp_path / "other.jsonl"
+    other.write_text(GOOD + "\n")
+    s = Settings()
+    s.data.train_source = str(train)
+    for same in ("train.jsonl", "hard.jsonl", "soft.jsonl", "copy.jsonl"):
+        s.eval.extra_sources = ["gsm-symbolic:3", str(other), str(tmp_path / same)]
+        with pytest.raises(SettingError, match="is also the training data") as err:
+            check_eval_data_apart(s)
+        assert err.value.path == "eval.extra_sources" and err.value.value == str(tmp_path / same)
+    s.eval.extra_sources = ["gsm-symbolic:3", str(other)]
+    check_eval_data_apart(s)
+    s.data.train_source = "bundled"  # a traces file is training data too
+    s.eval.extra_sources = [str(tmp_path / "copy.jsonl")]
+    with pytest.raises(SettingError, match="eval.extra_sources .* is also the training data"):
+        check_eval_data_apart(s, str(train))
+    bundled = tmp_path / "bundled_train.jsonl"  # the bundled train split, when it is the training data
+    shutil.copy(data._bundled_path("train"), bundled)
+    for setting in ("data.source", "eval.extra_sources"):
+        s.data.source, s.eval.extra_sources = (str(bundled), []) if setting == "data.source" else ("bundled", [str(bundled)])
+        with pytest.raises(SettingError, match="is also the training data") as err:
+            check_eval_data_apart(s)
+        assert err.value.path == setting
 
 
 def test_format_target_strips_calculator_and_adds_tags():

@@ -313,6 +313,36 @@ def test_an_interrupted_rerun_leaves_no_stale_metrics(tmp_path):
     assert not (tmp_path / "debug" / "e_metrics.json").exists() and not (tmp_path / "debug" / "e_metrics.txt").exists()
 
 
+def test_a_kill_while_an_overwrite_swaps_in_leaves_no_settings_beside_other_rows(tmp_path, tiny_model_dir,
+                                                                                 monkeypatch):
+    """The old settings record goes before the new rows take the CSV's place: a kill in between leaves
+    rows without a record, and a resume of rows whose settings cannot be read is refused."""
+    from gsm8k_lab import evaluate as evaluate_module
+    from gsm8k_lab.config import GenerationSettings, SettingError, Settings
+
+    problems = _tiny_problems()
+    prompts = [p.question for p in problems]
+    path = tmp_path / "debug" / "e.csv"
+    evaluate(_Echo(), problems, prompts, GenerationSettings(), path, fingerprint={"made by": "the old settings"})
+    replace = os.replace
+
+    def killed_at_the_csv(src, dst):
+        if Path(dst) == path:
+            raise KeyboardInterrupt
+        return replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluate_module.os, "replace", killed_at_the_csv)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(_Echo(), problems, prompts, GenerationSettings(), path, fingerprint={"made by": "new settings"})
+    assert path.is_file() and not evaluate_module.settings_path(path).exists()
+    s = Settings()
+    s.model.name, s.eval.samples = str(tiny_model_dir), 3
+    with pytest.raises(SettingError, match="e_settings.json is missing: cannot tell which settings made it; pass "
+                                           "overwrite=True to start again"):
+        evaluate_module.prepare_evaluation(s, tmp_path, "e.csv", resume=True)
+
+
 def test_results_are_readable_by_the_team(tmp_path, run_cli, tiny_model_dir):
     import stat
 

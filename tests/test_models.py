@@ -61,6 +61,8 @@ def test_a_parents_vllm_copy_is_not_copied(tmp_path, tiny_model_dir):
      "is an unfinished run directory"),
     (lambda p: (p / "cfg").mkdir() or (p / "cfg" / "config.json").write_text("{}") and p / "cfg",
      "holds config.json but no weights"),
+    (lambda p: (p / "deep").mkdir() or (p / "deep" / "run.json").write_text("[" * 100_000) and p / "deep",
+     "run.json is not readable JSON"),
 ])
 def test_bad_model_arguments(tmp_path, make, needle):
     spec = str(make(tmp_path))
@@ -129,3 +131,68 @@ def test_quantize_refuses_what_it_cannot_do(tiny_model_dir):
     model.to("meta")
     with pytest.raises(SettingError, match="runs on the CPU only"):
         quantize(model, "int8")
+
+
+def _logits(model, ids):
+    import torch
+
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.mark.parametrize("run", ["full", "grpo"])
+def test_a_checkpoint_of_a_chained_run_loads_on_top_of_the_runs_parents(chain, tmp_path, run):
+    """``<run>/checkpoints/checkpoint-N`` is the run's adapter midway: base, the run's parent adapters (the
+    prep run's), then the checkpoint's, whether the run is finished (its own copies of the parents) or not
+    (the parent runs' adapters, as run.json records them); its logits are that chain's, not base + checkpoint."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.models import load_model
+
+    checkpoint = max((chain / run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    ref = resolve_model(str(checkpoint))
+    finished = resolve_model(str(chain / run))
+    assert ref.base == finished.base and ref.adapters == [*finished.adapters[:-1], checkpoint.resolve()]
+    assert [p.name for p in ref.adapters[:-1]] == ["00"]  # the prep adapter, copied into the finished run
+    unfinished = tmp_path / run
+    shutil.copytree(chain / run, unfinished, ignore=shutil.ignore_patterns("model"))
+    ref_unfinished = resolve_model(str(unfinished / "checkpoints" / checkpoint.name))
+    assert ref_unfinished.adapters == [(chain / "prep" / "model").resolve(),
+                                       (unfinished / "checkpoints" / checkpoint.name).resolve()]
+
+    settings = Settings()
+    settings.model.dtype = "fp32"
+    ids = torch.tensor([[1, 42, 314, 2718, 28, 1828, 4, 9]])
+    expected = AutoModelForCausalLM.from_pretrained(ref.base, dtype=torch.float32)
+    for adapter in (chain / "prep" / "model", checkpoint):  # the run's chain, merged by hand
+        expected = PeftModel.from_pretrained(expected, str(adapter)).merge_and_unload()
+    want = _logits(expected, ids)
+    for r in (ref, ref_unfinished):
+        assert torch.allclose(_logits(load_model(r, settings, device="cpu", for_generation=False), ids), want,
+                              atol=1e-6, rtol=0)
+    without_parent = _logits(load_model(ModelRef(ref.base, [checkpoint]), settings, device="cpu",
+                                        for_generation=False), ids)
+    assert (without_parent - want).abs().max() > 1e-4  # what loading base + checkpoint alone got wrong
+
+
+def test_a_checkpoint_whose_chain_cannot_be_rebuilt_is_refused(chain, tmp_path):
+    import shutil
+
+    run = tmp_path / "full"
+    shutil.copytree(chain / "full", run, ignore=shutil.ignore_patterns("model"))
+    checkpoint = next((run / "checkpoints").glob("checkpoint-*"))
+    info = json.loads((run / "run.json").read_text())
+    info["model_chain"]["adapters"] = [str(tmp_path / "gone" / "model")]
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(SettingError, match=f"is a checkpoint of {run}, which trains on top of {tmp_path}/gone/model, "
+                                           "no longer there: its model cannot be rebuilt exactly"):
+        resolve_model(str(checkpoint))
+    del info["model_chain"]
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(SettingError, match="whose run.json records no model chain"):
+        resolve_model(str(checkpoint))

@@ -242,6 +242,66 @@ def test_broken_runs_are_skipped_with_a_warning(tmp_path, capsys):
     assert "torn: run.json is not readable JSON" in err
 
 
+def test_runs_that_cannot_be_read_are_skipped_with_one_warning_each(tmp_path, capsys):
+    """A CSV index that is no number, a flag that is neither True nor False, a run.json whose data is
+    text or that nests too deeply, and FIFOs in place of run.json or the CSV (opening one would wait
+    for a writer forever): each run is skipped with one warning line, and the report is written."""
+    import os
+    import signal
+
+    make_run(tmp_path, "r/32/full_sft", "full_sft", 32, [True, False])
+    make_run(tmp_path, "r/64/full_sft", "full_sft", 64, [True, True])
+    idx = [11, 20]
+    kept = make_run(tmp_path, "r/16/full_sft", "full_sft", 16, [True, True],
+                    symbolic=({i: True for i in idx}, {i: False for i in idx}))
+    variants = kept / "debug" / "gsm-symbolic-10.csv"
+    variants.write_text(variants.read_text().replace("\n11,", "\nx1,", 1))
+    broken = {}
+    bad_index = broken["index"] = make_run(tmp_path, "r/32/grpo", "grpo", 32, [True, True])
+    csv_file = bad_index / "debug" / "e.csv"
+    csv_file.write_text(csv_file.read_text().replace("\n1,", "\nabc,", 1))
+    bad_flag = broken["flag"] = make_run(tmp_path, "r/64/grpo", "grpo", 64, [True, True])
+    csv_file = bad_flag / "debug" / "e.csv"
+    csv_file.write_text(csv_file.read_text().replace(",True,", ",maybe,", 1))
+    text_data = broken["data"] = make_run(tmp_path, "r/8/full_sft", "full_sft", 8, [True])
+    info = json.loads((text_data / "run.json").read_text())
+    info["data"] = "bundled"
+    (text_data / "run.json").write_text(json.dumps(info))
+    fifo_csv = broken["fifo csv"] = make_run(tmp_path, "r/128/grpo", "grpo", 128, [True])
+    (fifo_csv / "debug" / "e.csv").unlink()
+    os.mkfifo(fifo_csv / "debug" / "e.csv")
+    fifo_run = broken["fifo run.json"] = tmp_path / "r" / "fifo"
+    fifo_run.mkdir()
+    os.mkfifo(fifo_run / "run.json")
+    deep = broken["deep"] = tmp_path / "r" / "deep"
+    deep.mkdir()
+    (deep / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+
+    def hung(*_):
+        raise TimeoutError("the report waited on a file")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        summary = write_report([tmp_path / "r"], tmp_path / "out")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert summary["runs"] == 3
+    lines = capsys.readouterr().err.strip().splitlines()
+    why = {"index": "e.csv is not readable (line 3: index 'abc' is not an integer)",
+           "flag": "e.csv is not readable (line 2: correct 'maybe' is neither True nor False)",
+           "data": "run.json's data is not an object", "fifo csv": "e.csv is not a regular file",
+           "fifo run.json": "run.json is not a regular file", "deep": "run.json is not readable JSON"}
+    for name, run in broken.items():
+        (line,) = [line for line in lines if f"{run}:" in line]
+        assert line.startswith(f"warning: skipping {run}: ") and why[name] in line, line
+    (line,) = [line for line in lines if f"{kept}:" in line]
+    assert line == (f"warning: {kept}: its evaluation CSV {variants} is not readable (line 2: index 'x1' is not "
+                    "an integer): no GSM-Symbolic column")
+    assert len(lines) == len(broken) + 1
+
+
 def test_sampled_runs_are_compared_on_every_sample(tmp_path):
     # K = 4: SFT gets 1 of 4 right on each of 30 problems, GRPO 3 of 4; answers: SFT half, GRPO all
     sft = [[True, False, False, False]] * 30

@@ -7,7 +7,15 @@ import stat
 import pytest
 
 from gsm8k_lab.config import SettingError
-from gsm8k_lab.runs import RunDir, RunStatus, atomic_write_text, check_file_name, check_writable_dir
+from gsm8k_lab.runs import (
+    RunDir,
+    RunStatus,
+    atomic_write_text,
+    check_file_name,
+    check_writable_dir,
+    jsonl_lines,
+    read_jsonl,
+)
 
 
 def _finish(run: RunDir) -> None:
@@ -143,3 +151,15 @@ def test_a_new_run_that_fails_early_leaves_no_trace(tmp_path):
     run.write({"status": "training"})
     new.commit()  # its first checkpoint: the old run goes, the user's other files stay
     assert sorted(p.name for p in run.root.iterdir()) == ["notes.txt", "run.json"]
+
+
+def test_append_only_records_survive_separators_a_bom_and_deep_nesting(tmp_path):
+    """U+2028 or a form feed inside a record is part of it; a BOM is no record; a record nested too
+    deeply to read is damaged: nothing from it on is taken (no RecursionError)."""
+    first = json.dumps({"text": "a\u2028b\x0cc\rd"}, ensure_ascii=False)
+    head = ("\ufeff" + first + "\n").encode("utf-8")
+    f = tmp_path / "log.jsonl"
+    f.write_bytes(head + ("[" * 200_000 + "]" * 200_000 + "\n" + '{"x": 1}\n').encode())
+    records, good, torn = read_jsonl(f)
+    assert records == [json.loads(first)] and good == len(head) and torn
+    assert jsonl_lines("\ufeffa\u2028b\r\nc\x0cd\n\ne") == ["a\u2028b", "c\x0cd", "", "e"]

@@ -88,6 +88,39 @@ def test_trl_keeps_the_pretokenized_examples(tiny_model_dir):
     assert all(x == -100 for x in row["labels"][:n_prompt]) and row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
 
 
+def test_max_length_holds_every_prompt_and_the_first_token_of_its_answer(tiny_model_dir):
+    """The bound is TRL's: at the longest prompt + 1 it keeps every example, at the longest prompt it drops
+    that one (no answer token left, no loss); below the bound prepare refuses, naming the prompt's length."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.sft import check_max_length, tokenize_example
+    from gsm8k_lab.task import build_prompt, prompt_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    problems = load_split("train")[:3]
+    longest = max(len(prompt_ids(tok, build_prompt(tok, p.question))) for p in problems)
+    s = Settings()
+    s.sft.max_length = longest
+    with pytest.raises(SettingError, match=rf"sft.max_length={longest} cannot hold the longest training prompt "
+                                           rf"\({longest} tokens\) .* use at least {longest + 1}$"):
+        check_max_length(s, tok, problems)
+    s.sft.max_length = longest + 1
+    check_max_length(s, tok, problems)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    kept = {}
+    for max_length in (longest, longest + 1):
+        trainer = SFTTrainer(model=model, args=SFTConfig(output_dir="/tmp/unused-sft", completion_only_loss=True,
+                                                         max_length=max_length, use_cpu=True, report_to=[]),
+                             train_dataset=Dataset.from_list([tokenize_example(tok, p) for p in problems]),
+                             processing_class=tok)
+        kept[max_length] = len(trainer.train_dataset)
+    assert kept == {longest: 2, longest + 1: 3}
+
+
 def test_a_run_is_also_evaluated_on_the_generalisation_set(chain):
     info = _run_json(chain / "prep")
     extra = info["eval_extra"]["gsm-symbolic:3"]

@@ -45,6 +45,23 @@ def test_bad_sweep_input_is_one_line_before_any_work(tmp_path, capsys, args, nee
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("stage", ["grpo", "full_sft", "base"])
+def test_the_prep_model_must_be_a_finished_prep_sft_run(tmp_path, capsys, stage):
+    """A GRPO or full SFT run, or an evaluation-only run (no adapter), is refused as --prep-model by its
+    own flag, before any sweep run starts."""
+    run = tmp_path / stage
+    run.mkdir()
+    if stage != "base":
+        (run / "model").mkdir()
+        (run / "model" / "adapter_config.json").write_text("{}")
+    (run / "run.json").write_text(json.dumps({"status": "complete", "stage": stage}))
+    assert main(["sweep-lr", "--root", str(tmp_path / "s"), "--prep-model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"error: --prep-model '{run}' is not a prep SFT run: its run.json says stage {stage} (expected prep_sft" in err
+    assert not (tmp_path / "s").exists()
+
+
 def test_sweep_layout_and_per_step_rates():
     s = Settings()
     s.experiment.budgets, s.sweep.sft_learning_rates, s.sweep.grpo_learning_rates = [32, 64], [1e-3, 2e-4], [1e-4]

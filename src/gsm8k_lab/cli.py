@@ -40,6 +40,7 @@ from .folders import Kind, check_output_folder, check_path, folder_kind
 from .grpo import prepare_grpo, train_grpo
 from .plan import Plan, estimate, evaluation_run, render, steps_runs, traces_run, training_run
 from .report import write_report
+from .runs import check_writable_dir
 from .sft import prepare_sft, train_sft
 from .sweep import check_sweep, sweep_settings, sweep_steps, write_sweep_report
 from .traces import generate_traces, stats_path
@@ -510,6 +511,7 @@ def _eval_dir(ctx: Context) -> str:
 
 def _report(folders: list[Path], out: Path) -> int:
     check_output_folder("out", out, Kind.REPORT)
+    check_writable_dir(out, "out")
     summary = write_report(folders, out)
     print(f"\nreport: {out / 'report.md'} ({summary['runs']} runs, {summary['pairs']} paired comparisons)")
     print((out / "report.md").read_text().split("## Plots")[0])

@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -38,6 +39,7 @@ from pathlib import Path
 from . import symbolic
 from .answers import parse_gold
 from .config import SPLITS, SettingError, UsageError
+from .runs import json_line, jsonl_lines
 
 BUNDLED_SHA256 = {
     "train": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
@@ -61,12 +63,15 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
         if split == "train":
             raise SettingError(path, source, "{name} {value} is an evaluation set (variants of GSM8K test "
                                "problems): never training data")
-        records = symbolic.load(source, path, lambda: _read_jsonl(_bundled_path("test"), path,
-                                                                  verify_sha256=BUNDLED_SHA256["test"]))
+
+        def test_records() -> list[dict]:  # the originals come from the bundled test split
+            return [rec for _, rec in _read_jsonl(_bundled_path("test"), path, verify_sha256=BUNDLED_SHA256["test"])]
+
+        records = list(enumerate(symbolic.load(source, path, test_records), 1))
     elif source == "bundled":
         records = _read_jsonl(_bundled_path(split), path, verify_sha256=BUNDLED_SHA256[split])
     elif source == "hub":
-        records = _load_hub(split)
+        records = list(enumerate(_load_hub(split), 1))
     else:
         file = Path(source)
         if not file.is_file():
@@ -74,18 +79,18 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
                                "file")
         records = _read_jsonl(file, path)
     problems = []
-    for i, rec in enumerate(records):
+    for i, (line, rec) in enumerate(records):
         if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
             got = ", ".join(f"{k} {type(rec[k]).__name__ if k in rec else 'missing'}" for k in ("question", "answer")) \
                 if isinstance(rec, dict) else type(rec).__name__
-            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {line}: expected question/answer "
                                f"as text, got {got}")
         try:
             # a GSM-Symbolic problem is known by the test problem it pairs with
             index = rec["test_index"] if symbolic.is_symbolic(source) else i
             problems.append(Problem(index, rec["question"], rec["answer"], parse_gold(rec["answer"])))
         except (KeyError, TypeError, ValueError) as exc:
-            raise SettingError(path, source, "{name} {value} " + f"{split} line {i + 1}: expected question/answer "
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {line}: expected question/answer "
                                f"with '#### N' ({exc})") from None
     if not problems:
         raise SettingError(path, source, "{name} {value} holds no problems: expected JSONL lines with question and "
@@ -208,13 +213,7 @@ def load_traces(file: str | Path, path: str = "traces_file") -> list[Problem]:
     if not file.is_file():
         raise SettingError(path, shown, "{name} {value} does not exist")
     problems: list[Problem] = []
-    for lineno, line in enumerate(_text_lines(file, path), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} is not valid JSON") from None
+    for lineno, rec in jsonl_records(file, path):
         if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
             raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} needs string fields "
                                "'question' and 'answer'")
@@ -229,20 +228,53 @@ def load_traces(file: str | Path, path: str = "traces_file") -> list[Problem]:
     return problems
 
 
+def jsonl_records(file: Path, path: str, raw: bytes | None = None) -> list[tuple[int, object]]:
+    """Every record of a JSONL file with its line number, blank lines skipped: one JSON value per
+    line, lines ended by a newline (or CRLF), a byte-order mark at the start allowed. Anything else
+    (not UTF-8, a binary file, a line that is not JSON, nested too deeply to read, or text holding a
+    lone surrogate, which no tokenizer takes) is a SettingError naming ``path``, the file and the line."""
+    shown = str(file)
+    raw = file.read_bytes() if raw is None else raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SettingError(path, shown, "{name} {value} is not UTF-8 text (line " + f"{line}); "
+                           "expected JSONL") from None
+    if "\x00" in text:
+        raise SettingError(path, shown, "{name} {value} is a binary file; expected JSONL")
+    records = []
+    for lineno, line in enumerate(jsonl_lines(text), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json_line(line)
+        except ValueError as exc:
+            raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} {exc}") from None
+        surrogate = _lone_surrogate(line, rec)
+        if surrogate:
+            raise SettingError(path, shown, "{name} {value}: " + f"line {lineno} holds a lone surrogate "
+                               f"({surrogate}), half of a UTF-16 pair and not a character; expected text")
+        records.append((lineno, rec))
+    return records
+
+
 # --------------------------------------------------------------------------
 # Training and evaluation data apart
 # --------------------------------------------------------------------------
 def check_eval_data_apart(settings, *training_files: str | None) -> None:
-    """A run never evaluates on the file it trains on: the same file under another name (a hard
+    """A run never evaluates on a file it trains on: neither ``data.source`` nor any of
+    ``eval.extra_sources`` may be the training data (``data.train_source``, the bundled train
+    split when that is the source, or a traces file); the same file under another name (a hard
     link, a symbolic link) or a copy of it (the same bytes) counts as the same."""
-    source = settings.data.source
-    if not Path(source).is_file():
-        return
-    for _path, train in (("data.train_source", settings.data.train_source),
-                         *(("traces_file", f) for f in training_files if f)):
-        if Path(train).is_file() and _same_file(Path(train), Path(source)):
-            raise SettingError("data.source", source, "{name} {value} is also the training data: a run must not "
-                               "be evaluated on the problems it trains on")
+    train = settings.data.train_source
+    train_files = [f for f in (_bundled_path("train") if train == "bundled" else Path(train),
+                               *(Path(f) for f in training_files if f)) if f.is_file()]
+    for path, source in (("data.source", settings.data.source),
+                         *(("eval.extra_sources", s) for s in settings.eval.extra_sources)):
+        if Path(source).is_file() and any(_same_file(train, Path(source)) for train in train_files):
+            raise SettingError(path, source, "{name} {value} is also the training data: a run must not be "
+                               "evaluated on the problems it trains on")
 
 
 def check_traces_apart(settings, traces_file: str) -> None:
@@ -250,15 +282,11 @@ def check_traces_apart(settings, traces_file: str) -> None:
     (as generate_traces records) or whose question is a problem of the evaluation data's test
     split (which also catches files written before lines recorded their split) is refused."""
     test_questions = {p.question.strip() for p in load_split("test", settings.data.source)}
-    with open(traces_file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            rec = json.loads(line)  # load_traces has checked every line
-            if rec.get("split") == "test" or rec["question"].strip() in test_questions:
-                raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
-                                   "(traces generated from the test split): a run must not train on the problems "
-                                   "it is evaluated on")
+    for lineno, rec in jsonl_records(Path(traces_file), "traces_file"):  # load_traces has checked every record
+        if rec.get("split") == "test" or rec["question"].strip() in test_questions:
+            raise SettingError("traces_file", traces_file, "{name} {value}: " + f"line {lineno} is a test problem "
+                               "(traces generated from the test split): a run must not train on the problems "
+                               "it is evaluated on")
 
 
 # --------------------------------------------------------------------------
@@ -285,7 +313,7 @@ def _bundled_path(split: str) -> Path:
     return Path(str(resources.files("gsm8k_lab") / "data" / "gsm8k" / f"{split}.jsonl"))
 
 
-def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list[dict]:
+def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list[tuple[int, object]]:
     raw = file.read_bytes()
     if verify_sha256 is not None:
         digest = hashlib.sha256(raw).hexdigest()
@@ -294,28 +322,28 @@ def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list
                 f"bundled data file {file} is corrupted: sha256 {digest[:12]}…, "
                 f"expected {verify_sha256[:12]}… (reinstall the package)"
             )
-    records = []
-    for lineno, line in enumerate(_text_lines(file, path, raw), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise SettingError(path, str(file), "{name} {value}: " + f"line {lineno} is not valid JSON") from None
-    return records
+    return jsonl_records(file, path, raw)
 
 
-def _text_lines(file: Path, path: str, raw: bytes | None = None) -> list[str]:
-    """The file's lines as UTF-8 text, or a SettingError for a binary file."""
-    raw = file.read_bytes() if raw is None else raw
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SettingError(path, str(file), "{name} {value} is not UTF-8 text (line " + f"{line}); "
-                           "expected JSONL") from None
-    if "\x00" in text:
-        raise SettingError(path, str(file), "{name} {value} is a binary file; expected JSONL")
-    return text.splitlines()
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(line: str, rec) -> str | None:
+    """The first lone surrogate in a record's strings (keys too), as its escape; None when there is none.
+    Only a \\uD800-\\uDFFF escape makes one (UTF-8 text cannot hold it), so other lines are not walked."""
+    if not _SURROGATE_ESCAPE.search(line):
+        return None
+    todo = [rec]
+    while todo:  # without recursion: the record may be nested nearly as deep as json reads
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            todo += value
+        elif isinstance(value, str) and (found := _SURROGATE.search(value)):
+            return f"\\u{ord(found.group()):04x}"
+    return None
 
 
 def _load_hub(split: str) -> list[dict]:

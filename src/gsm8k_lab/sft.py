@@ -37,7 +37,7 @@ from .data import (
     train_regions,
 )
 from .evaluate import extra_evaluations
-from .models import preflight, resolve_model
+from .models import load_tokenizer, preflight, resolve_model
 from .runtime import world_size
 from .task import build_prompt, format_target, prompt_ids
 from .training import TrainingJob, check_tracker, lora_config, matched_sft_epochs, run_training, sft_steps
@@ -80,6 +80,7 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                 **regions.provenance("prep" if stage == "prep" else "budget", problems)}
     parent = resolve_model(settings.model.name)
     preflight(settings, parent, ("eval.generation",), train="sft")
+    check_max_length(settings, load_tokenizer(parent), problems)
     extra_eval = extra_evaluations(settings)
     s = settings.sft
     epochs = s.stage_epochs(stage)
@@ -99,6 +100,18 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
                            s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)),
                        epoch_tokens=lambda tok: sum(min(s.max_length, len(tokenize_example(tok, p)["input_ids"]))
                                                     for p in problems))
+
+
+def check_max_length(settings: Settings, tokenizer, problems: list[Problem]) -> None:
+    """``sft.max_length`` holds every training prompt and the first token of its answer. TRL cuts an
+    example at max_length and drops one left without answer tokens (no loss), so a shorter limit
+    would silently train on fewer problems, or on none (its sampler then fails after loading)."""
+    prompts = [build_prompt(tokenizer, p.question) for p in problems]
+    longest = max(map(len, tokenizer(prompts, add_special_tokens=False)["input_ids"]))  # prompt_ids, batched
+    if settings.sft.max_length <= longest:
+        raise SettingError("sft.max_length", settings.sft.max_length, "{name}={value} cannot hold the longest "
+                           f"training prompt ({longest} tokens) and the first token of its answer: TRL would drop "
+                           f"every example whose prompt fills it; use at least {longest + 1}")
 
 
 def tokenize_example(tokenizer, problem: Problem) -> dict:

@@ -34,6 +34,9 @@ from .grpo import train_grpo
 from .runs import RunDir, atomic_write_json, atomic_write_text
 from .sft import train_sft
 
+#: The stage a prep SFT run records in its run.json.
+PREP_STAGE = "prep_sft"
+
 
 def sweep_settings(settings: Settings) -> Settings:
     """The settings every sweep run shares: evaluated on validation, without further evaluation sets."""
@@ -67,8 +70,21 @@ def check_sweep(settings: Settings, prep_model: str | None = None) -> None:
     regions = train_regions(train, settings)
     regions.prep()
     regions.budget(sweep_budget(settings), "sweep.budget" if s.budget else "experiment.budgets")
-    if prep_model is not None and not RunDir(prep_model).is_complete():
+    if prep_model is not None:
+        check_prep_model(prep_model)
+
+
+def check_prep_model(prep_model: str) -> None:
+    """``--prep-model`` is a finished prep SFT run (stage prep_sft): every sweep run trains on top of
+    its adapter, and the pick pins the rate it was trained at."""
+    run = RunDir(prep_model)
+    if not run.is_complete():
         raise SettingError("prep_model", prep_model, "{name} {value} is not a finished prep run")
+    info = run.read()
+    stage = info.get("stage") if isinstance(info, dict) else None
+    if stage != PREP_STAGE:
+        raise SettingError("prep_model", prep_model, "{name} {value} is not a prep SFT run: its run.json says stage "
+                           f"{stage} (expected {PREP_STAGE}, a run of train-sft --stage prep)")
 
 
 def sweep_steps(settings: Settings, root: str | Path, prep_model: str | Path | None = None) -> list[Step]:

@@ -45,7 +45,7 @@ from random import Random
 from . import runtime
 from .answers import parse_gold
 from .config import SettingError, UsageError
-from .runs import atomic_write_json, atomic_write_text
+from .runs import atomic_write_json, atomic_write_text, jsonl_lines
 
 NAME = "gsm-symbolic"
 ORIGINALS = "gsm-symbolic-originals"
@@ -125,7 +125,7 @@ def variants() -> list[dict]:
         raise UsageError(f"the GSM-Symbolic set {file} has sha256 {digest[:12]}…, not the pinned "
                          f"{EXPECTED_SHA256[:12]}… (delete it and its provenance file to build it again; if it "
                          "differs again, the installed reasoning-gym builds other variants)")
-    return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in jsonl_lines(raw.decode("utf-8")) if line.strip()]
 
 
 def provenance(source: str) -> dict:
