@@ -5,7 +5,8 @@ For each problem the first sampled completion that is **in format and correct**
 trace; after ``max_attempts`` failures the original GSM8K solution is used.
 Sampling goes in rounds: round *r* samples one completion for each problem
 still unsolved, so the cost follows the number of unsolved problems rather
-than attempts x problems, and every round is one batched pass of the engine.
+than attempts x problems, and every round is a batched pass of the engine (in
+parts of :data:`ROUND_CHUNK` problems).
 
 Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
 "source": "grpo"|"fallback", "attempts": k, "split": "train"|"test"}`` (the input
@@ -21,9 +22,21 @@ training refuses traces of test problems) and ``<file>.stats.json``:
 - ``avg_attempts_overall``: mean attempts spent per problem, a fallback
   counting ``max_attempts``.
 
-Progress is appended to ``<file>.progress.jsonl`` as batches finish, so a
-killed run continues (``resume``) from where it stopped; the progress file is
-removed only once the stats and the traces file are both written.
+**Resuming writes exactly what an uninterrupted run writes.** Each attempt
+samples from its own seed, derived from the sampling seed, the question and the
+attempt number (``keys`` of :mod:`gsm8k_lab.generation.base`), never from a
+stream shared by a batch. Every draw's outcome, success or failure, is appended
+to ``<file>.progress.jsonl`` as batches finish. A round samples its problems in
+fixed parts of :data:`ROUND_CHUNK` (in problem order); a resume skips the parts
+whose every outcome is on disk and samples the part the kill cut short again
+**whole**, keeping the outcomes already written. Sampling a part whole, with
+the same rows side by side, matters in bf16: there a row's logits depend in
+their last bits on the rows beside it (its attention runs over the columns the
+batch pads it to, and sums in another order when they change), so the same
+seeds alone would let some completions change.
+With the same batch size, dtype, backend and threads, two runs (one of them
+killed anywhere and resumed) are byte-identical. The progress file is removed
+only once the stats and the traces file are written.
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .answers import assistant_text, parse_completion
@@ -48,6 +61,9 @@ from .runs import (
     read_jsonl,
 )
 
+#: Problems of a round sampled together: a resume samples an unfinished part again whole.
+ROUND_CHUNK = 256
+
 
 @dataclass
 class TraceJob:
@@ -55,7 +71,7 @@ class TraceJob:
     prompts: list[str]
     output_path: Path
     max_attempts: int
-    gen: GenerationSettings  # temperature etc.; the seed moves on each round
+    gen: GenerationSettings  # temperature etc.; each attempt samples under (seed, question, attempt)
     fingerprint: dict | None = None  # what determines the traces; a resume must match it
     split: str = "train"  # the split the problems come from, recorded on every line
 
@@ -127,37 +143,51 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
 
     Completion is marked by the progress file's removal: the stats are written
     first, then the traces file, then the progress file goes; a kill anywhere
-    in between leaves the progress file, and ``resume`` rewrites both. A new run over an
+    in between leaves the progress file, and ``resume`` rewrites them. A new run over an
     earlier one (overwrite) writes its progress beside it until its first batch is on disk,
     so a failure before that leaves the earlier files exactly as they were.
     """
     progress = progress_path(job.output_path)
-    solved, rounds_done = _read_progress(progress) if resume and progress.exists() else ({}, 0)
+    resuming = resume and progress.exists() and _progress_settings(progress) is not None
+    done = _read_progress(progress) if resuming else Outcomes()
+    chunk = _progress_header(progress).get("chunk", ROUND_CHUNK) if resuming else ROUND_CHUNK
     job.output_path.parent.mkdir(parents=True, exist_ok=True)
     staging = None  # an overwrite's progress, beside the old run's files until its first batch is on disk
-    if not (resume and progress.exists() and _progress_settings(progress) is not None):
+    if not resuming:
         # a fresh start, or a header torn by a kill (then nothing after it was kept either)
-        header = json.dumps({"settings": job.fingerprint or {}}) + "\n"
+        header = json.dumps({"settings": job.fingerprint or {}, "chunk": chunk}) + "\n"
         if any(p.exists() for p in (progress, job.output_path, stats_path(job.output_path))):
             staging = progress.with_name(f".{progress.name}.new")
         atomic_write_text(staging or progress, header)
+    solved = done.solved
     try:
         with (staging or progress).open("a", encoding="utf-8") as log:
-            for attempt in range(rounds_done + 1, job.max_attempts + 1):
-                todo = [i for i in range(len(job.problems)) if i not in solved]
+            for attempt in range(done.rounds + 1, job.max_attempts + 1):
+                # the round's problems: unsolved before it (those solved in it before a kill included)
+                todo = [i for i in range(len(job.problems)) if solved.get(i, {}).get("attempts", attempt) >= attempt]
                 if not todo:
                     break
-                gen = replace(job.gen, seed=job.gen.seed + attempt)
-                desc = f"attempt {attempt}/{job.max_attempts}"
-                for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
-                    for j, c in zip(idx, comps):
-                        i = todo[j]
-                        if accept(c[0].text, job.problems[i].gold):
-                            solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
-                            log.write(json.dumps({"i": i, **solved[i]}) + "\n")
-                    log.flush()
-                    os.fsync(log.fileno())
-                    staging = _take_over(staging, progress)
+                parts = [todo[c:c + chunk] for c in range(0, len(todo), chunk)]
+                for n, part in enumerate(parts, 1):
+                    if all(done.has(i, attempt) for i in part):
+                        continue  # every outcome of this part is on disk
+                    desc = f"attempt {attempt}/{job.max_attempts}" + (f" ({n}/{len(parts)})" if len(parts) > 1 else "")
+                    keys = [[job.problems[i].question, attempt] for i in part]
+                    for idx, comps in backend.generate_iter([job.prompts[i] for i in part], job.gen, desc=desc,
+                                                            keys=keys):
+                        for j, c in zip(idx, comps):
+                            i = part[j]
+                            if done.has(i, attempt):
+                                continue  # sampled before the kill: the record on disk stands
+                            if accept(c[0].text, job.problems[i].gold):
+                                solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
+                                log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+                            else:
+                                done.failed.add((i, attempt))
+                                log.write(json.dumps({"i": i, "failed": attempt}) + "\n")
+                        log.flush()
+                        os.fsync(log.fileno())
+                        staging = _take_over(staging, progress)
                 log.write(json.dumps({"round_done": attempt}) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
@@ -232,20 +262,39 @@ def _take_over(staging: Path | None, progress: Path) -> None:
     return None
 
 
-def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
-    """Solved problems and finished rounds; a torn last record (a kill) is cut off before appending."""
+@dataclass
+class Outcomes:
+    """What a progress file holds: solved problems, failed draws ``(i, attempt)``, finished rounds."""
+
+    solved: dict[int, dict] = field(default_factory=dict)
+    failed: set[tuple[int, int]] = field(default_factory=set)
+    rounds: int = 0
+
+    def has(self, i: int, attempt: int) -> bool:
+        """Whether the outcome of problem ``i``'s draw ``attempt`` is recorded."""
+        return (i, attempt) in self.failed or self.solved.get(i, {}).get("attempts") == attempt
+
+
+def _read_progress(path: Path) -> Outcomes:
+    """The outcomes on disk; a torn last record (a kill) is cut off before appending."""
     records, good, torn = read_jsonl(path)
     if torn:
         drop_torn_tail(path, good, "its problems are sampled again")
-    solved, rounds = {}, 0
+    out = Outcomes()
     for rec in records:
         if "round_done" in rec:
-            rounds = max(rounds, rec["round_done"])
+            out.rounds = max(out.rounds, rec["round_done"])
+        elif "failed" in rec:
+            out.failed.add((rec["i"], rec["failed"]))
         elif "i" in rec:
-            solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
-    return solved, rounds
+            out.solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
+    return out
+
+
+def _progress_header(path: Path) -> dict:
+    records = read_jsonl(path)[0]
+    return records[0] if records and "settings" in records[0] else {}
 
 
 def _progress_settings(path: Path) -> dict | None:
-    records = read_jsonl(path)[0]
-    return records[0].get("settings") if records and "settings" in records[0] else None
+    return _progress_header(path).get("settings")

@@ -17,17 +17,22 @@ This loop instead keeps ``batch_size`` rows decoding at once and:
   dropped from the left.
 
 Decoding is exactly the settings': greedy is argmax, sampling applies the
-repetition penalty, temperature, top-k, top-p and min-p in transformers' order.
+repetition penalty, temperature, top-k, top-p and min-p in transformers' order,
+then draws each row's token from **that row's own random stream** (one uniform
+number per token, seeded by the job's seed, see :mod:`.base`), so a row samples
+the same tokens whichever rows share its batch and whenever it was admitted.
 It needs a decoder whose attention calls ``cache.update(k, v, layer_idx)`` and
 accepts a 4D mask (Llama, Qwen2/3, Mistral, SmolLM...); :func:`supports` says.
 """
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Iterator
 
 from ..config import GenerationSettings
+from .base import prompt_seeds
 
 SUPPORTED = ("llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo2", "granite")
 MIN_SHARED_PREFIX = 8  # tokens; below this the prefix is not worth a separate pass
@@ -147,19 +152,32 @@ class KeepAll:
 
 
 def decode(model, encoded: list[list[int]], jobs: list[tuple[int, int]], gen: GenerationSettings,
-           batch_size: int, eos_ids: set[int], stop_check) -> Iterator[tuple[int, int, list[int], bool]]:
+           batch_size: int, eos_ids: set[int], stop_check,
+           seeds: list[int] | None = None) -> Iterator[tuple[int, int, list[int], bool]]:
     """Generate for each job ``(prompt index, sample)``; yields ``(prompt index, sample, new tokens,
-    finished)`` as rows end (``finished``: EOS or a stop string, not the token budget)."""
+    finished)`` as rows end (``finished``: EOS or a stop string, not the token budget).
+
+    ``seeds``: one per prompt (default: :func:`~.base.prompt_seeds` of ``gen`` by position); job
+    ``(i, k)`` samples from its own stream seeded with ``seeds[i] + k``. Greedy decoding uses none.
+    """
 
     restore = _use_gqa_attention(model)
     try:
-        yield from _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check)
+        yield from _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds)
     finally:
         restore()
 
 
-def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
+def row_stream(seed: int) -> random.Random:
+    """One job's random stream: a uniform number per sampled token."""
+    return random.Random(seed)
+
+
+def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=None):
     import torch
+
+    if not gen.greedy and seeds is None:
+        seeds = prompt_seeds(gen, len(encoded))
 
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -208,7 +226,8 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
                              past_key_values=pcache, use_cache=True).last_hidden_state
             last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
             logits = head(hidden[torch.arange(m, device=device), last]).float()
-        first = sampler(logits, lambda: [encoded[i] for i, _ in new])
+        streams = None if gen.greedy else [row_stream(seeds[i] + k) for i, k in new]
+        first = sampler(logits, lambda: [encoded[i] for i, _ in new], streams)
         # make room: each new row ends at column t, so t must be at least its prompt length
         need = max(prefix_len + len(s) for s in suffixes)
         if cache.t < need:
@@ -232,7 +251,8 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
                     cache.values[layer][slot, :, start:start + prefix_len] = pv[0]
                 cache.keys[layer][slot, :, start + prefix_len:cache.t] = k[r, :, :len(s)]
                 cache.values[layer][slot, :, start + prefix_len:cache.t] = v[r, :, :len(s)]
-            rows.append({"job": job, "start": start, "tokens": [int(first[r])], "prompt": encoded[job[0]]})
+            rows.append({"job": job, "start": start, "tokens": [int(first[r])], "prompt": encoded[job[0]],
+                         "stream": streams[r] if streams else None})
         tail = first.to(device)[:, None]
         next_tokens = tail if next_tokens is None else torch.cat([next_tokens, tail])
 
@@ -270,7 +290,8 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
                              past_key_values=cache, use_cache=True).last_hidden_state
             logits = head(hidden[:, -1]).float()
         cache.t += 1
-        chosen = sampler(logits, lambda rows=rows: [row["prompt"] + row["tokens"] for row in rows])
+        chosen = sampler(logits, lambda rows=rows: [row["prompt"] + row["tokens"] for row in rows],
+                         [row["stream"] for row in rows])
         for row, tok in zip(rows, chosen.tolist()):
             row["tokens"].append(tok)
         next_tokens = chosen.to(device)[:, None]
@@ -278,32 +299,41 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
 
 class _Sampler:
     """Greedy argmax, or transformers' processors in their order: repetition penalty, temperature,
-    top-k, top-p, min-p; then a seeded multinomial draw."""
+    top-k, top-p, min-p; then one draw per row from that row's own stream (inverse CDF: the first
+    token whose cumulative probability exceeds the row's uniform number). A row's token depends on
+    its logits and its stream only, never on the other rows of the batch."""
 
-    def __init__(self, gen: GenerationSettings):
-        import torch
-
+    def __init__(self, gen: GenerationSettings, penalize: bool = True):
+        """``penalize``: apply the repetition penalty here (model.generate applies its own)."""
         self.gen = gen
-        self.generator = None if gen.greedy else torch.Generator(device="cpu").manual_seed(gen.seed)
+        self.penalize = penalize
 
-    def __call__(self, logits, histories):
-        """``histories``: a callable giving each row's prompt + generated tokens (only the penalty needs them)."""
+    def __call__(self, logits, histories, streams=None):
+        """``histories``: a callable giving each row's prompt + generated tokens (only the penalty needs them);
+        ``streams``: each row's :func:`row_stream` (sampling only)."""
         import torch
 
         with torch.inference_mode():
-            return self._choose(logits, histories)
+            return self._choose(logits, histories, streams)
 
-    def _choose(self, logits, histories):
+    def _choose(self, logits, histories, streams):
         import torch
 
         g = self.gen
-        if g.repetition_penalty != 1.0:
+        if g.repetition_penalty != 1.0 and self.penalize:
             for r, history in enumerate(histories()):
                 idx = torch.tensor(sorted(set(history)), device=logits.device)
                 picked = logits[r, idx]
                 logits[r, idx] = torch.where(picked < 0, picked * g.repetition_penalty, picked / g.repetition_penalty)
         if g.greedy:
             return logits.argmax(-1).cpu()
+        return draw(self.warp(logits), [s.random() for s in streams])
+
+    def warp(self, logits):
+        """Temperature, top-k, top-p and min-p, as transformers' warpers apply them."""
+        import torch
+
+        g = self.gen
         logits = logits / g.temperature
         if g.top_k:
             kth = torch.topk(logits, min(g.top_k, logits.shape[-1])).values[:, -1:]
@@ -318,8 +348,25 @@ class _Sampler:
             probs = logits.softmax(-1)
             floor = probs.max(-1, keepdim=True).values * g.min_p
             logits = logits.masked_fill(probs < floor, float("-inf"))
-        probs = logits.softmax(-1).cpu()
-        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        return logits
+
+
+def draw(logits, uniforms: list[float]):
+    """One token per row: the first whose cumulative probability exceeds ``uniform x total`` (total: the
+    row's summed probabilities, 1 up to rounding). Never a token of probability 0. Returns a CPU tensor."""
+    import torch
+
+    cdf = logits.softmax(-1).cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.tensor(uniforms, dtype=torch.float64)[:, None]
+    x = (u * total.double().cpu()).to(cdf.dtype).to(cdf.device)
+    x = torch.minimum(x, torch.nextafter(total, torch.zeros_like(total)))  # below the total, even once rounded
+    chosen = torch.searchsorted(cdf, x, right=True).clamp_(max=logits.shape[-1] - 1)
+    # a scan that is not exactly monotone (a parallel one on a GPU) could land on a token of probability 0
+    ruled_out = logits.gather(1, chosen) == float("-inf")
+    if ruled_out.any():
+        chosen = torch.where(ruled_out, logits.argmax(-1, keepdim=True), chosen)
+    return chosen[:, 0].cpu()
 
 
 def _shared_prefix(encoded: list[list[int]], used: list[int]) -> int:
