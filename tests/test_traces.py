@@ -12,6 +12,7 @@ from gsm8k_lab.traces import (
     completion_to_trace,
     progress_path,
     run_rejection_sampling,
+    settings_path,
     stats_path,
 )
 
@@ -465,3 +466,38 @@ def test_the_command_killed_twice_with_sigkill_resumes_to_the_same_bytes(chain, 
     assert r.returncode == 0, r.stderr[-3000:]
     assert _digests(traces_file) == _digests(whole)
     assert not progress_path(traces_file).exists()
+
+
+def _stamps(folder):
+    """sha256 and modification time (ns) of every file in a folder."""
+    return {p.name: (_sha(p), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_resuming_finished_traces_changes_nothing(run_cli, tmp_path, chain):
+    """--resume on finished traces with their own settings says so and exits 0, every byte and mtime as it
+    was; with another setting it is refused naming it; traces finished before their settings were kept
+    beside them are taken as finished."""
+    out = tmp_path / "t"
+    base = ["--grpo-model", str(chain / "grpo"), "--output-dir", str(out), "--num-samples", "3",
+            "--max-attempts", "1", "--max-new-tokens", "4", "--dtype", "fp32"]
+    r = run_cli("generate_traces.py", *base)
+    assert r.returncode == 0, r.stderr[-2000:]
+    traces_file = out / "grpo_traces_train.jsonl"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [traces_file.name, stats_path(traces_file).name, settings_path(traces_file).name])
+    before = _stamps(out)
+    r = run_cli("generate_traces.py", *base, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "are finished: nothing to do" in r.stdout
+    assert "total_samples" in r.stdout  # the stats, as a finished run prints them
+    assert _stamps(out) == before
+    r = run_cli("generate_traces.py", *base, "--resume", "--temperature", "0.5")
+    assert r.returncode == 2 and "traces.generation.temperature 0.8 (then) vs 0.5 (now)" in r.stderr
+    r = run_cli("generate_traces.py", *base)
+    assert r.returncode == 2 and "already exists; pass --overwrite to replace it" in r.stderr
+    assert _stamps(out) == before
+    settings_path(traces_file).unlink()  # finished by a version that did not keep its settings
+    before = _stamps(out)
+    r = run_cli("generate_traces.py", *base, "--resume")
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr[-2000:]
+    assert _stamps(out) == before

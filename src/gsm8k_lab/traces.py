@@ -11,7 +11,9 @@ parts of :data:`ROUND_CHUNK` problems).
 Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
 "source": "grpo"|"fallback", "attempts": k, "split": "train"|"test"}`` (the input
 of SFT on traces; ``split`` names the GSM8K split the problems came from, so
-training refuses traces of test problems) and ``<file>.stats.json``:
+training refuses traces of test problems), ``<file>.settings.json`` (what
+determines the traces: the fingerprint a resume is checked against, kept once
+the run is finished) and ``<file>.stats.json``:
 
 - ``total_samples``: problems covered (``grpo_successes + fallback_count``);
 - ``grpo_successes``: problems whose trace is a GRPO completion;
@@ -36,7 +38,9 @@ batch pads it to, and sums in another order when they change), so the same
 seeds alone would let some completions change.
 With the same batch size, dtype, backend and threads, two runs (one of them
 killed anywhere and resumed) are byte-identical. The progress file is removed
-only once the stats and the traces file are written.
+only once the settings, the stats and the traces file are written. Resuming a
+finished run with the same settings changes nothing; with other settings it
+is refused, naming each difference.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
                     overwrite: bool = False) -> tuple[Path, dict]:
     """Validate, load the run (``settings.model.name``), sample; returns the traces path and its stats."""
     job_problems, out, fingerprint = prepare_traces(settings, output_dir, output_file, resume, overwrite)
+    if resume and is_finished(out):
+        print(f"[gsm8k-lab] the traces in {out} are finished: nothing to do", flush=True)
+        return out, json.loads(stats_path(out).read_text(encoding="utf-8"))
     from .data import build_prompt
     from .generation import make_backend
     from .models import resolve_model
@@ -100,7 +107,8 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
 def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
                    overwrite: bool) -> tuple[list[Problem], Path, dict]:
     """Check everything before any work: settings, model, data, output (and, to resume, that the
-    unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
+    run, unfinished or finished, was made with the same settings); returns the problems, the path,
+    the fingerprint."""
     from .data import load_split, train_regions
     from .models import preflight, resolve_model
     from .runs import check_can_write, check_file_name, check_writable_dir
@@ -124,7 +132,8 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     out = check_writable_dir(output_dir) / output_file
     check_can_write(out.parent, "output_dir", str(output_dir))
     unfinished = progress_path(out).exists()
-    if out.exists() and stats_path(out).exists() and not unfinished and not overwrite:
+    finished = is_finished(out)
+    if finished and not (overwrite or resume):
         raise SettingError("output_file", str(out), "{name} {value} already exists; pass {overwrite} to replace it")
     if (unfinished or out.exists()) and not (resume or overwrite):
         raise SettingError("output_file", str(out), "{name} {value} belongs to an unfinished run; pass {resume} "
@@ -135,13 +144,18 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
                    **{f"traces.generation.{k}": v for k, v in decoding(t.generation).items() if k != "greedy"}}
     if resume and unfinished:
         check_same_settings("output_file", str(out), _progress_settings(progress_path(out)), fingerprint)
+    elif resume and finished:  # traces finished before settings were kept beside them: nothing to compare
+        recorded = settings_path(out)
+        check_same_settings("output_file", str(out),
+                            json.loads(recorded.read_text(encoding="utf-8")) if recorded.is_file() else None,
+                            fingerprint)
     return problems, out, fingerprint
 
 
 def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bool = False) -> dict:
-    """Sample in rounds, write the traces file and its stats; returns the stats.
+    """Sample in rounds, write the traces file, its settings and stats; returns the stats.
 
-    Completion is marked by the progress file's removal: the stats are written
+    Completion is marked by the progress file's removal: the settings and stats are written
     first, then the traces file, then the progress file goes; a kill anywhere
     in between leaves the progress file, and ``resume`` rewrites them. A new run over an
     earlier one (overwrite) writes its progress beside it until its first batch is on disk,
@@ -197,6 +211,7 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
             staging.unlink(missing_ok=True)
     records = build_records(job.problems, solved, job.max_attempts, job.split)
     stats = compute_stats(records, job.max_attempts)
+    atomic_write_json(settings_path(job.output_path), job.fingerprint or {})
     atomic_write_json(stats_path(job.output_path), stats)
     atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     progress.unlink(missing_ok=True)
@@ -251,6 +266,15 @@ def progress_path(output_path: Path) -> Path:
 
 def stats_path(output_path: Path) -> Path:
     return output_path.with_name(output_path.name + ".stats.json")
+
+
+def settings_path(output_path: Path) -> Path:
+    return output_path.with_name(output_path.name + ".settings.json")
+
+
+def is_finished(output_path: Path) -> bool:
+    """The traces file and its stats are written and no progress file says a run is under way."""
+    return output_path.is_file() and stats_path(output_path).is_file() and not progress_path(output_path).exists()
 
 
 # --------------------------------------------------------------------------
