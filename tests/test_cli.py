@@ -236,3 +236,25 @@ def test_out_of_memory_says_what_to_lower(monkeypatch, capsys):
     assert cli.main(["evaluate", "--output-dir", "x"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ran out of memory" in err[0] and "--batch-size" in err[0]
+
+
+
+def test_the_interrupt_message_starts_on_its_own_line(monkeypatch, capsys):
+    """Ctrl-C while a progress bar is still open (a trainer's bar lives on in its callback, closed only at
+    the end of training): the bar's line ends before the message, which is then the last line."""
+    import sys
+
+    from tqdm import tqdm
+
+    held = []
+
+    def interrupted(ctx):
+        held.append(tqdm(total=200, file=sys.stderr))
+        held[-1].update(4)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_report", interrupted)
+    assert cli.main(["report", "somewhere"]) == 130
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert lines[-1] == "interrupted: finished work is kept; rerun with --resume to continue"
+    assert any("4/200" in line for line in lines[:-1])

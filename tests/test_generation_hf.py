@@ -1,6 +1,7 @@
 """The transformers generation engine on the tiny model."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -99,12 +100,87 @@ def test_greedy_ignores_the_models_own_generation_defaults(tiny_model_dir, tmp_p
 
 
 def test_sampling_settings_are_passed_exactly(backend):
-    cfg = backend._generate_kwargs(SamplingParams(temperature=0.7, top_p=0.9, top_k=0, min_p=0.05,
-                                                  repetition_penalty=1.1))["generation_config"]
-    assert (cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p, cfg.repetition_penalty) == (
-        True, 0.7, 0.9, 0, 0.05, 1.1)  # top_k 0 stays 0 (disabled), not transformers' default of 50
+    """model.generate keeps only the repetition penalty (applied before the logits processors) and decodes
+    greedily what RowSampling drew with exactly the settings' temperature, top-p, top-k and min-p."""
+    from gsm8k_lab.generation.hf import RowSampling
+
+    gen = SamplingParams(temperature=0.7, top_p=0.9, top_k=0, min_p=0.05, repetition_penalty=1.1)
+    cfg = backend._generate_kwargs(gen)["generation_config"]
+    assert (cfg.do_sample, cfg.repetition_penalty) == (False, 1.1)
+    g = RowSampling(gen, [1, 2]).sampler.gen
+    assert (g.temperature, g.top_p, g.top_k, g.min_p) == (0.7, 0.9, 0, 0.05)  # top_k 0 stays 0 (disabled)
     greedy = backend._generate_kwargs(SamplingParams())["generation_config"]
     assert greedy.do_sample is False and greedy.repetition_penalty == 1.0
+
+
+def _texts(b, prompts, params, keys, n=1):
+    return {k: [c.text for c in cs] for k, cs in zip(keys, generate(b, prompts, params, n=n, keys=keys))}
+
+
+@pytest.mark.parametrize("engine", ["refill", "static"])
+def test_a_prompts_samples_do_not_depend_on_the_batch(backend, engine):
+    """Each completion draws from its own stream, seeded from the settings' seed, the prompt's key and the
+    sample number: the same prompt samples the same tokens alone, in another order, with other prompts
+    and with another batch size (fp32, where the logits themselves do not depend on the batch)."""
+    params = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.95, repetition_penalty=1.1, seed=4)
+    keys = [f"q{i}" for i in range(len(PROMPTS))]
+    make = lambda size: TransformersBackend(backend.model, backend.tokenizer, batch_size=size, engine=engine)  # noqa: E731
+    whole = _texts(make(3), PROMPTS, params, keys, n=2)
+    assert len({t for ts in whole.values() for t in ts}) == 2 * len(PROMPTS)  # every sample its own
+    part = [4, 1, 2]
+    assert _texts(make(2), [PROMPTS[i] for i in part], params, [keys[i] for i in part], n=2) == {
+        keys[i]: whole[keys[i]] for i in part}
+    alone = _texts(make(1), [PROMPTS[3]], params, [keys[3]], n=2)
+    assert alone == {keys[3]: whole[keys[3]]}
+    other_seed = _texts(make(3), PROMPTS, replace(params, seed=5), keys, n=2)
+    assert other_seed != whole
+
+
+def test_static_batches_sample_what_the_refill_loop_samples(backend):
+    """The static engine's logits processor makes the loop's draw: same settings, same keys, same text."""
+    params = SamplingParams(max_new_tokens=12, temperature=0.9, top_k=40, min_p=0.02, seed=9)
+    keys = list(range(len(PROMPTS)))
+    static = _texts(TransformersBackend(backend.model, backend.tokenizer, batch_size=2, engine="static"),
+                    PROMPTS, params, keys)
+    refill = _texts(TransformersBackend(backend.model, backend.tokenizer, batch_size=3, engine="refill"),
+                    PROMPTS, params, keys)
+    assert static == refill
+
+
+def test_draw_follows_the_distribution_and_never_picks_a_ruled_out_token():
+    import random
+
+    import torch
+
+    from gsm8k_lab.generation.refill import draw
+
+    inf = float("-inf")
+    logits = torch.tensor([[inf, 0.0, inf, 1.0, 2.0, inf]])
+    p = logits.softmax(-1)[0]
+    rng = random.Random(0)
+    picks = torch.cat([draw(logits.expand(1000, -1).clone(), [rng.random() for _ in range(1000)])
+                       for _ in range(20)])
+    counts = torch.bincount(picks, minlength=6).double() / len(picks)
+    assert counts[[0, 2, 5]].sum() == 0
+    assert torch.allclose(counts, p.double(), atol=0.01)
+    # the ends of the unit interval: the first and the last token that can be drawn
+    assert draw(logits, [0.0]).tolist() == [1] and draw(logits, [1 - 2 ** -53]).tolist() == [4]
+    # each row by its own number: a row's token does not depend on the others
+    rows = torch.tensor([[0.0, 0.0], [5.0, -5.0], [-5.0, 5.0]])
+    assert draw(rows, [0.75, 0.75, 0.75]).tolist() == [1, 0, 1] and draw(rows[:1], [0.25]).tolist() == [0]
+
+
+def test_prompt_seeds_are_stable_and_keyed():
+    from gsm8k_lab.generation.base import prompt_seed, prompt_seeds
+
+    assert prompt_seed(0, ["What is 2 + 2?", 1]) == prompt_seed(0, ["What is 2 + 2?", 1])
+    assert len({prompt_seed(s, [q, a]) for s in (0, 1) for q in ("x", "y") for a in (1, 2)}) == 8
+    assert 0 <= prompt_seed(123, "é") < 2 ** 62
+    gen = SamplingParams(temperature=1.0, seed=3)
+    assert prompt_seeds(gen, 2) == [prompt_seed(3, 0), prompt_seed(3, 1)]
+    assert prompt_seeds(gen, 2, ["a", "b"]) == [prompt_seed(3, "a"), prompt_seed(3, "b")]
+    with pytest.raises(ValueError, match="1 keys for 2 prompts"):
+        prompt_seeds(gen, 2, ["a"])
 
 
 def test_stop_on_text_criteria(backend):

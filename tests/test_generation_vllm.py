@@ -35,10 +35,12 @@ def fake_vllm(monkeypatch):
 
         def generate(self, prompts, sampling, use_tqdm=True):
             calls.setdefault("generate", []).append(list(prompts))
-            n = sampling.kw["n"]
+            per_prompt = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
+            assert len(per_prompt) == len(prompts)
+            calls.setdefault("request_seeds", []).extend(sp.kw["seed"] for sp in per_prompt)
             return [types.SimpleNamespace(outputs=[_FakeOut(f"{p['prompt_token_ids'][-1]}-{k}", [1, 2, 3],
-                                                            "length" if k else "stop") for k in range(n)])
-                    for p in prompts]
+                                                            "length" if k else "stop") for k in range(sp.kw["n"])])
+                    for p, sp in zip(prompts, per_prompt)]
 
     mod.SamplingParams, mod.LLM = SamplingParams, LLM
     mod.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
@@ -101,6 +103,28 @@ def test_vllm_sampling_mapping(fake_vllm):
     assert fake_vllm["sampling"] == {"n": 4, "temperature": 0.8, "top_p": 0.9, "top_k": 20, "min_p": 0.05,
                                      "repetition_penalty": 1.05, "seed": 7, "max_tokens": 32,
                                      "stop": ["</SOLUTION>"], "include_stop_str_in_output": True}
+
+
+def test_each_sampled_request_carries_its_own_prompts_seed(fake_vllm, tiny_model_dir):
+    """vLLM gives a seeded request its own generator: a prompt's seed comes from the settings' seed and
+    its key, so it is the same whatever chunk or position the prompt is sent in; greedy sends none."""
+    from gsm8k_lab.generation.base import prompt_seed
+    from gsm8k_lab.generation.vllm import VLLMBackend
+    from gsm8k_lab.models import resolve_model
+
+    backend = VLLMBackend(resolve_model(str(tiny_model_dir)), Settings(), batch_size=4, chunk=2)
+    gen = GenerationSettings(max_new_tokens=8, temperature=0.8, seed=11)
+    generate(backend, ["a", "b", "c"], gen, keys=["qa", "qb", "qc"])
+    assert fake_vllm["request_seeds"] == [prompt_seed(11, k) for k in ("qa", "qb", "qc")]
+    fake_vllm["request_seeds"] = []
+    generate(backend, ["c", "a"], gen, keys=["qc", "qa"])  # another order, another chunking: the same seeds
+    assert fake_vllm["request_seeds"] == [prompt_seed(11, "qc"), prompt_seed(11, "qa")]
+    fake_vllm["request_seeds"] = []
+    generate(backend, ["a", "b"], gen)  # no keys: a prompt's key is its position
+    assert fake_vllm["request_seeds"] == [prompt_seed(11, 0), prompt_seed(11, 1)]
+    fake_vllm["request_seeds"] = []
+    generate(backend, ["a", "b"], GenerationSettings(max_new_tokens=8), keys=["qa", "qb"])
+    assert fake_vllm["request_seeds"] == [None, None]  # greedy
 
 
 def test_on_a_cpu_the_engine_computes_on_every_core_unless_the_user_says_otherwise(fake_vllm, tiny_model_dir,

@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        end_progress_lines()
         print("interrupted: finished work is kept; rerun with --resume to continue", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -191,6 +192,18 @@ def main(argv: list[str] | None = None) -> int:
                   "rerun with --resume", file=sys.stderr)
             return EXIT_USAGE
         raise
+
+
+def end_progress_lines() -> None:
+    """Close the progress bars an interrupt left open (a trainer's bar lives in its callback and is closed
+    only when training ends), so each ends its line and a message printed next starts on a line of its own."""
+    if "tqdm" not in sys.modules:
+        return
+    from tqdm import tqdm
+
+    sys.stdout.flush()
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 # --------------------------------------------------------------------------

@@ -5,12 +5,15 @@ For each problem the first sampled completion that is **in format and correct**
 trace; after ``max_attempts`` failures the original GSM8K solution is used.
 Sampling goes in rounds: round *r* samples one completion for each problem
 still unsolved, so the cost follows the number of unsolved problems rather
-than attempts x problems, and every round is one batched pass of the engine.
+than attempts x problems, and every round is a batched pass of the engine (in
+parts of :data:`ROUND_CHUNK` problems).
 
 Output: JSONL lines ``{"question", "answer": "<reasoning>\\n\\n#### N",
 "source": "grpo"|"fallback", "attempts": k, "split": "train"|"test"}`` (the input
 of SFT on traces; ``split`` names the GSM8K split the problems came from, so
-training refuses traces of test problems) and ``<file>.stats.json``:
+training refuses traces of test problems), ``<file>.settings.json`` (what
+determines the traces: the fingerprint a resume is checked against, kept once
+the run is finished) and ``<file>.stats.json``:
 
 - ``total_samples``: problems covered (``grpo_successes + fallback_count``);
 - ``grpo_successes``: problems whose trace is a GRPO completion;
@@ -21,9 +24,23 @@ training refuses traces of test problems) and ``<file>.stats.json``:
 - ``avg_attempts_overall``: mean attempts spent per problem, a fallback
   counting ``max_attempts``.
 
-Progress is appended to ``<file>.progress.jsonl`` as batches finish, so a
-killed run continues (``resume``) from where it stopped; the progress file is
-removed only once the stats and the traces file are both written.
+**Resuming writes exactly what an uninterrupted run writes.** Each attempt
+samples from its own seed, derived from the sampling seed, the question and the
+attempt number (``keys`` of :mod:`gsm8k_lab.generation.base`), never from a
+stream shared by a batch. Every draw's outcome, success or failure, is appended
+to ``<file>.progress.jsonl`` as batches finish. A round samples its problems in
+fixed parts of :data:`ROUND_CHUNK` (in problem order); a resume skips the parts
+whose every outcome is on disk and samples the part the kill cut short again
+**whole**, keeping the outcomes already written. Sampling a part whole, with
+the same rows side by side, matters in bf16: there a row's logits depend in
+their last bits on the rows beside it (its attention runs over the columns the
+batch pads it to, and sums in another order when they change), so the same
+seeds alone would let some completions change.
+With the same batch size, dtype, backend and threads, two runs (one of them
+killed anywhere and resumed) are byte-identical. The progress file is removed
+only once the settings, the stats and the traces file are written. Resuming a
+finished run with the same settings changes nothing; with other settings it
+is refused, naming each difference.
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import GenerationSettings, SettingError, Settings, validate
@@ -53,6 +70,9 @@ from .runs import (
 )
 from .task import REASONING_END, REASONING_START, assistant_text, build_prompt, parse_completion, reasoning_to_trace
 
+#: Problems of a round sampled together: a resume samples an unfinished part again whole.
+ROUND_CHUNK = 256
+
 
 @dataclass
 class TraceJob:
@@ -60,7 +80,7 @@ class TraceJob:
     prompts: list[str]
     output_path: Path
     max_attempts: int
-    gen: GenerationSettings  # temperature etc.; the seed moves on each round
+    gen: GenerationSettings  # temperature etc.; each attempt samples under (seed, question, attempt)
     fingerprint: dict | None = None  # what determines the traces; a resume must match it
     split: str = "train"  # the split the problems come from, recorded on every line
 
@@ -69,6 +89,9 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
                     overwrite: bool = False) -> tuple[Path, dict]:
     """Validate, load the run (``settings.model.name``), sample; returns the traces path and its stats."""
     job_problems, out, fingerprint = prepare_traces(settings, output_dir, output_file, resume, overwrite)
+    if resume and is_finished(out):
+        print(f"[gsm8k-lab] the traces in {out} are finished: nothing to do", flush=True)
+        return out, json.loads(stats_path(out).read_text(encoding="utf-8"))
     ref = resolve_model(settings.model.name)
     t = settings.traces
     backend = make_backend(settings, ref, "traces.generation")
@@ -85,7 +108,8 @@ def generate_traces(settings: Settings, output_dir: str | Path, output_file: str
 def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str, resume: bool,
                    overwrite: bool) -> tuple[list[Problem], Path, dict]:
     """Check everything before any work: settings, model, data, output (and, to resume, that the
-    unfinished run was made with the same settings); returns the problems, the path, the fingerprint."""
+    run, unfinished or finished, was made with the same settings); returns the problems, the path,
+    the fingerprint."""
     check_file_name("output_file", output_file, ".jsonl")
     t = settings.traces
     source, source_path = ((settings.data.train_source, "data.train_source") if t.split == "train"
@@ -106,7 +130,8 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
     out = check_writable_dir(output_dir) / output_file
     check_can_write(out.parent, "output_dir", str(output_dir))
     unfinished = progress_path(out).exists()
-    if out.exists() and stats_path(out).exists() and not unfinished and not overwrite:
+    finished = is_finished(out)
+    if finished and not (overwrite or resume):
         raise SettingError("output_file", str(out), "{name} {value} already exists; pass {overwrite} to replace it")
     if (unfinished or out.exists()) and not (resume or overwrite):
         raise SettingError("output_file", str(out), "{name} {value} belongs to an unfinished run; pass {resume} "
@@ -117,45 +142,64 @@ def prepare_traces(settings: Settings, output_dir: str | Path, output_file: str,
                    **{f"traces.generation.{k}": v for k, v in decoding(t.generation).items() if k != "greedy"}}
     if resume and unfinished:
         check_same_settings("output_file", str(out), _progress_settings(progress_path(out)), fingerprint)
+    elif resume and finished:  # traces finished before settings were kept beside them: nothing to compare
+        recorded = settings_path(out)
+        check_same_settings("output_file", str(out),
+                            json.loads(recorded.read_text(encoding="utf-8")) if recorded.is_file() else None,
+                            fingerprint)
     return problems, out, fingerprint
 
 
 def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bool = False) -> dict:
-    """Sample in rounds, write the traces file and its stats; returns the stats.
+    """Sample in rounds, write the traces file, its settings and stats; returns the stats.
 
-    Completion is marked by the progress file's removal: the stats are written
+    Completion is marked by the progress file's removal: the settings and stats are written
     first, then the traces file, then the progress file goes; a kill anywhere
-    in between leaves the progress file, and ``resume`` rewrites both. A new run over an
+    in between leaves the progress file, and ``resume`` rewrites them. A new run over an
     earlier one (overwrite) writes its progress beside it until its first batch is on disk,
     so a failure before that leaves the earlier files exactly as they were.
     """
     progress = progress_path(job.output_path)
-    solved, rounds_done = _read_progress(progress) if resume and progress.exists() else ({}, 0)
+    resuming = resume and progress.exists() and _progress_settings(progress) is not None
+    done = _read_progress(progress) if resuming else Outcomes()
+    chunk = _progress_header(progress).get("chunk", ROUND_CHUNK) if resuming else ROUND_CHUNK
     job.output_path.parent.mkdir(parents=True, exist_ok=True)
     staging = None  # an overwrite's progress, beside the old run's files until its first batch is on disk
-    if not (resume and progress.exists() and _progress_settings(progress) is not None):
+    if not resuming:
         # a fresh start, or a header torn by a kill (then nothing after it was kept either)
-        header = json.dumps({"settings": job.fingerprint or {}}) + "\n"
+        header = json.dumps({"settings": job.fingerprint or {}, "chunk": chunk}) + "\n"
         if any(p.exists() for p in (progress, job.output_path, stats_path(job.output_path))):
             staging = progress.with_name(f".{progress.name}.new")
         atomic_write_text(staging or progress, header)
+    solved = done.solved
     try:
         with (staging or progress).open("a", encoding="utf-8") as log:
-            for attempt in range(rounds_done + 1, job.max_attempts + 1):
-                todo = [i for i in range(len(job.problems)) if i not in solved]
+            for attempt in range(done.rounds + 1, job.max_attempts + 1):
+                # the round's problems: unsolved before it (those solved in it before a kill included)
+                todo = [i for i in range(len(job.problems)) if solved.get(i, {}).get("attempts", attempt) >= attempt]
                 if not todo:
                     break
-                gen = replace(job.gen, seed=job.gen.seed + attempt)
-                desc = f"attempt {attempt}/{job.max_attempts}"
-                for idx, comps in backend.generate_iter([job.prompts[i] for i in todo], gen, desc=desc):
-                    for j, c in zip(idx, comps):
-                        i = todo[j]
-                        if accept(c[0].text, job.problems[i].gold):
-                            solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
-                            log.write(json.dumps({"i": i, **solved[i]}) + "\n")
-                    log.flush()
-                    os.fsync(log.fileno())
-                    staging = _take_over(staging, progress)
+                parts = [todo[c:c + chunk] for c in range(0, len(todo), chunk)]
+                for n, part in enumerate(parts, 1):
+                    if all(done.has(i, attempt) for i in part):
+                        continue  # every outcome of this part is on disk
+                    desc = f"attempt {attempt}/{job.max_attempts}" + (f" ({n}/{len(parts)})" if len(parts) > 1 else "")
+                    keys = [[job.problems[i].question, attempt] for i in part]
+                    for idx, comps in backend.generate_iter([job.prompts[i] for i in part], job.gen, desc=desc,
+                                                            keys=keys):
+                        for j, c in zip(idx, comps):
+                            i = part[j]
+                            if done.has(i, attempt):
+                                continue  # sampled before the kill: the record on disk stands
+                            if accept(c[0].text, job.problems[i].gold):
+                                solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
+                                log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+                            else:
+                                done.failed.add((i, attempt))
+                                log.write(json.dumps({"i": i, "failed": attempt}) + "\n")
+                        log.flush()
+                        os.fsync(log.fileno())
+                        staging = _take_over(staging, progress)
                 log.write(json.dumps({"round_done": attempt}) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
@@ -165,6 +209,7 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
             staging.unlink(missing_ok=True)
     records = build_records(job.problems, solved, job.max_attempts, job.split)
     stats = compute_stats(records, job.max_attempts)
+    atomic_write_json(settings_path(job.output_path), job.fingerprint or {})
     atomic_write_json(stats_path(job.output_path), stats)
     atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     progress.unlink(missing_ok=True)
@@ -221,29 +266,59 @@ def stats_path(output_path: Path) -> Path:
     return output_path.with_name(output_path.name + ".stats.json")
 
 
+def settings_path(output_path: Path) -> Path:
+    return output_path.with_name(output_path.name + ".settings.json")
+
+
+def is_finished(output_path: Path) -> bool:
+    """The traces file and its stats are written and no progress file says a run is under way."""
+    return output_path.is_file() and stats_path(output_path).is_file() and not progress_path(output_path).exists()
+
+
 # --------------------------------------------------------------------------
+
+
+@dataclass
+class Outcomes:
+    """What a progress file holds: solved problems, failed draws ``(i, attempt)``, finished rounds."""
+
+    solved: dict[int, dict] = field(default_factory=dict)
+    failed: set[tuple[int, int]] = field(default_factory=set)
+    rounds: int = 0
+
+    def has(self, i: int, attempt: int) -> bool:
+        """Whether the outcome of problem ``i``'s draw ``attempt`` is recorded."""
+        return (i, attempt) in self.failed or self.solved.get(i, {}).get("attempts") == attempt
+
+
+def _read_progress(path: Path) -> Outcomes:
+    """The outcomes on disk; a torn last record (a kill) is cut off before appending."""
+    records, good, torn = read_jsonl(path)
+    if torn:
+        drop_torn_tail(path, good, "its problems are sampled again")
+    out = Outcomes()
+    for rec in records:
+        if "round_done" in rec:
+            out.rounds = max(out.rounds, rec["round_done"])
+        elif "failed" in rec:
+            out.failed.add((rec["i"], rec["failed"]))
+        elif "i" in rec:
+            out.solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
+    return out
+
+
+def _progress_header(path: Path) -> dict:
+    records = read_jsonl(path)[0]
+    return records[0] if records and "settings" in records[0] else {}
+
+
+def _progress_settings(path: Path) -> dict | None:
+    return _progress_header(path).get("settings")
+
+
 def _take_over(staging: Path | None, progress: Path) -> None:
     """The new run's first batch is on disk: its progress file becomes the one a resume continues."""
     if staging is not None:
         os.replace(staging, progress)
         fsync_dir(progress.parent)
     return None
-
-
-def _read_progress(path: Path) -> tuple[dict[int, dict], int]:
-    """Solved problems and finished rounds; a torn last record (a kill) is cut off before appending."""
-    records, good, torn = read_jsonl(path)
-    if torn:
-        drop_torn_tail(path, good, "its problems are sampled again")
-    solved, rounds = {}, 0
-    for rec in records:
-        if "round_done" in rec:
-            rounds = max(rounds, rec["round_done"])
-        elif "i" in rec:
-            solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
-    return solved, rounds
-
-
-def _progress_settings(path: Path) -> dict | None:
-    records = read_jsonl(path)[0]
-    return records[0].get("settings") if records and "settings" in records[0] else None

@@ -2,6 +2,12 @@
 
 Prompts are sorted by length and batched with left padding and a KV cache;
 decoding is greedy or sampled exactly as the :class:`GenerationSettings` say.
+Both engines sample each completion from its own seeded stream (:mod:`.base`):
+the refill loop in its sampler, ``model.generate`` (the ``static`` engine, for
+model families the loop does not drive) through :class:`RowSampling`, a logits
+processor that makes the same per-row draw and hands ``generate`` a one-token
+distribution to pick greedily, so static batches keep their batching and
+sample exactly as the loop does.
 The model's own ``generation_config.json`` is replaced by a clean one that
 keeps only its special tokens, so a repetition penalty or top-k shipped with a
 model cannot change what "greedy" means.
@@ -13,8 +19,8 @@ import time
 
 from ..config import GenerationSettings
 from ..task import prompt_ids
-from .base import STOP, Completion
-from .refill import decode, supports
+from .base import STOP, Completion, prompt_seeds
+from .refill import Sampler, decode, row_stream, supports
 
 
 class TransformersBackend:
@@ -53,13 +59,15 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = None
 
-    def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating"):
+    def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating", keys=None):
+        """``keys``: one stable key per prompt for its sampling seed (:mod:`.base`; default: positions)."""
+        seeds = None if gen.greedy else prompt_seeds(gen, len(prompts), keys)
         if self.engine == "refill":
-            yield from self._refill_iter(prompts, gen, n, desc)
+            yield from self._refill_iter(prompts, gen, n, desc, seeds)
         else:
-            yield from self._static_iter(prompts, gen, n, desc)
+            yield from self._static_iter(prompts, gen, n, desc, seeds)
 
-    def _refill_iter(self, prompts, gen: GenerationSettings, n: int, desc: str):
+    def _refill_iter(self, prompts, gen: GenerationSettings, n: int, desc: str, seeds=None):
         from tqdm.auto import tqdm
 
         batch_size = self.batch_size or gen.batch_size
@@ -74,7 +82,7 @@ class TransformersBackend:
         bar = tqdm(total=len(prompts), desc=desc, unit="problem", dynamic_ncols=True)
         try:
             for i, k, toks, _ in decode(self.model, encoded, jobs, gen, batch_size, set(self.eos_ids),
-                                        stop.matches):
+                                        stop.matches, seeds):
                 comp = self._decode(toks)
                 n_tokens += comp.n_tokens
                 slot = results.setdefault(i, [None] * n)
@@ -88,9 +96,10 @@ class TransformersBackend:
         finally:
             bar.close()
 
-    def _static_iter(self, prompts, gen: GenerationSettings, n: int, desc: str):
+    def _static_iter(self, prompts, gen: GenerationSettings, n: int, desc: str, seeds=None):
         import torch
         from tqdm.auto import tqdm
+        from transformers import LogitsProcessorList
 
         tok = self.tokenizer
         batch_size = self.batch_size or gen.batch_size
@@ -100,8 +109,8 @@ class TransformersBackend:
                       key=lambda job: (len(encoded[job[0]]), job[0], job[1]))
         results: dict[int, list[Completion | None]] = {}
         device = next(self.model.parameters()).device
-        if not gen.greedy:
-            torch.manual_seed(gen.seed)
+        if not gen.greedy and seeds is None:
+            seeds = prompt_seeds(gen, len(prompts))
         gen_kwargs = self._generate_kwargs(gen)
         t0, n_tokens, n_done = time.perf_counter(), 0, 0
         bar = tqdm(total=len(prompts), desc=desc, unit="problem", dynamic_ncols=True)
@@ -115,9 +124,13 @@ class TransformersBackend:
                 for row, x in enumerate(ids):
                     input_ids[row, width - len(x):] = torch.tensor(x)
                     attention[row, width - len(x):] = 1
+                kwargs = gen_kwargs
+                if not gen.greedy:  # this batch's rows, each with its own stream
+                    kwargs = {**gen_kwargs, "logits_processor": LogitsProcessorList(
+                        [RowSampling(gen, [seeds[i] + k for i, k in batch])])}
                 with torch.inference_mode():
                     out = self.model.generate(
-                        input_ids=input_ids.to(device), attention_mask=attention.to(device), **gen_kwargs
+                        input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs
                     )
                 new_tokens = out[:, width:].tolist()
                 finished = []
@@ -139,7 +152,9 @@ class TransformersBackend:
 
     # ------------------------------------------------------------------
     def _generate_kwargs(self, gen: GenerationSettings) -> dict:
-        """Every decoding choice explicit: nothing is left to the model's defaults."""
+        """Every decoding choice explicit: nothing is left to the model's defaults. Sampling is not
+        ``generate``'s own (one stream for the whole batch): it picks greedily what :class:`RowSampling`
+        (added per batch) drew, after applying the repetition penalty itself."""
         from transformers import GenerationConfig, StoppingCriteriaList
 
         if self._stop_criteria is None:
@@ -149,11 +164,7 @@ class TransformersBackend:
             eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
             repetition_penalty=gen.repetition_penalty, num_beams=1, no_repeat_ngram_size=0,
         )
-        if gen.greedy:
-            explicit.update(do_sample=False)
-        else:
-            explicit.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p,
-                            top_k=gen.top_k, min_p=gen.min_p or None)  # top_k 0 disables; None would mean 50
+        explicit.update(do_sample=False)
         return dict(generation_config=GenerationConfig(**explicit),
                     stopping_criteria=StoppingCriteriaList([self._stop_criteria]))
 
@@ -170,6 +181,25 @@ class TransformersBackend:
             if cut != -1:
                 text, hit_stop = text[: cut + len(s)], True
         return Completion(text, len(kept), truncated=not (hit_eos or hit_stop))
+
+
+class RowSampling:
+    """A logits processor for ``model.generate``: each row's token drawn from that row's own stream,
+    exactly as the refill loop's sampler draws it (temperature, top-k, top-p, min-p, then the row's
+    uniform number), returned as a distribution with one token left, which greedy decoding picks.
+    ``generate`` applies the repetition penalty before it. Rows that have ended draw too (their
+    tokens are padding), so a row's stream advances one number per step, as in the loop."""
+
+    def __init__(self, gen: GenerationSettings, seeds: list[int]):
+        self.sampler = Sampler(gen, penalize=False)
+        self.streams = [row_stream(s) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        chosen = self.sampler(scores.float(), None, self.streams).to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, chosen[:, None], 0.0)
 
 
 class StopOnText:

@@ -17,18 +17,23 @@ This loop instead keeps ``batch_size`` rows decoding at once and:
   dropped from the left.
 
 Decoding is exactly the settings': greedy is argmax, sampling applies the
-repetition penalty, temperature, top-k, top-p and min-p in transformers' order.
+repetition penalty, temperature, top-k, top-p and min-p in transformers' order,
+then draws each row's token from **that row's own random stream** (one uniform
+number per token, seeded by the job's seed, see :mod:`.base`), so a row samples
+the same tokens whichever rows share its batch and whenever it was admitted.
 It needs a decoder whose attention calls ``cache.update(k, v, layer_idx)`` and
 accepts a 4D mask (Llama, Qwen2/3, Mistral, SmolLM...); :func:`supports` says.
 """
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 
 from ..config import GenerationSettings
+from .base import prompt_seeds
 
 SUPPORTED = ("llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo2", "granite")
 MIN_SHARED_PREFIX = 8  # tokens; below this the prefix is not worth a separate pass
@@ -131,13 +136,18 @@ class KeepAll:
 
 
 def decode(model, encoded: list[list[int]], jobs: list[tuple[int, int]], gen: GenerationSettings,
-           batch_size: int, eos_ids: set[int], stop_check) -> Iterator[tuple[int, int, list[int], bool]]:
+           batch_size: int, eos_ids: set[int], stop_check,
+           seeds: list[int] | None = None) -> Iterator[tuple[int, int, list[int], bool]]:
     """Generate for each job ``(prompt index, sample)``; yields ``(prompt index, sample, new tokens,
-    finished)`` as rows end (``finished``: EOS or a stop string, not the token budget)."""
+    finished)`` as rows end (``finished``: EOS or a stop string, not the token budget).
+
+    ``seeds``: one per prompt (default: :func:`~.base.prompt_seeds` of ``gen`` by position); job
+    ``(i, k)`` samples from its own stream seeded with ``seeds[i] + k``. Greedy decoding uses none.
+    """
 
     restore = _use_gqa_attention(model)
     try:
-        yield from _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check)
+        yield from _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds)
     finally:
         restore()
 
@@ -181,152 +191,48 @@ def rollout_func(gen: GenerationSettings, seed: int, merged: bool = False):
     return rollout
 
 
-def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check):
-    import torch
-
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
-    prefix_len = _shared_prefix(encoded, [i for i, _ in jobs])
-    prefix_ids = encoded[jobs[0][0]][:prefix_len] if jobs else []
-    prefix_kv: dict[int, tuple] = {}
-    neg = torch.finfo(dtype).min
-    if prefix_len:
-        keep = KeepAll()
-        causal = torch.ones(prefix_len, prefix_len, dtype=torch.bool).tril()
-        mask = torch.zeros(1, 1, prefix_len, prefix_len, dtype=dtype).masked_fill(~causal, neg)
-        with torch.inference_mode():
-            decoder(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=keep, use_cache=True,
-                    position_ids=torch.arange(prefix_len, device=device)[None], attention_mask=mask.to(device))
-        prefix_kv = keep.kv
-    longest = max(len(encoded[i]) for i, _ in jobs)
-    length = longest + gen.max_new_tokens + max(64, gen.max_new_tokens // 2)
-    cache = RowCache(length)
-    sampler = _Sampler(gen)
-    queue = deque(jobs)
-    rows: list[dict] = []  # per row: job, start column, generated tokens
-    refill_at = max(1, batch_size // 8)
-    next_tokens = None
-
-    def admit(count: int) -> None:
-        nonlocal next_tokens
-        new = [queue.popleft() for _ in range(min(count, len(queue)))]
-        if not new:
-            return
-        suffixes = [encoded[i][prefix_len:] for i, _ in new]
-        width = max(len(s) for s in suffixes)
-        m = len(new)
-        ids = torch.full((m, width), 0, dtype=torch.long)
-        for r, s in enumerate(suffixes):
-            ids[r, :len(s)] = torch.tensor(s)
-        pos = torch.arange(prefix_len, prefix_len + width)[None].expand(m, -1)
-        # suffix token j sees the whole prefix and suffix tokens <= j (right padding is never seen)
-        allowed = torch.ones(m, 1, width, prefix_len + width, dtype=torch.bool)
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        allowed[:, 0, :, prefix_len:] = causal
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, neg)
-        pcache = PrefixCache(prefix_kv, m)
-        with torch.inference_mode():
-            hidden = decoder(input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
-                             past_key_values=pcache, use_cache=True).last_hidden_state
-            last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-            logits = head(hidden[torch.arange(m, device=device), last]).float()
-        first = sampler(logits, lambda: [encoded[i] for i, _ in new])
-        # make room: each new row ends at column t, so t must be at least its prompt length
-        need = max(prefix_len + len(s) for s in suffixes)
-        if cache.t < need:
-            _shift_right(cache, rows, need - cache.t)
-        base = len(rows)
-        if not cache.keys:  # the first rows: allocate the buffers
-            for layer, (k, v) in pcache.suffix.items():
-                cache.keys[layer] = torch.zeros(m, k.shape[1], cache.length, k.shape[3], dtype=k.dtype, device=device)
-                cache.values[layer] = torch.zeros(m, v.shape[1], cache.length, v.shape[3], dtype=v.dtype,
-                                                  device=device)
-        else:
-            _grow(cache, m)
-        for r, (job, s) in enumerate(zip(new, suffixes)):
-            total = prefix_len + len(s)
-            start = cache.t - total
-            slot = base + r
-            for layer, (k, v) in pcache.suffix.items():
-                if prefix_len:
-                    pk, pv = prefix_kv[layer]
-                    cache.keys[layer][slot, :, start:start + prefix_len] = pk[0]
-                    cache.values[layer][slot, :, start:start + prefix_len] = pv[0]
-                cache.keys[layer][slot, :, start + prefix_len:cache.t] = k[r, :, :len(s)]
-                cache.values[layer][slot, :, start + prefix_len:cache.t] = v[r, :, :len(s)]
-            rows.append({"job": job, "start": start, "tokens": [int(first[r])], "prompt": encoded[job[0]]})
-        tail = first.to(device)[:, None]
-        next_tokens = tail if next_tokens is None else torch.cat([next_tokens, tail])
-
-    admit(batch_size)
-    while rows:
-        # rows whose last token ended them leave; their slots are refilled
-        done = []
-        for r, row in enumerate(rows):
-            tok = row["tokens"][-1]
-            if tok in eos_ids or stop_check(row["tokens"]):
-                done.append((r, True))
-            elif len(row["tokens"]) >= gen.max_new_tokens:
-                done.append((r, False))
-        if done:
-            for r, finished in done:
-                i, k = rows[r]["job"]
-                yield i, k, rows[r]["tokens"], finished
-            keep = [r for r in range(len(rows)) if r not in {d for d, _ in done}]
-            rows = [rows[r] for r in keep]
-            next_tokens = next_tokens[keep] if keep else None
-            _select(cache, keep)
-        if queue and batch_size - len(rows) >= (refill_at if rows else 1):
-            admit(batch_size - len(rows))
-        if not rows:
-            break
-        if cache.t + 1 > cache.length:
-            _compact(cache, rows)
-        starts = torch.tensor([row["start"] for row in rows])
-        pos = torch.tensor([[cache.t - row["start"]] for row in rows])
-        cols = torch.arange(cache.t + 1)
-        mask = torch.zeros(len(rows), 1, 1, cache.t + 1, dtype=dtype).masked_fill(
-            (cols[None, :] < starts[:, None])[:, None, None, :], neg)
-        with torch.inference_mode():
-            hidden = decoder(input_ids=next_tokens, position_ids=pos.to(device), attention_mask=mask.to(device),
-                             past_key_values=cache, use_cache=True).last_hidden_state
-            logits = head(hidden[:, -1]).float()
-        cache.t += 1
-        chosen = sampler(logits, lambda rows=rows: [row["prompt"] + row["tokens"] for row in rows])
-        for row, tok in zip(rows, chosen.tolist()):
-            row["tokens"].append(tok)
-        next_tokens = chosen.to(device)[:, None]
+def row_stream(seed: int) -> random.Random:
+    """One job's random stream: a uniform number per sampled token."""
+    return random.Random(seed)
 
 
-class _Sampler:
+class Sampler:
     """Greedy argmax, or transformers' processors in their order: repetition penalty, temperature,
-    top-k, top-p, min-p; then a seeded multinomial draw."""
+    top-k, top-p, min-p; then one draw per row from that row's own stream (inverse CDF: the first
+    token whose cumulative probability exceeds the row's uniform number). A row's token depends on
+    its logits and its stream only, never on the other rows of the batch."""
 
-    def __init__(self, gen: GenerationSettings):
-        import torch
-
+    def __init__(self, gen: GenerationSettings, penalize: bool = True):
+        """``penalize``: apply the repetition penalty here (model.generate applies its own)."""
         self.gen = gen
-        self.generator = None if gen.greedy else torch.Generator(device="cpu").manual_seed(gen.seed)
+        self.penalize = penalize
 
-    def __call__(self, logits, histories):
-        """``histories``: a callable giving each row's prompt + generated tokens (only the penalty needs them)."""
+    def __call__(self, logits, histories, streams=None):
+        """``histories``: a callable giving each row's prompt + generated tokens (only the penalty needs them);
+        ``streams``: each row's :func:`row_stream` (sampling only)."""
         import torch
 
         with torch.inference_mode():
-            return self._choose(logits, histories)
+            return self._choose(logits, histories, streams)
 
-    def _choose(self, logits, histories):
+    def _choose(self, logits, histories, streams):
         import torch
 
         g = self.gen
-        if g.repetition_penalty != 1.0:
+        if g.repetition_penalty != 1.0 and self.penalize:
             for r, history in enumerate(histories()):
                 idx = torch.tensor(sorted(set(history)), device=logits.device)
                 picked = logits[r, idx]
                 logits[r, idx] = torch.where(picked < 0, picked * g.repetition_penalty, picked / g.repetition_penalty)
         if g.greedy:
             return logits.argmax(-1).cpu()
+        return draw(self.warp(logits), [s.random() for s in streams])
+
+    def warp(self, logits):
+        """Temperature, top-k, top-p and min-p, as transformers' warpers apply them."""
+        import torch
+
+        g = self.gen
         logits = logits / g.temperature
         if g.top_k:
             kth = torch.topk(logits, min(g.top_k, logits.shape[-1])).values[:, -1:]
@@ -341,8 +247,25 @@ class _Sampler:
             probs = logits.softmax(-1)
             floor = probs.max(-1, keepdim=True).values * g.min_p
             logits = logits.masked_fill(probs < floor, float("-inf"))
-        probs = logits.softmax(-1).cpu()
-        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        return logits
+
+
+def draw(logits, uniforms: list[float]):
+    """One token per row: the first whose cumulative probability exceeds ``uniform x total`` (total: the
+    row's summed probabilities, 1 up to rounding). Never a token of probability 0. Returns a CPU tensor."""
+    import torch
+
+    cdf = logits.softmax(-1).cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.tensor(uniforms, dtype=torch.float64)[:, None]
+    x = (u * total.double().cpu()).to(cdf.dtype).to(cdf.device)
+    x = torch.minimum(x, torch.nextafter(total, torch.zeros_like(total)))  # below the total, even once rounded
+    chosen = torch.searchsorted(cdf, x, right=True).clamp_(max=logits.shape[-1] - 1)
+    # a scan that is not exactly monotone (a parallel one on a GPU) could land on a token of probability 0
+    ruled_out = logits.gather(1, chosen) == float("-inf")
+    if ruled_out.any():
+        chosen = torch.where(ruled_out, logits.argmax(-1, keepdim=True), chosen)
+    return chosen[:, 0].cpu()
 
 
 def _shared_prefix(encoded: list[list[int]], used: list[int]) -> int:
@@ -412,3 +335,127 @@ def _use_gqa_attention(model):
             c._attn_implementation = impl
 
     return restore
+
+
+def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=None):
+    import torch
+
+    if not gen.greedy and seeds is None:
+        seeds = prompt_seeds(gen, len(encoded))
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    prefix_len = _shared_prefix(encoded, [i for i, _ in jobs])
+    prefix_ids = encoded[jobs[0][0]][:prefix_len] if jobs else []
+    prefix_kv: dict[int, tuple] = {}
+    neg = torch.finfo(dtype).min
+    if prefix_len:
+        keep = KeepAll()
+        causal = torch.ones(prefix_len, prefix_len, dtype=torch.bool).tril()
+        mask = torch.zeros(1, 1, prefix_len, prefix_len, dtype=dtype).masked_fill(~causal, neg)
+        with torch.inference_mode():
+            decoder(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=keep, use_cache=True,
+                    position_ids=torch.arange(prefix_len, device=device)[None], attention_mask=mask.to(device))
+        prefix_kv = keep.kv
+    longest = max(len(encoded[i]) for i, _ in jobs)
+    length = longest + gen.max_new_tokens + max(64, gen.max_new_tokens // 2)
+    cache = RowCache(length)
+    sampler = Sampler(gen)
+    queue = deque(jobs)
+    rows: list[dict] = []  # per row: job, start column, generated tokens
+    refill_at = max(1, batch_size // 8)
+    next_tokens = None
+
+    def admit(count: int) -> None:
+        nonlocal next_tokens
+        new = [queue.popleft() for _ in range(min(count, len(queue)))]
+        if not new:
+            return
+        suffixes = [encoded[i][prefix_len:] for i, _ in new]
+        width = max(len(s) for s in suffixes)
+        m = len(new)
+        ids = torch.full((m, width), 0, dtype=torch.long)
+        for r, s in enumerate(suffixes):
+            ids[r, :len(s)] = torch.tensor(s)
+        pos = torch.arange(prefix_len, prefix_len + width)[None].expand(m, -1)
+        # suffix token j sees the whole prefix and suffix tokens <= j (right padding is never seen)
+        allowed = torch.ones(m, 1, width, prefix_len + width, dtype=torch.bool)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        allowed[:, 0, :, prefix_len:] = causal
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, neg)
+        pcache = PrefixCache(prefix_kv, m)
+        with torch.inference_mode():
+            hidden = decoder(input_ids=ids.to(device), position_ids=pos.to(device), attention_mask=mask.to(device),
+                             past_key_values=pcache, use_cache=True).last_hidden_state
+            last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+            logits = head(hidden[torch.arange(m, device=device), last]).float()
+        streams = None if gen.greedy else [row_stream(seeds[i] + k) for i, k in new]
+        first = sampler(logits, lambda: [encoded[i] for i, _ in new], streams)
+        # make room: each new row ends at column t, so t must be at least its prompt length
+        need = max(prefix_len + len(s) for s in suffixes)
+        if cache.t < need:
+            _shift_right(cache, rows, need - cache.t)
+        base = len(rows)
+        if not cache.keys:  # the first rows: allocate the buffers
+            for layer, (k, v) in pcache.suffix.items():
+                cache.keys[layer] = torch.zeros(m, k.shape[1], cache.length, k.shape[3], dtype=k.dtype, device=device)
+                cache.values[layer] = torch.zeros(m, v.shape[1], cache.length, v.shape[3], dtype=v.dtype,
+                                                  device=device)
+        else:
+            _grow(cache, m)
+        for r, (job, s) in enumerate(zip(new, suffixes)):
+            total = prefix_len + len(s)
+            start = cache.t - total
+            slot = base + r
+            for layer, (k, v) in pcache.suffix.items():
+                if prefix_len:
+                    pk, pv = prefix_kv[layer]
+                    cache.keys[layer][slot, :, start:start + prefix_len] = pk[0]
+                    cache.values[layer][slot, :, start:start + prefix_len] = pv[0]
+                cache.keys[layer][slot, :, start + prefix_len:cache.t] = k[r, :, :len(s)]
+                cache.values[layer][slot, :, start + prefix_len:cache.t] = v[r, :, :len(s)]
+            rows.append({"job": job, "start": start, "tokens": [int(first[r])], "prompt": encoded[job[0]],
+                         "stream": streams[r] if streams else None})
+        tail = first.to(device)[:, None]
+        next_tokens = tail if next_tokens is None else torch.cat([next_tokens, tail])
+
+    admit(batch_size)
+    while rows:
+        # rows whose last token ended them leave; their slots are refilled
+        done = []
+        for r, row in enumerate(rows):
+            tok = row["tokens"][-1]
+            if tok in eos_ids or stop_check(row["tokens"]):
+                done.append((r, True))
+            elif len(row["tokens"]) >= gen.max_new_tokens:
+                done.append((r, False))
+        if done:
+            for r, finished in done:
+                i, k = rows[r]["job"]
+                yield i, k, rows[r]["tokens"], finished
+            keep = [r for r in range(len(rows)) if r not in {d for d, _ in done}]
+            rows = [rows[r] for r in keep]
+            next_tokens = next_tokens[keep] if keep else None
+            _select(cache, keep)
+        if queue and batch_size - len(rows) >= (refill_at if rows else 1):
+            admit(batch_size - len(rows))
+        if not rows:
+            break
+        if cache.t + 1 > cache.length:
+            _compact(cache, rows)
+        starts = torch.tensor([row["start"] for row in rows])
+        pos = torch.tensor([[cache.t - row["start"]] for row in rows])
+        cols = torch.arange(cache.t + 1)
+        mask = torch.zeros(len(rows), 1, 1, cache.t + 1, dtype=dtype).masked_fill(
+            (cols[None, :] < starts[:, None])[:, None, None, :], neg)
+        with torch.inference_mode():
+            hidden = decoder(input_ids=next_tokens, position_ids=pos.to(device), attention_mask=mask.to(device),
+                             past_key_values=cache, use_cache=True).last_hidden_state
+            logits = head(hidden[:, -1]).float()
+        cache.t += 1
+        chosen = sampler(logits, lambda rows=rows: [row["prompt"] + row["tokens"] for row in rows],
+                         [row["stream"] for row in rows])
+        for row, tok in zip(rows, chosen.tolist()):
+            row["tokens"].append(tok)
+        next_tokens = chosen.to(device)[:, None]

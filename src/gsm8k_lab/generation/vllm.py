@@ -14,7 +14,11 @@ whose chat template already writes BOS, would see BOS twice.
 
 Decoding is explicit (``SamplingParams`` built from the settings) and the
 engine is told to ignore the model's ``generation_config.json`` defaults
-(``generation_config="vllm"``), exactly as the transformers backend does. The
+(``generation_config="vllm"``), exactly as the transformers backend does.
+Sampled requests each carry their prompt's own seed (:func:`~.base.prompt_seeds`),
+which vLLM gives the request its own generator for (its ``n`` completions
+under seed + 0 .. n - 1), so a prompt's samples do not depend on the other
+requests of the batch. The
 engine runs in the runtime's dtype, so both backends compute in the same one.
 
 Memory (:func:`engine_args`): on a GPU the engine takes ``vllm.gpu_memory_utilization``
@@ -38,7 +42,7 @@ from ..config import GenerationSettings, SettingError, Settings
 from ..memory import GiB, ModelShape
 from ..models import base_path, load_model, load_tokenizer
 from ..task import prompt_ids
-from .base import STOP, Completion
+from .base import STOP, Completion, prompt_seeds
 
 MERGED_DIR = "merged-vllm"
 #: On a CPU, the KV cache takes at most this share of the memory free at start-up.
@@ -77,11 +81,14 @@ class VLLMBackend:
         llm, self.llm = self.llm, None
         shutdown_engine(llm)
 
-    def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating"):
-        """vLLM schedules each chunk continuously; chunks let callers stream rows to disk."""
-        sampling = to_vllm_sampling(gen, n)
+    def generate_iter(self, prompts, gen: GenerationSettings, n: int = 1, desc: str = "generating", keys=None):
+        """vLLM schedules each chunk continuously; chunks let callers stream rows to disk. ``keys``: one
+        stable key per prompt for its sampling seed (:mod:`.base`; default: positions)."""
+        seeds = None if gen.greedy else prompt_seeds(gen, len(prompts), keys)
+        greedy = to_vllm_sampling(gen, n) if gen.greedy else None
         for start in range(0, len(prompts), self.chunk):
             batch = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts[start:start + self.chunk]]
+            sampling = greedy or [to_vllm_sampling(gen, n, seed=s) for s in seeds[start:start + len(batch)]]
             outputs = self.llm.generate(batch, sampling, use_tqdm=True)
             idx = list(range(start, start + len(outputs)))
             yield idx, [[from_vllm_output(o) for o in out.outputs] for out in outputs]
@@ -171,8 +178,9 @@ def shutdown_engine(llm) -> None:
     runtime.release_memory()
 
 
-def to_vllm_sampling(gen: GenerationSettings, n: int = 1):
-    """Map generation settings onto ``vllm.SamplingParams``; greedy means greedy."""
+def to_vllm_sampling(gen: GenerationSettings, n: int = 1, seed: int | None = None):
+    """Map generation settings onto ``vllm.SamplingParams``; greedy means greedy. ``seed``: the request's
+    own seed in place of the settings' one (sampling only)."""
     from vllm import SamplingParams
 
     greedy = gen.greedy
@@ -183,7 +191,7 @@ def to_vllm_sampling(gen: GenerationSettings, n: int = 1):
         top_k=0 if greedy or not gen.top_k else gen.top_k,  # 0: all tokens
         min_p=0.0 if greedy else gen.min_p,
         repetition_penalty=gen.repetition_penalty,
-        seed=None if greedy else gen.seed,
+        seed=None if greedy else (gen.seed if seed is None else seed),
         max_tokens=gen.max_new_tokens,
         stop=list(STOP),
         include_stop_str_in_output=True,
