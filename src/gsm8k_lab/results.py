@@ -206,7 +206,7 @@ def _collect(run_file: Path) -> RunResult | None:
     except KeyError as exc:
         raise _Broken(f"run.json lacks {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:
-        raise _Broken(f"run.json holds a value of the wrong type ({str(exc).splitlines()[0]})") from None
+        raise _Broken(f"run.json holds a value of the wrong type ({_first_line(exc)})") from None
     result.scores = _scores(Path(result.csv))
     try:
         for key, value in completion_profile(result.csv).items():
@@ -225,10 +225,14 @@ def _scores(csv_file: Path) -> dict[int, dict[str, float]]:
     try:
         scores = per_problem_scores(csv_file)
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        raise _Broken(f"its evaluation CSV {csv_file} is not readable ({str(exc).splitlines()[0]})") from None
+        raise _Broken(f"its evaluation CSV {csv_file} is not readable ({_first_line(exc)})") from None
     if not scores:
         raise _Broken(f"its evaluation CSV {csv_file} holds no rows")
     return scores
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _regular(path: Path) -> bool:
