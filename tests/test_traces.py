@@ -97,6 +97,7 @@ def test_kept_traces_fallbacks_attempts_and_stats(job):
         "total_samples": 5, "grpo_successes": 3, "fallback_count": 2, "success_rate": 0.6,
         "avg_attempts_for_successes": pytest.approx((1 + 2 + 3) / 3),
         "avg_attempts_overall": pytest.approx((1 + 2 + 3 + 3 + 3) / 5),
+        "tokens_generated": (5 + 4 + 3) * 10,  # every draw's completion tokens: what the traces cost
     }
     assert json.loads(stats_path(job.output_path).read_text()) == stats
     assert stats["grpo_successes"] + stats["fallback_count"] == stats["total_samples"]
@@ -129,6 +130,7 @@ def test_resume_after_kill(job):
     resumed = Scripted(script)
     stats = run_rejection_sampling(resumed, job, resume=True)
     assert stats["grpo_successes"] == 3 and stats["fallback_count"] == 2
+    assert stats["tokens_generated"] == (5 + 4 + 3) * 10  # draws before the kill counted once, from the progress
     assert job.problems[0].question not in resumed.rounds[0]  # solved before the kill: not resampled
     records = [json.loads(x) for x in job.output_path.read_text().splitlines()]
     assert [r["attempts"] for r in records] == [1, 2, 3, 3, 3]

@@ -125,12 +125,15 @@ class RunDir:
 
     # -- state ---------------------------------------------------------
     def read(self) -> dict:
-        if not self.run_file.is_file():
+        """The recorded run.json; {} when there is none, or when it is not a regular file (a FIFO would
+        block) or not a readable JSON object."""
+        if not self.run_file.is_file():  # is_file: a regular file, through links
             return {}
         try:
-            return json.loads(self.run_file.read_text())
-        except json.JSONDecodeError:
+            info = json.loads(self.run_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return {}
+        return info if isinstance(info, dict) else {}
 
     def status(self) -> RunStatus | None:
         try:

@@ -22,7 +22,9 @@ the run is finished) and ``<file>.stats.json``:
 - ``avg_attempts_for_successes``: mean attempt number at which successes
   were found (null when there are none);
 - ``avg_attempts_overall``: mean attempts spent per problem, a fallback
-  counting ``max_attempts``.
+  counting ``max_attempts``;
+- ``tokens_generated``: completion tokens sampled over every attempt (what the traces
+  cost; the report charges it to the SFT run that trains on them).
 
 **Resuming writes exactly what an uninterrupted run writes.** Each attempt
 samples from its own seed, derived from the sampling seed, the question and the
@@ -191,12 +193,13 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
                             i = part[j]
                             if done.has(i, attempt):
                                 continue  # sampled before the kill: the record on disk stands
+                            done.tokens[i, attempt] = c[0].n_tokens
                             if accept(c[0].text, job.problems[i].gold):
                                 solved[i] = {"attempts": attempt, "answer": completion_to_trace(c[0].text)}
-                                log.write(json.dumps({"i": i, **solved[i]}) + "\n")
+                                log.write(json.dumps({"i": i, **solved[i], "tokens": c[0].n_tokens}) + "\n")
                             else:
                                 done.failed.add((i, attempt))
-                                log.write(json.dumps({"i": i, "failed": attempt}) + "\n")
+                                log.write(json.dumps({"i": i, "failed": attempt, "tokens": c[0].n_tokens}) + "\n")
                         log.flush()
                         os.fsync(log.fileno())
                         staging = _take_over(staging, progress)
@@ -208,7 +211,7 @@ def run_rejection_sampling(backend: GenerationBackend, job: TraceJob, resume: bo
         if staging is not None:  # failed before the first batch: the old files are as they were
             staging.unlink(missing_ok=True)
     records = build_records(job.problems, solved, job.max_attempts, job.split)
-    stats = compute_stats(records, job.max_attempts)
+    stats = {**compute_stats(records, job.max_attempts), "tokens_generated": sum(done.tokens.values())}
     atomic_write_json(settings_path(job.output_path), job.fingerprint or {})
     atomic_write_json(stats_path(job.output_path), stats)
     atomic_write_text(job.output_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -285,6 +288,7 @@ class Outcomes:
     solved: dict[int, dict] = field(default_factory=dict)
     failed: set[tuple[int, int]] = field(default_factory=set)
     rounds: int = 0
+    tokens: dict[tuple[int, int], int] = field(default_factory=dict)  # completion tokens of each draw
 
     def has(self, i: int, attempt: int) -> bool:
         """Whether the outcome of problem ``i``'s draw ``attempt`` is recorded."""
@@ -302,8 +306,10 @@ def _read_progress(path: Path) -> Outcomes:
             out.rounds = max(out.rounds, rec["round_done"])
         elif "failed" in rec:
             out.failed.add((rec["i"], rec["failed"]))
+            out.tokens[rec["i"], rec["failed"]] = int(rec.get("tokens", 0))
         elif "i" in rec:
             out.solved[rec["i"]] = {"attempts": rec["attempts"], "answer": rec["answer"]}
+            out.tokens[rec["i"], rec["attempts"]] = int(rec.get("tokens", 0))
     return out
 
 
