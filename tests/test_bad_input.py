@@ -437,8 +437,6 @@ CASES = [
      "its settings record e_settings.json holds no settings: cannot tell which settings made it"),
     ("evaluate", ["--output-dir", "{interrupted_no_settings}", "--output-file", "e.csv", "--resume",
                   "--max-new-tokens", "4"], {}, "e_settings.json is missing: cannot tell which settings made it"),
-    ("report", ["{finished}", "--out", "{file}"], {}, "--out '{file}' exists and is not a directory"),
-    ("report", ["{finished}", "--out", "/dev/null"], {}, "--out '/dev/null' exists and is not a directory"),
     ("report", ["{finished}", "--out", "{file}/report"], {}, "--out '{file}/report' is not a directory"),
     ("train-sft", ["--stage", "prep", "--max-length", "16"], {},
      "--max-length=16 cannot hold the longest training prompt ("),

@@ -164,13 +164,13 @@ def test_an_experiment_prints_its_plan_before_it_starts(planned_chain, cache, ti
     monkeypatch.setenv("GSM8K_LAB_CACHE", str(tmp_path / "empty-cache"))
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "[gsm8k-lab] plan: 4 runs, time not calibrated on this machine" in out
-    assert out.index("plan: 4 runs") < out.index("experiment1 finished")
-    assert started == [["base model", "prep SFT", "SFT 4", "GRPO 4"]]
+    assert "[gsm8k-lab] plan: 5 runs, time not calibrated on this machine" in out
+    assert out.index("plan: 5 runs") < out.index("experiment1 finished")
+    assert started == [["base model", "prep SFT", "SFT 4", "SFT 4 GRPO's steps", "GRPO 4"]]
     assert not (tmp_path / "empty-cache" / "calibration").exists()
     monkeypatch.setenv("GSM8K_LAB_CACHE", str(cache))
     assert cli.main(argv) == 0
-    assert "[gsm8k-lab] plan: 4 runs, estimated " in capsys.readouterr().out
+    assert "[gsm8k-lab] plan: 5 runs, estimated " in capsys.readouterr().out
 
 
 #: refused by the command once the model's weights are loaded (a kernel the machine lacks, LoRA targets the

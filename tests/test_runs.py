@@ -53,6 +53,7 @@ def test_check_refuses_to_clobber(tmp_path):
 def test_a_run_dir_whose_parts_are_files(tmp_path):
     run = RunDir(tmp_path / "r")
     run.root.mkdir()
+    run.run_file.write_text("{}")  # a run, by its marker, whose debug is a file
     run.debug_dir.write_text("not a folder")
     with pytest.raises(SettingError, match="is not a run directory: debug is a file"):
         run.check(resume=False, overwrite=True)

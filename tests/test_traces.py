@@ -1,6 +1,8 @@
 """Rejection sampling against a scripted backend: kept traces, fallbacks, attempts, stats, rounds, resume."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -493,6 +495,11 @@ def test_resuming_finished_traces_changes_nothing(run_cli, tmp_path, chain):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "are finished: nothing to do" in r.stdout
     assert "total_samples" in r.stdout  # the stats, as a finished run prints them
+    assert _stamps(out) == before
+    plan = subprocess.run([sys.executable, "-m", "gsm8k_lab", "plan", "generate-traces", *base, "--resume", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert [run["done"] for run in json.loads(plan.stdout)["runs"]] == [True]  # the plan agrees: nothing to run
     assert _stamps(out) == before
     r = run_cli("generate_traces.py", *base, "--resume", "--temperature", "0.5")
     assert r.returncode == 2 and "traces.generation.temperature 0.8 (then) vs 0.5 (now)" in r.stderr

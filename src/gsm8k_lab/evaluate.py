@@ -42,7 +42,7 @@ from .config import GenerationSettings, SettingError, Settings, validate
 from .data import Problem, eval_problems, eval_split_size, load_split
 from .folders import Kind, check_output_folder
 from .generation import Completion, GenerationBackend, decoding, make_backend
-from .models import preflight, resolve_model
+from .models import check_dtypes, preflight, resolve_model
 from .runs import (
     BASE_STAGE,
     RunDir,
@@ -75,7 +75,6 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
                        overwrite: bool = False):
     """Check everything before any work (settings against the data, model, output); returns (model, CSV path).
     The weights load in the evaluation's dtype (``eval.dtype``; fp32 on a CPU unless asked)."""
-    settings.model.dtype = runtime.evaluation_dtype(settings)
     check_file_name("output_file", output_file, ".csv")
     test_size = eval_split_size(settings)
     splits = {"test": test_size}
@@ -84,6 +83,8 @@ def prepare_evaluation(settings: Settings, output_dir: str | Path, output_file: 
         # evaluation has just read the split): settings an evaluation accepts stay valid for training
         splits["train"] = len(load_split("train", settings.data.train_source, "data.train_source"))
     validate(settings, splits, counts=["eval.samples", "data.validation_size"])
+    check_dtypes(settings)  # before model.dtype becomes the evaluation's dtype, which may differ on a CPU
+    settings.model.dtype = runtime.evaluation_dtype(settings)
     n = settings.eval.samples or test_size
     ref = resolve_model(settings.model.name)
     # an evaluation folder of its own, or the run directory of the run it evaluates (after training)

@@ -117,15 +117,20 @@ def read_json_file(file: Path, path: str, spec: str, needs: tuple[str, ...] = ()
     return data
 
 
+def check_dtypes(settings: Settings) -> None:
+    """fp16 (``model.dtype`` or ``eval.dtype``) only where it runs natively: a GPU."""
+    for path in ("model.dtype", "eval.dtype"):
+        if settings.get(path) == "fp16" and not runtime.current(settings).on_gpu:
+            raise SettingError(path, "fp16", "{name} {value} needs a GPU: a CPU has no fp16 arithmetic "
+                               "(emulated: slow, and lossy in fp16's small range); use bf16 or fp32")
+
+
 def preflight(settings: Settings, ref: ModelRef, generation: tuple[str, ...] = (), train: str | None = None) -> None:
     """What depends on the model, checked from its ``config.json`` before any weights load: the
     generation budgets of ``generation`` (setting paths) and vLLM's length within its context,
     the LoRA rank within its hidden size and, for ``train`` (sft or grpo), the SFT example length;
     fp16 only where it runs natively (a GPU)."""
-    if settings.model.dtype == "fp16":
-        if not runtime.current(settings).on_gpu:
-            raise SettingError("model.dtype", "fp16", "{name} {value} needs a GPU: a CPU has no fp16 arithmetic "
-                               "(emulated: slow, and lossy in fp16's small range); use bf16 or fp32")
+    check_dtypes(settings)
     config = model_config(ref)
     if config is None:  # a hub model not yet downloaded: transformers checks it when it loads
         return

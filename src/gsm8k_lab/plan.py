@@ -41,7 +41,7 @@ from .memory import BYTES, GiB, ModelShape, estimate_training, needs_checkpointi
 from .models import base_path, resolve_model
 from .runs import RunDir
 from .sft import prepare_sft
-from .traces import prepare_traces
+from .traces import is_finished, prepare_traces
 from .training import TrainingJob, check_run, grpo_steps, sft_steps
 
 
@@ -162,7 +162,8 @@ def traces_run(settings: Settings, output_dir: str | Path, output_file: str, res
                overwrite: bool) -> Run:
     """``generate-traces``: checked by :func:`~gsm8k_lab.traces.prepare_traces`."""
     problems, out, _ = prepare_traces(settings, output_dir, output_file, resume, overwrite)
-    run = _traces(settings, "traces", out, len(problems), False, _model_name(resolve_model(settings.model.name)))
+    done = resume and is_finished(out)  # finished traces resumed with their own settings: nothing to do
+    run = _traces(settings, "traces", out, len(problems), done, _model_name(resolve_model(settings.model.name)))
     run.own_process = True
     return run
 
