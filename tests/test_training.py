@@ -197,6 +197,55 @@ def test_a_vllm_evaluation_that_cannot_fit_is_refused_before_training(monkeypatc
     training.check_evaluation_memory(s, job)  # no engine, nothing to check
 
 
+def test_a_single_training_process_on_several_gpus_is_refused_before_anything_loads(monkeypatch, tmp_path,
+                                                                                       tiny_model_dir):
+    """Transformers would wrap the model in nn.DataParallel, which TRL's trainers refuse once the model has
+    loaded: refused in one line in the first check, unless a launcher started the processes."""
+    from gsm8k_lab import runtime, training
+    from gsm8k_lab.config import Settings, UsageError
+    from gsm8k_lab.models import resolve_model
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 8)
+    job = training.TrainingJob(stage="prep_sft", output_dir=tmp_path / "run", parent=resolve_model(str(tiny_model_dir)),
+                               build_trainer=lambda *a: None, data={}, train=Settings().sft)
+    with pytest.raises(UsageError, match="^8 GPUs are visible to a single training process.*CUDA_VISIBLE_DEVICES=0.*"
+                                         "accelerate launch") as refused:
+        training.check_run(Settings(), job, resume=False, overwrite=False)
+    assert "\n" not in str(refused.value) and not (tmp_path / "run").exists()
+    training.check_run(Settings(), training.TrainingJob(**{**job.__dict__, "build_trainer": None}), False, False)
+    monkeypatch.setenv("WORLD_SIZE", "8")  # accelerate launch: one GPU a process
+    training.check_run(Settings(), job, resume=False, overwrite=False)
+    monkeypatch.delenv("WORLD_SIZE")
+    runtime.check_training_gpus(device_count=1)
+
+
+def test_the_evaluation_memory_check_runs_after_the_ranks_device_is_set_and_on_the_main_rank_only(monkeypatch):
+    """``mem_get_info`` before ``PartialState`` would leave a CUDA context of every rank on GPU 0."""
+    import accelerate
+
+    from gsm8k_lab import runtime, training
+    from gsm8k_lab.config import Settings
+
+    for main in (True, False):
+        events = []
+
+        class State:
+            is_main_process = main
+
+            def __init__(self, cpu):
+                events.append("device set")
+
+            def wait_for_everyone(self):
+                events.append("barrier")
+
+        monkeypatch.setattr(accelerate, "PartialState", State)
+        monkeypatch.setattr(training, "check_evaluation_memory", lambda settings, job: events.append("memory"))
+        training.start_processes(Settings(), None, runtime.Runtime("cuda", "bf16", 2, 8))
+        assert events == (["device set", "memory", "barrier"] if main else ["device set", "barrier"])
+
+
 def test_resume_of_a_trained_run_only_evaluates(tmp_path, tiny_model_dir, run_cli):
     out = tmp_path / "run"
     args = ["--stage", "prep", "--output-dir", str(out), "--base-model", str(tiny_model_dir), *EVAL]

@@ -185,6 +185,22 @@ def world_size() -> int:
         return 1
 
 
+def check_training_gpus(device_count: int | None = None) -> None:
+    """A training run in one process sees one GPU: with several visible and no launcher (``WORLD_SIZE``
+    unset), transformers wraps the model in ``nn.DataParallel``, which TRL's trainers refuse after the
+    model has loaded. Refused here in one line, before anything loads."""
+    if "WORLD_SIZE" in os.environ:
+        return
+    if device_count is None:
+        import torch
+
+        device_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device_count > 1:
+        raise UsageError(f"{device_count} GPUs are visible to a single training process, which TRL's trainers "
+                         "refuse (nn.DataParallel): run on one with CUDA_VISIBLE_DEVICES=0, or on all of them "
+                         "with accelerate launch (docs/gpu-and-scale-out.md)")
+
+
 def cache_dir() -> Path:
     """The per-machine cache (the converted embedded model, GSM-Symbolic, calibrations):
     ``GSM8K_LAB_CACHE``, default ``~/.cache/gsm8k-lab``; a UsageError when it names a file."""

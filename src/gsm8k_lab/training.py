@@ -120,16 +120,10 @@ def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: 
             print(f"[gsm8k-lab] {run.root} is already complete with these settings: nothing to do", flush=True)
             return previous
     # everything is checked: now the heavy imports and the work
-    from accelerate import PartialState
-
     from .callbacks import JsonlLogger, OnFirstSave, TrainClock  # lazy: imports transformers
 
     rt = runtime.current(settings)
-    check_evaluation_memory(settings, job)  # before training: an evaluation that cannot start is known now
-
-    # one process, or each of `accelerate launch`'s; on CPU the processes talk over gloo
-    state = PartialState(cpu=not rt.on_gpu)
-    state.wait_for_everyone()
+    state = start_processes(settings, job, rt)
     is_main = state.is_main_process
     # A new run (an overwrite moves the old one aside) is undone if anything fails before its first
     # checkpoint or its model is on disk: the old run is back as it was; only then is it deleted.
@@ -234,10 +228,26 @@ _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vl
                 "gradient_accumulation_steps"}  # the last five: recorded resolved, in data and geometry
 
 
+def start_processes(settings: Settings, job: TrainingJob, rt: runtime.Runtime):
+    """Join the job's processes (one, or each of ``accelerate launch``'s; on a CPU they talk over gloo),
+    then check that the evaluation after training can start. The check asks CUDA for free memory, so
+    it comes after ``PartialState`` has set each rank's device (before, every rank would leave a context
+    on GPU 0), and only on the main rank, whose child process evaluates."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not rt.on_gpu)
+    if state.is_main_process:
+        check_evaluation_memory(settings, job)  # before training: an evaluation that cannot start is known now
+    state.wait_for_everyone()
+    return state
+
+
 def check_run(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
     """Every check of the run directory that comes before any write (also what ``plan`` checks):
-    not the run it starts from, nothing clobbered, a resume only with the run's own settings.
-    Returns the recorded ``run.json`` to continue, or {}."""
+    not the run it starts from, nothing clobbered, a resume only with the run's own settings; and
+    a training in one process on one GPU. Returns the recorded ``run.json`` to continue, or {}."""
+    if job.build_trainer is not None:
+        runtime.check_training_gpus()
     run = RunDir(job.output_dir)
     _refuse_to_write_into_the_parent(job, run)
     previous = run.check(resume=resume, overwrite=overwrite)
