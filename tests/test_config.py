@@ -310,13 +310,30 @@ def test_grpo_group_divides_the_global_batch():
         validate(s, SPLITS)
     s.grpo.per_device_batch_size = 3
     validate(s, SPLITS)
-    s.grpo.num_generations, s.grpo.per_device_batch_size = 4, 2
-    validate(s, SPLITS, processes=2)  # 2 per device x 2 processes = one group
-    s.grpo.gradient_accumulation_steps = 4
-    validate(s, SPLITS, processes=1)  # 2 per device x 4 accumulation = two groups
+    s.grpo.num_generations, s.grpo.per_device_batch_size, s.grpo.gradient_accumulation_steps = 4, 2, 2
+    validate(s, SPLITS)  # 2 per device x 2 accumulation = one group, on one process or shared by two
     s.grpo.gradient_accumulation_steps = 1
-    with pytest.raises(SettingError, match=r"\(2 per device x 1 processes x 1 accumulation\)"):
-        validate(s, SPLITS, processes=1)
+    with pytest.raises(SettingError, match=r"\(2 per device x 1 accumulation\)"):
+        validate(s, SPLITS)
+
+
+def test_an_optimizer_step_takes_the_same_examples_on_any_number_of_processes():
+    """The processes share the accumulation: one GPU or eight, a budget takes the same optimizer steps
+    at the same global batch, so SFT and GRPO are compared the same way on any hardware."""
+    from gsm8k_lab.training import grpo_prompts_per_step, matched_sft_epochs, process_accumulation, sft_steps
+
+    s = Settings()
+    s.grpo.num_generations, s.grpo.per_device_batch_size, s.grpo.gradient_accumulation_steps = 4, 16, 8
+    s.sft.per_device_batch_size, s.sft.gradient_accumulation_steps = 4, 8
+    for processes in (1, 2, 4, 8):
+        assert grpo_prompts_per_step(s, processes) == 32  # 16 x 8 completions / 4 a group
+        accumulation = process_accumulation("sft.gradient_accumulation_steps", 8, processes)
+        assert accumulation * processes == 8
+        assert sft_steps(1024, 4, accumulation, processes, 1.0) == 32  # 1,024 problems / 32 a step
+        assert matched_sft_epochs(s, 1024, processes) == 1.0  # GRPO's 32 steps
+    with pytest.raises(SettingError, match=r"^grpo.gradient_accumulation_steps=8 cannot be shared evenly by 6 "
+                                           r"processes: .* set grpo.gradient_accumulation_steps to a multiple of 6$"):
+        grpo_prompts_per_step(s, 6)
 
 
 def test_source_wording():

@@ -31,16 +31,18 @@ def test_grpo_two_processes(tmp_path, tiny_model_dir):
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                         str(REPO / "src" / "train_grpo.py"), "--output-dir", str(out), "--base-model",
-                        str(tiny_model_dir), "--batch-size", "2", "--gradient-accumulation-steps", "1",
+                        str(tiny_model_dir), "--batch-size", "2", "--gradient-accumulation-steps", "2",
                         "--max-completion-length", "6",
                         "--eval-max-new-tokens", "6", "--dtype", "fp32"],
                        env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete" and info["train"]["num_processes"] == 2
-    # 4 prompts x 2 generations = 8 completions; 2 per device x 2 processes = 4 per step -> 2 steps
+    # 4 prompts x 2 generations = 8 completions; 2 per device x 2 micro-batches = 4 per step (as on one process,
+    # the 2 processes sharing the micro-batches) -> 2 steps
     assert info["train"]["global_steps"] == 2
     assert info["train"]["completions_per_step"] == 4 and info["train"]["processes"] == 2
+    assert info["train"]["gradient_accumulation_steps"] == 1
 
 
 @pytest.mark.parametrize("engine", ["trl", "refill-merged"])

@@ -229,19 +229,20 @@ def test_the_evaluation_memory_check_runs_after_the_ranks_device_is_set_and_on_t
     from gsm8k_lab.config import Settings
 
     for main in (True, False):
-        events = []
+        events: list[str] = []
 
         class State:
             is_main_process = main
 
-            def __init__(self, cpu):
-                events.append("device set")
+            def __init__(self, cpu, log=events):
+                log.append("device set")
+                self.log = log
 
             def wait_for_everyone(self):
-                events.append("barrier")
+                self.log.append("barrier")
 
         monkeypatch.setattr(accelerate, "PartialState", State)
-        monkeypatch.setattr(training, "check_evaluation_memory", lambda settings, job: events.append("memory"))
+        monkeypatch.setattr(training, "check_evaluation_memory", lambda settings, job, log=events: log.append("memory"))
         training.start_processes(Settings(), None, runtime.Runtime("cuda", "bf16", 2, 8))
         assert events == (["device set", "memory", "barrier"] if main else ["device set", "barrier"])
 
@@ -305,19 +306,40 @@ def test_resume_after_kill_finishes_with_the_same_steps(tmp_path, tiny_model_dir
     assert len(loss_steps) == len(set(loss_steps)), "no step logged twice"
 
 
+def test_processes_that_cannot_share_the_accumulation_are_refused_before_any_work(monkeypatch, tmp_path,
+                                                                                     tiny_model_dir):
+    """Two processes and one micro-batch a step: the global batch would double with the hardware."""
+    from gsm8k_lab.config import SettingError, Settings
+    from gsm8k_lab.grpo import prepare_grpo
+    from gsm8k_lab.sft import prepare_sft
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    s = Settings()
+    s.model.name = str(tiny_model_dir)
+    s.sft.gradient_accumulation_steps = 1
+    with pytest.raises(SettingError, match=r"^sft.gradient_accumulation_steps=1 cannot be shared evenly by 2 "):
+        prepare_sft(s, "prep", tmp_path / "sft")
+    s.grpo.gradient_accumulation_steps = 3
+    with pytest.raises(SettingError, match=r"^grpo.gradient_accumulation_steps=3 cannot be shared evenly by 2 "):
+        prepare_grpo(s, tmp_path / "grpo")
+    assert not any(tmp_path.iterdir())
+
+
 def test_two_processes_with_accelerate(tmp_path, tiny_model_dir):
     out = tmp_path / "ddp"
     env = {**os.environ, "PREP_TRAIN_SAMPLES": "8", "EVAL_SAMPLES": "2", "PYTHONUNBUFFERED": "1"}
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                         str(REPO / "src" / "train_sft.py"), "--stage", "prep", "--output-dir", str(out),
-                        "--base-model", str(tiny_model_dir), "--epochs", "1", *EVAL],
+                        "--base-model", str(tiny_model_dir), "--epochs", "1", "--gradient-accumulation-steps", "2",
+                        *EVAL],
                        env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     info = _run_json(out)
     assert info["status"] == "complete"
     assert info["train"]["num_processes"] == 2
-    assert info["train"]["global_steps"] == 1  # 8 problems / (batch 4 x 2 processes)
+    assert info["train"]["global_steps"] == 1  # 8 problems / (batch 4 x 2 micro-batches), shared by 2 processes
+    assert info["train"]["gradient_accumulation_steps"] == 1 and info["train"]["examples_per_step"] == 8
     assert info["train"]["examples_seen"] == 8
     assert info["runtime"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # cores shared, not doubled
     # the adapter the two processes saved is the trained one, whole, and reloads in one process

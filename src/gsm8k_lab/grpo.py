@@ -17,6 +17,7 @@ the process index, whatever the run seed (``run.json`` says which applies).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from . import runtime
@@ -29,7 +30,7 @@ from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
 from .task import build_prompt, prompt_ids, trl_prompt
-from .training import TrainingJob, check_tracker, lora_config, run_training
+from .training import TrainingJob, check_tracker, lora_config, process_accumulation, run_training
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -44,8 +45,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
     check_tracker(settings)
     train = load_split("train", settings.data.train_source, "data.train_source")
     test_size = eval_split_size(settings)
-    validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"],
-             processes=world_size())
+    validate(settings, {"train": len(train), "test": test_size}, counts=["grpo.train_samples", "eval.samples"])
     g = settings.grpo
     check_rollout_engine(settings)
     regions = train_regions(train, settings)
@@ -63,7 +63,8 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        build_trainer=_trainer_builder(settings, problems),
                        data={"source": settings.data.train_source, "split": "train",
                              **regions.provenance("budget", problems)},
-                       train=g, geometry=geometry, extra_eval=extra_eval,
+                       train=replace(g, gradient_accumulation_steps=geometry["gradient_accumulation_steps"]),
+                       geometry=geometry, extra_eval=extra_eval,
                        micro_batch_tokens=lambda tok: g.batch() * (g.rollout.max_new_tokens + max(
                            len(prompt_ids(tok, build_prompt(tok, p.question))) for p in problems)),
                        generation={"rollout": decoding(g.rollout, stop=()), "use_vllm": g.use_vllm,
@@ -84,9 +85,10 @@ def check_rollout_engine(settings: Settings) -> None:
 def batch_geometry(settings: Settings, processes: int) -> dict:
     """Completions and prompts per optimizer step, as GRPO will run them."""
     g = settings.grpo
-    completions = g.batch() * processes * g.gradient_accumulation_steps
+    accumulation = process_accumulation("grpo.gradient_accumulation_steps", g.gradient_accumulation_steps, processes)
+    completions = g.batch() * processes * accumulation  # the same at every process count
     return {"per_device_batch": g.batch(), "processes": processes,
-            "gradient_accumulation_steps": g.gradient_accumulation_steps, "num_generations": g.num_generations,
+            "gradient_accumulation_steps": accumulation, "num_generations": g.num_generations,
             "completions_per_step": completions, "prompts_per_step": completions // g.num_generations,
             "max_completion_length": g.rollout.max_new_tokens, "epochs": g.epochs}
 

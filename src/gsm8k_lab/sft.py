@@ -40,7 +40,15 @@ from .evaluate import extra_evaluations
 from .models import load_tokenizer, preflight, resolve_model
 from .runtime import world_size
 from .task import build_prompt, format_target, prompt_ids
-from .training import TrainingJob, check_tracker, lora_config, matched_sft_epochs, run_training, sft_steps
+from .training import (
+    TrainingJob,
+    check_tracker,
+    lora_config,
+    matched_sft_epochs,
+    process_accumulation,
+    run_training,
+    sft_steps,
+)
 
 STAGES = ("prep", "full")
 
@@ -65,15 +73,13 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
         traces = load_traces(traces_file)
         check_traces_apart(settings, traces_file)
         count = "sft.train_samples"
-        validate(settings, {"train": len(traces), "test": test_size}, counts=[count, "eval.samples"],
-                 processes=world_size())
+        validate(settings, {"train": len(traces), "test": test_size}, counts=[count, "eval.samples"])
         problems = traces[: settings.sft.train_samples or len(traces)]
         data = {"source": "traces", "traces_file": str(Path(traces_file).resolve()), "n": len(problems)}
     else:
         train = load_split("train", settings.data.train_source, "data.train_source")
         count = "sft.prep_train_samples" if stage == "prep" else "sft.train_samples"
-        validate(settings, {"train": len(train), "test": test_size}, counts=[count, "eval.samples"],
-                 processes=world_size())
+        validate(settings, {"train": len(train), "test": test_size}, counts=[count, "eval.samples"])
         regions = train_regions(train, settings)
         problems = regions.prep() if stage == "prep" else regions.budget(settings.sft.train_samples)
         data = {"source": settings.data.train_source, "split": "train",
@@ -83,18 +89,20 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
     check_max_length(settings, load_tokenizer(parent), problems)
     extra_eval = extra_evaluations(settings)
     s = settings.sft
+    processes = world_size()
+    accumulation = process_accumulation("sft.gradient_accumulation_steps", s.gradient_accumulation_steps, processes)
     epochs = s.stage_epochs(stage)
     if s.match_grpo_steps and stage == "full":
-        epochs = matched_sft_epochs(settings, len(problems), world_size())
-        data["matched_to_grpo_steps"] = sft_steps(len(problems), s.per_device_batch_size,
-                                                  s.gradient_accumulation_steps, world_size(), epochs)
-    geometry = {"per_device_batch": s.per_device_batch_size, "gradient_accumulation_steps":
-                s.gradient_accumulation_steps, "processes": world_size(),
-                "examples_per_step": s.per_device_batch_size * s.gradient_accumulation_steps * world_size(),
+        epochs = matched_sft_epochs(settings, len(problems), processes)
+        data["matched_to_grpo_steps"] = sft_steps(len(problems), s.per_device_batch_size, accumulation, processes,
+                                                  epochs)
+    geometry = {"per_device_batch": s.per_device_batch_size, "gradient_accumulation_steps": accumulation,
+                "processes": processes, "examples_per_step": s.per_device_batch_size * accumulation * processes,
                 "epochs": epochs}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, problems, epochs), data=data,
-                       train=replace(s, learning_rate=s.stage_learning_rate(stage)), geometry=geometry,
+                       train=replace(s, learning_rate=s.stage_learning_rate(stage),
+                                     gradient_accumulation_steps=accumulation), geometry=geometry,
                        extra_eval=extra_eval,
                        micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
                            s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)),

@@ -87,9 +87,24 @@ def grpo_steps(n: int, prompts_per_step: int, epochs: float) -> int:
 
 
 def grpo_prompts_per_step(settings: Settings, processes: int) -> int:
-    """Prompts (each with its group of completions) in one GRPO optimizer step."""
+    """Prompts (each with its group of completions) in one GRPO optimizer step: the same at every
+    process count (:func:`process_accumulation`)."""
     g = settings.grpo
-    return g.batch() * processes * g.gradient_accumulation_steps // g.num_generations
+    accumulation = process_accumulation("grpo.gradient_accumulation_steps", g.gradient_accumulation_steps, processes)
+    return g.batch() * processes * accumulation // g.num_generations
+
+
+def process_accumulation(path: str, accumulation: int, processes: int) -> int:
+    """The gradient accumulation of each of ``processes`` processes for an optimizer step of the same
+    examples as one process with ``accumulation`` micro-batches: the global batch, and so the steps a
+    budget takes at a learning rate, do not depend on how many GPUs run an arm. Refused in one line
+    when the processes cannot share the micro-batches evenly."""
+    if accumulation % processes:
+        raise SettingError(path, accumulation, "{name}={value} cannot be shared evenly by " + f"{processes} processes"
+                           f": an optimizer step takes the per-device batch x {accumulation} micro-batches on any "
+                           f"number of processes (each runs {accumulation}/{processes}); run a number of processes "
+                           f"that divides {accumulation}, or set {{name}} to a multiple of {processes}")
+    return accumulation // processes
 
 
 def matched_sft_epochs(settings: Settings, n: int, processes: int) -> float:
@@ -97,7 +112,8 @@ def matched_sft_epochs(settings: Settings, n: int, processes: int) -> float:
     (``sft.match_grpo_steps``): GRPO's steps over SFT's steps per epoch."""
     s = settings.sft
     target = grpo_steps(n, grpo_prompts_per_step(settings, processes), settings.grpo.epochs)
-    per_epoch = sft_steps(n, s.per_device_batch_size, s.gradient_accumulation_steps, processes, 1.0)
+    accumulation = process_accumulation("sft.gradient_accumulation_steps", s.gradient_accumulation_steps, processes)
+    per_epoch = sft_steps(n, s.per_device_batch_size, accumulation, processes, 1.0)
     return max(target, 1) / per_epoch
 
 

@@ -121,7 +121,8 @@ class TrainSettings:
     epochs: float = setting(1.0, "Passes over the training problems.", above=0.0)
     learning_rate: float = setting(2e-4, "Peak learning rate (LoRA).", above=0.0, max=1.0)
     per_device_batch_size: int | None = setting(4, "Examples per device per step.", min=1)
-    gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1)
+    gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step, shared by the processes "
+                                               "(a multiple of their number).", min=1)
     warmup_ratio: float = setting(0.05, "Share of steps used for linear warm-up.", min=0.0, max=1.0)
     lr_scheduler: str = setting("cosine", "Learning-rate schedule (a transformers scheduler name that needs no "
                                 "arguments of its own and no evaluation during training).", library="scheduler")
@@ -168,10 +169,11 @@ class GRPOSettings(TrainSettings):
     num_generations: int = setting(8, "Completions per prompt, the GRPO group.", env="NUM_GENERATIONS", min=2,
                                    why="GRPO compares completions within a group")
     per_device_batch_size: int | None = setting(
-        None, "Completions per device per step (unset: two prompts' groups); times processes and "
-        "accumulation it must be a multiple of num_generations.", min=1)
-    gradient_accumulation_steps: int = setting(4, "Micro-batches per optimizer step (with the default batch: "
-                                               "8 prompts x num_generations completions per step).", min=1)
+        None, "Completions per device per micro-batch (unset: two prompts' groups); times the accumulation "
+        "(shared by the processes) it must be a multiple of num_generations.", min=1)
+    gradient_accumulation_steps: int = setting(4, "Micro-batches per optimizer step, shared by the processes (a "
+                                               "multiple of their number; with the default batch: 8 prompts x "
+                                               "num_generations completions per step).", min=1)
     learning_rate: float = setting(2e-5, "Peak learning rate (LoRA).", above=0.0, max=1.0)
     beta: float = setting(0.04, "KL coefficient against the reference model (the adapter switched off); "
                           "0 disables it.", min=0.0)

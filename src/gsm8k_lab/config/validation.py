@@ -16,7 +16,7 @@ from .settings import INT_MAX, SEED_MAX, Settings
 # Validation
 # --------------------------------------------------------------------------
 def validate(settings: Settings, splits: Mapping[str, int] | None = None,
-             counts: Iterable[str] | None = None, processes: int = 1) -> None:
+             counts: Iterable[str] | None = None) -> None:
     """Check every setting before any work starts; raise the first :class:`SettingError`.
 
     Ranges and choices of every field (a value other than the default also against the library
@@ -25,7 +25,7 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
     whose split is not given is not compared); the validation and prep problems against the train
     split (when ``counts`` includes ``data.validation_size``: the train split's regions must fit
     even for a command that uses none of them, so its settings stay valid for the runs that do);
-    GRPO's group against its global batch of ``processes`` processes; the seeds an experiment
+    GRPO's group against its global batch (the same on any number of processes); the seeds an experiment
     repeats; the experiments' budgets.
     """
     splits = splits or {}
@@ -76,12 +76,12 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
             raise SettingError("model.quantize", settings.model.quantize, "{name} {value} applies to the "
                                f"transformers backend on the CPU, not to vLLM ({purpose}.generation.backend)")
     g = settings.grpo
-    global_batch = g.batch() * processes * g.gradient_accumulation_steps
+    global_batch = g.batch() * g.gradient_accumulation_steps  # on any number of processes (shared accumulation)
     if global_batch % g.num_generations:
         raise SettingError(
             "grpo.num_generations", g.num_generations,
             "{name}={value} does not divide the GRPO batch of " + f"{global_batch} completions "
-            f"({g.batch()} per device x {processes} processes x {g.gradient_accumulation_steps} accumulation); "
+            f"({g.batch()} per device x {g.gradient_accumulation_steps} accumulation); "
             f"use a per-device batch that is a multiple of {g.num_generations}")
     if settings.eval.split != "test" and settings.eval.extra_sources:
         raise SettingError("eval.extra_sources", settings.eval.extra_sources, "{name} {value}: further evaluation "
