@@ -146,3 +146,26 @@ def test_vllm_rollouts_are_refused_on_a_cpu_before_anything_is_written(tmp_path,
                 "--vllm-mode", "colocate", "--dtype", "fp32", env={"TRAIN_SAMPLES": "2", "NUM_GENERATIONS": "2"})
     assert r.returncode == 2 and "--use-vllm rolls out with vLLM on a GPU only" in r.stderr, r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_colocated_vllm_engine_does_not_take_the_run_seed_from_training():
+    """vLLM seeds torch's global generator with the process index when TRL builds the colocated engine;
+    training (LoRA dropout) is seeded again with the run seed afterwards, and run.json says how."""
+    import torch
+
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.grpo import reseed_after_rollout_engine, rollout_seed_record
+
+    s = Settings()
+    s.seed = 1234
+    s.grpo.use_vllm = True
+    torch.manual_seed(0)  # what the engine's start-up does in process 0
+    reseed_after_rollout_engine(s)
+    assert torch.initial_seed() == 1234
+    s.grpo.vllm_mode = "server"  # no engine in this process: nothing reseeded
+    torch.manual_seed(0)
+    reseed_after_rollout_engine(s)
+    assert torch.initial_seed() == 0
+    record = rollout_seed_record(s)
+    assert record["vllm_importance_sampling"] == "sequence_mask" and record["vllm_importance_sampling_clip"] == 3.0
+    assert "train mode" in record["old_logprobs"] and "seeded again with the run seed" in record["rollout_seed_rule"]

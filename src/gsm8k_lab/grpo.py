@@ -115,8 +115,13 @@ def rollout_seed_record(settings: Settings) -> dict:
         return {"rollout_seed": rollout_seed(settings),
                 "rollout_seed_rule": "seed + grpo.rollout.seed, + 1000003 x step + process index"}
     if settings.grpo.use_vllm:
+        g = settings.grpo
         return {"rollout_seed": None, "rollout_seed_rule": "TRL seeds its vLLM engine with the process index: "
-                "rollouts do not follow the run seed"}
+                "rollouts do not follow the run seed; training (LoRA dropout) is seeded again with the run seed "
+                "after a colocated engine starts",
+                "vllm_importance_sampling": g.vllm_importance_sampling,
+                "vllm_importance_sampling_clip": g.vllm_importance_sampling_clip,
+                "old_logprobs": "recomputed by the training model in train mode (LoRA dropout on)"}
     return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
 
 
@@ -147,6 +152,9 @@ def _trainer_builder(settings: Settings, problems):
             loss_type=g.loss_type,
             use_vllm=g.use_vllm,
             vllm_mode=g.vllm_mode,
+            vllm_importance_sampling_correction=g.vllm_importance_sampling is not None,
+            vllm_importance_sampling_mode=g.vllm_importance_sampling or "sequence_mask",
+            vllm_importance_sampling_clip_max=g.vllm_importance_sampling_clip,
             vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,
             use_transformers_continuous_batching=g.continuous_batching,
             cache_implementation=g.cache_implementation,
@@ -155,8 +163,20 @@ def _trainer_builder(settings: Settings, problems):
         engine = rollout_engine(settings)
         extra = {"rollout_func": rollout_func(g.rollout, rollout_seed(settings), merged=engine == "refill-merged")} \
             if engine.startswith("refill") else {}
-        return GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
-                           train_dataset=dataset, processing_class=tokenizer,
-                           peft_config=lora_config(settings), callbacks=callbacks, **extra)
+        trainer = GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
+                              train_dataset=dataset, processing_class=tokenizer,
+                              peft_config=lora_config(settings), callbacks=callbacks, **extra)
+        reseed_after_rollout_engine(settings)
+        return trainer
 
     return build_trainer
+
+
+def reseed_after_rollout_engine(settings: Settings) -> None:
+    """A colocated vLLM engine, built inside GRPOTrainer after TRL seeded everything with the run seed,
+    seeds torch's global generator again with the process index: LoRA dropout would then follow 0 in
+    every run, whatever ``seed`` says. Seeding again afterwards gives training the run's seed back."""
+    if settings.grpo.use_vllm and settings.grpo.vllm_mode == "colocate":
+        from transformers import set_seed
+
+        set_seed(settings.seed)

@@ -186,6 +186,13 @@ class GRPOSettings(TrainSettings):
     colocate_gpu_memory_utilization: float = setting(0.3, "GPU memory share of the rollout vLLM colocated "
                                                      "with training (vllm_mode colocate).",
                                                  above=0.0, max=1.0)
+    vllm_importance_sampling: str | None = setting(
+        "sequence_mask", "With use_vllm: TRL's correction for the gap between vLLM's sampling probabilities and "
+        "the training model's (recomputed in train mode, LoRA dropout on): sequence_mask (TRL's default: drop a "
+        "completion whose ratio leaves the clip), sequence_truncate, token_mask, token_truncate; unset turns it "
+        "off.", choices=(None, "sequence_mask", "sequence_truncate", "token_mask", "token_truncate"))
+    vllm_importance_sampling_clip: float = setting(3.0, "Upper bound of the importance ratio "
+                                                   "(vllm_importance_sampling).", above=0.0)
     continuous_batching: bool = setting(False, "Roll out with transformers' continuous batching "
                                         "(TRL use_transformers_continuous_batching): a GPU without vLLM.")
     rollout_engine: str = setting("auto", "How rollouts are generated without vLLM: trl (TRL's model.generate), "
