@@ -169,3 +169,45 @@ def test_a_colocated_vllm_engine_does_not_take_the_run_seed_from_training():
     record = rollout_seed_record(s)
     assert record["vllm_importance_sampling"] == "sequence_mask" and record["vllm_importance_sampling_clip"] == 3.0
     assert "train mode" in record["old_logprobs"] and "seeded again with the run seed" in record["rollout_seed_rule"]
+
+
+def test_the_evaluation_child_gets_no_variable_the_rollout_engine_set(monkeypatch):
+    """A colocated engine sets the launcher's variables and VLLM_ENABLE_V1_MULTIPROCESSING=0 in the training
+    process; the evaluation's own engine must start as a plain single process would."""
+    from gsm8k_lab import training
+
+    for var, value in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_PORT": "29500",
+                       "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "EVAL_SAMPLES": "3"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("HOME_OF_SOMETHING_ELSE", "kept")
+    env = training.child_environment()
+    assert env["HOME_OF_SOMETHING_ELSE"] == "kept"
+    assert not {"RANK", "WORLD_SIZE", "MASTER_PORT", "VLLM_ENABLE_V1_MULTIPROCESSING", "EVAL_SAMPLES"} & set(env)
+    monkeypatch.setattr(training, "_VLLM_MULTIPROCESSING", "0")  # the user's own choice, as the process started
+    assert training.child_environment()["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
+def test_the_vllm_settings_reach_trls_config(monkeypatch, tiny_model_dir):
+    """Server address and timeout and the importance-sampling correction go to GRPOConfig as set."""
+    import trl
+    from transformers import AutoTokenizer
+
+    from gsm8k_lab import grpo
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.data import Problem
+
+    seen = {}
+    monkeypatch.setattr(trl, "GRPOConfig", lambda **kw: seen.update(kw) or kw)
+    monkeypatch.setattr(trl, "GRPOTrainer", lambda **kw: kw)
+    s = Settings()
+    s.grpo.use_vllm, s.grpo.vllm_mode = True, "server"
+    s.grpo.vllm_server_host, s.grpo.vllm_server_port, s.grpo.vllm_server_timeout = "10.0.0.2", 8123, 900.0
+    s.grpo.vllm_importance_sampling, s.grpo.vllm_importance_sampling_clip = "token_truncate", 2.0
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    grpo._trainer_builder(s, [Problem(0, "1+1?", "#### 2", 2.0)])(None, tokenizer, {}, [])
+    assert (seen["vllm_server_host"], seen["vllm_server_port"], seen["vllm_server_timeout"]) == ("10.0.0.2", 8123, 900.0)
+    assert (seen["vllm_importance_sampling_correction"], seen["vllm_importance_sampling_mode"],
+            seen["vllm_importance_sampling_clip_max"]) == (True, "token_truncate", 2.0)
+    s.grpo.vllm_importance_sampling = None
+    grpo._trainer_builder(s, [Problem(0, "1+1?", "#### 2", 2.0)])(None, tokenizer, {}, [])
+    assert seen["vllm_importance_sampling_correction"] is False

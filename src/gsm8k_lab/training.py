@@ -239,7 +239,8 @@ EVAL_SUMMARY = ("n", "samples_per_problem", "accuracy", "accuracy_ci95_low", "ac
 
 #: Settings that change nothing a run produces: left out of its fingerprint.
 _NOT_CONTENT = {"save_steps", "logging_steps", "gradient_checkpointing", "use_vllm", "vllm_mode",
-                "colocate_gpu_memory_utilization", "continuous_batching", "batch_size", "backend",
+                "colocate_gpu_memory_utilization", "vllm_server_host", "vllm_server_port", "vllm_server_timeout",
+                "continuous_batching", "batch_size", "backend",
                 "epochs", "train_samples", "prep_train_samples", "per_device_batch_size",
                 "gradient_accumulation_steps"}  # the last five: recorded resolved, in data and geometry
 
@@ -325,6 +326,16 @@ def mean_logged_loss(log_file: Path) -> float | None:
     return total / weight if weight else None
 
 
+def child_environment() -> dict[str, str]:
+    """The evaluation child's environment: this process's, less the settings variables (the child reads
+    the run's recorded settings), the launcher's variables (it is one process) and what a colocated vLLM
+    engine set in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, unless the user had set it)."""
+    env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
+    if _VLLM_MULTIPROCESSING is None:
+        env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+    return env
+
+
 def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = None,
                               samples: int | None = None, model: str | None = None) -> dict:
     """The run's evaluation as ``evaluate_model.py`` would do it, in a process of its own.
@@ -337,10 +348,9 @@ def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = 
     recorded = run_settings(run)
     if uses_vllm(recorded):  # what is free now, after training let go of its memory
         check_evaluation_memory(recorded, None, resume_hint=True)
-    env = {k: v for k, v in os.environ.items() if k not in _CHILD_DROP and k not in env_vars()}
     argv = evaluation_argv(run.run_file, run.root, csv_path.name, source, samples, model)
     cmd = [sys.executable, "-m", "gsm8k_lab", *argv]
-    code = subprocess.run(cmd, env=env).returncode
+    code = subprocess.run(cmd, env=child_environment()).returncode
     if code == 130:
         raise KeyboardInterrupt
     if code != 0:
@@ -348,6 +358,9 @@ def evaluate_in_fresh_process(run: RunDir, csv_path: Path, source: str | None = 
                          "rerun the same command with resume to evaluate it")
     return json.loads(metrics_path(csv_path).with_suffix(".json").read_text())
 
+
+#: the user's own choice, if any, as the process started (vLLM sets it to 0 for an engine inside training)
+_VLLM_MULTIPROCESSING = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
 
 # launcher variables that would make the evaluation believe it is one of several processes
 _CHILD_DROP = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",

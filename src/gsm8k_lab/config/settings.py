@@ -186,6 +186,10 @@ class GRPOSettings(TrainSettings):
     colocate_gpu_memory_utilization: float = setting(0.3, "GPU memory share of the rollout vLLM colocated "
                                                      "with training (vllm_mode colocate).",
                                                  above=0.0, max=1.0)
+    vllm_server_host: str = setting("0.0.0.0", "Host of the trl vllm-serve server (vllm_mode server).")
+    vllm_server_port: int = setting(8000, "Port of the trl vllm-serve server (vllm_mode server).", min=1, max=65535)
+    vllm_server_timeout: float = setting(240.0, "Seconds to wait for the vLLM server to answer before training "
+                                         "gives up (vllm_mode server; a large model loads slowly).", above=0.0)
     vllm_importance_sampling: str | None = setting(
         "sequence_mask", "With use_vllm: TRL's correction for the gap between vLLM's sampling probabilities and "
         "the training model's (recomputed in train mode, LoRA dropout on): sequence_mask (TRL's default: drop a "
