@@ -26,6 +26,7 @@ from .data import check_eval_data_apart, eval_split_size, load_split, train_regi
 from .evaluate import extra_evaluations
 from .generation import decoding
 from .generation.refill import rollout_func
+from .generation.weight_sync import sync_out_of_place
 from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
@@ -121,7 +122,8 @@ def rollout_seed_record(settings: Settings) -> dict:
                 "after a colocated engine starts",
                 "vllm_importance_sampling": g.vllm_importance_sampling,
                 "vllm_importance_sampling_clip": g.vllm_importance_sampling_clip,
-                "old_logprobs": "recomputed by the training model in train mode (LoRA dropout on)"}
+                "old_logprobs": "recomputed by the training model in train mode (LoRA dropout on)",
+                "weight_sync": "base + adapter computed out of place (the base is never merged in place)"}
     return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
 
 
@@ -169,6 +171,8 @@ def _trainer_builder(settings: Settings, problems):
         trainer = GRPOTrainer(model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
                               train_dataset=dataset, processing_class=tokenizer,
                               peft_config=lora_config(settings), callbacks=callbacks, **extra)
+        if g.use_vllm:
+            sync_out_of_place(trainer)  # the frozen base never drifts through TRL's in-place merge and unmerge
         reseed_after_rollout_engine(settings)
         return trainer
 
