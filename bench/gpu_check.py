@@ -8,6 +8,8 @@ Parts (``--part NAME``; ``bash bench/gpu_check.sh`` runs them all):
 - ``vllm``: the same problems through vLLM, when it is installed;
 - ``grpo``: GRPO on the 1.5B-shaped model at the default geometry (8 prompts x 8
   completions per optimizer step, 512 tokens): step time and peak GPU memory;
+- ``grpo_vllm``: two GRPO steps with rollouts from a colocated vLLM engine (weights synced out of
+  place after each step), then the run's evaluation in a fresh process;
 - ``train_eval``: ``train_sft.py --stage prep`` on the small model, whose automatic
   evaluation runs in a fresh process in the same command;
 - ``real``: the real embedded SmolLM2-135M-Instruct (from ``$GGUF_DIR`` or the
@@ -143,6 +145,46 @@ def grpo_default_geometry(work: Path) -> dict:
             "peak_gpu_gib": round(peak, 1) if peak is not None else None}
 
 
+def grpo_vllm_colocate(work: Path) -> dict | str:
+    """Two GRPO steps on the small-shaped model with rollouts from a colocated vLLM engine: the engine
+    starts beside training, takes the weights after each step (out of place: the frozen base does not
+    move) and the run evaluates in a fresh process."""
+    import torch
+
+    from gsm8k_lab.generation import vllm_available
+
+    if not vllm_available():
+        return "vllm not installed: skipped"
+    if not torch.cuda.is_available():
+        return "no GPU: TRL's vLLM rollouts need one (skipped)"
+    from gsm8k_lab.generation import weight_sync
+    from gsm8k_lab.grpo import train_grpo
+
+    syncs = []
+    original = weight_sync.merged_weights
+
+    def counted(model, fix_name=lambda n: n):
+        syncs.append(1)
+        yield from original(model, fix_name)
+
+    weight_sync.merged_weights = counted
+    changes = {"model.name": str(work / "smollm2-shape"), "grpo.train_samples": 4, "grpo.num_generations": 4,
+               "grpo.per_device_batch_size": 8, "grpo.gradient_accumulation_steps": 1,
+               "grpo.rollout.max_new_tokens": 128, "grpo.use_vllm": True, "grpo.vllm_mode": "colocate",
+               "grpo.colocate_gpu_memory_utilization": 0.2, "eval.samples": 16,
+               "eval.generation.max_new_tokens": 64}
+    torch.cuda.reset_peak_memory_stats()
+    info = train_grpo(_settings(**changes), work / "runs" / "grpo_vllm")
+    log = [json.loads(x) for x in (work / "runs" / "grpo_vllm" / "train_log.jsonl").read_text().splitlines()]
+    step_times = sorted(r["step_time"] for r in log if "step_time" in r)
+    t = info["train"]
+    return {"steps": t["global_steps"], "weight_syncs": len(syncs), "rollout_engine": info["generation"].get(
+                "rollout_engine"), "weight_sync": info["generation"].get("weight_sync"),
+            "train_s": info["timings"]["train_seconds"], "eval_s": info["timings"]["eval_seconds"],
+            "median_step_s": round(step_times[len(step_times) // 2], 2) if step_times else None,
+            "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "eval_n": info["eval"]["n"]}
+
+
 def train_then_eval(work: Path) -> dict:
     """The seed's Step 2 as a user runs it: training, then its evaluation in a fresh process."""
     out = work / "runs" / "prep"
@@ -201,7 +243,7 @@ def _sync() -> None:
 
 
 PARTS = {"eval": eval_throughput, "vllm": vllm_throughput, "grpo": grpo_default_geometry,
-         "train_eval": train_then_eval, "real": real_model}
+         "grpo_vllm": grpo_vllm_colocate, "train_eval": train_then_eval, "real": real_model}
 
 
 def main() -> int:

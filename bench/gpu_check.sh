@@ -26,7 +26,7 @@ export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 export TOKENIZER_DIR=${TOKENIZER_DIR:-$DIR/tokenizer}
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 WORK=$(mktemp -d)
-for part in setup eval vllm grpo train_eval real; do
+for part in setup eval vllm grpo grpo_vllm train_eval real; do
   timeout "${GPU_CHECK_PART_TIMEOUT:-240}" "$PY" bench/gpu_check.py --part $part --work "$WORK" \
     || echo "part $part stopped with exit code $?"
 done
