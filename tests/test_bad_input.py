@@ -287,6 +287,7 @@ CASES = [
     ("evaluate", ["--model-path", "{bad_run_json}"], {}, "run.json is not readable JSON"),
     ("evaluate", ["--model-path", "{no_base}"], {}, "lineage.json lacks 'base'"),
     ("evaluate", ["--model-path", "{bad_lineage}"], {}, "lineage.json is not readable JSON"),
+    ("evaluate", ["--model-path", "{bad_composed}"], {}, "lineage.json has composed='yes', expected true or false"),
     ("evaluate", ["--model-path", "{bad_adapter}"], {}, "adapter_config.json is not readable JSON"),
     ("evaluate", ["--model-path", "{bad_adapter_weights}"], {}, "adapter_model.safetensors is not a readable"),
     ("evaluate", ["--model-path", "{gone_base}"], {}, "starts from /nonexistent/base-model, which holds no model"),
@@ -562,6 +563,7 @@ def world(tmp_path_factory, chain, evaluated, tiny_model_dir) -> dict:
     adapter = root / "finished" / "model"
     for name, broken, content in (("no_base", "lineage.json", '{"parents": []}'),
                                   ("bad_lineage", "lineage.json", "{oops"),
+                                  ("bad_composed", "lineage.json", '{"base": "x", "parents": [], "composed": "yes"}'),
                                   ("bad_adapter", "adapter_config.json", "{oops"),
                                   ("bad_adapter_weights", "adapter_model.safetensors", "garbage"),
                                   ("gone_base", "lineage.json", '{"base": "/nonexistent/base-model", "parents": []}'),

@@ -37,9 +37,10 @@ def test_run_directory_and_its_chain(tmp_path, tiny_model_dir):
     _adapter(tmp_path, tiny_model_dir, tmp_path / "b" / "model", parent=ref_a)
     ref_b = resolve_model(str(tmp_path / "b"))
     assert ref_b.base == str(tiny_model_dir)
-    assert [p.name for p in ref_b.adapters] == ["00", "model"]  # the parent's copy, then its own
+    assert [p.name for p in ref_b.adapters] == ["model"]  # one adapter: the parent's and its own, composed
     lineage = json.loads((tmp_path / "b" / "model" / "lineage.json").read_text())
-    assert lineage == {"base": str(tiny_model_dir), "parents": ["parents/00"]}
+    assert {k: lineage[k] for k in ("base", "parents", "composed")} == {
+        "base": str(tiny_model_dir), "parents": ["parents/00"], "composed": True}
 
 
 def test_a_parents_vllm_copy_is_not_copied(tmp_path, tiny_model_dir):
@@ -72,11 +73,23 @@ def test_bad_model_arguments(tmp_path, make, needle):
 
 
 def test_missing_parent_adapter(tmp_path, tiny_model_dir):
+    """A run's adapter composes its parents: it loads without their copies. A checkpoint of the run (its own
+    adapter alone) and a run saved before composition load on top of them, and refuse when one is gone."""
+    import shutil
+
     _adapter(tmp_path, tiny_model_dir, tmp_path / "a" / "model")
-    _adapter(tmp_path, tiny_model_dir, tmp_path / "b" / "model", parent=resolve_model(str(tmp_path / "a")))
-    (tmp_path / "b" / "model" / "parents" / "00" / "adapter_config.json").unlink()
+    run = tmp_path / "b"
+    _adapter(tmp_path, tiny_model_dir, run / "model", parent=resolve_model(str(tmp_path / "a")))
+    shutil.copytree(tmp_path / "a" / "model", run / "checkpoints" / "checkpoint-1")
+    (run / "model" / "parents" / "00" / "adapter_config.json").unlink()
+    assert resolve_model(str(run)).adapters == [(run / "model").resolve()]
     with pytest.raises(SettingError, match="parent adapter .* is missing"):
-        resolve_model(str(tmp_path / "b"))
+        resolve_model(str(run / "checkpoints" / "checkpoint-1"))
+    lineage = json.loads((run / "model" / "lineage.json").read_text())
+    del lineage["composed"]
+    (run / "model" / "lineage.json").write_text(json.dumps(lineage))
+    with pytest.raises(SettingError, match="parent adapter .* is missing"):
+        resolve_model(str(run))
 
 
 def test_unreachable_hub_id_fails_fast(monkeypatch):
@@ -157,8 +170,10 @@ def test_a_checkpoint_of_a_chained_run_loads_on_top_of_the_runs_parents(chain, t
     checkpoint = max((chain / run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     ref = resolve_model(str(checkpoint))
     finished = resolve_model(str(chain / run))
-    assert ref.base == finished.base and ref.adapters == [*finished.adapters[:-1], checkpoint.resolve()]
-    assert [p.name for p in ref.adapters[:-1]] == ["00"]  # the prep adapter, copied into the finished run
+    assert finished.adapters == [(chain / run / "model").resolve()]  # the prep adapter and the run's, composed
+    # the prep adapter copied into the finished run, not its composed adapter (that holds the run's own)
+    assert ref.base == finished.base and ref.adapters == [(chain / run / "model" / "parents" / "00").resolve(),
+                                                          checkpoint.resolve()]
     unfinished = tmp_path / run
     shutil.copytree(chain / run, unfinished, ignore=shutil.ignore_patterns("model"))
     ref_unfinished = resolve_model(str(unfinished / "checkpoints" / checkpoint.name))

@@ -147,6 +147,47 @@ def test_a_run_served_through_its_merged_copy_writes_the_adapters_greedy_text(lo
     assert _engine_processes() == before and _shared_memory() <= shm
 
 
+def test_a_chained_runs_model_served_as_a_vllm_lora_writes_the_chains_greedy_text(lora_run, tiny_vllm_model,
+                                                                                   tmp_path):
+    """A run trained on top of another saves one LoRA adapter composing both: vLLM serving model/ as a LoRA
+    on the base model (no merged copy) writes the chain's greedy text, the transformers backend's on base +
+    both adapters, on at least 95% of 16 problems."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from vllm.lora.request import LoRARequest
+
+    from gsm8k_lab.data import load_split
+    from gsm8k_lab.generation.hf import TransformersBackend
+    from gsm8k_lab.generation.vllm import VLLMBackend, from_vllm_output, to_vllm_sampling
+    from gsm8k_lab.models import load_model, load_tokenizer, resolve_model, save_run_model
+    from gsm8k_lab.task import build_prompt, prompt_ids
+
+    s, gen = _fp32(), GenerationSettings(max_new_tokens=32)
+    parent = resolve_model(str(lora_run))
+    torch.manual_seed(2)
+    model = get_peft_model(load_model(parent, s, device="cpu", for_generation=False),
+                           LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "o_proj"], init_lora_weights=False,
+                                      task_type="CAUSAL_LM"))
+    tok = load_tokenizer(parent)
+    save_run_model(model, tok, parent, tmp_path / "full" / "model")
+    assert json.loads((tmp_path / "full" / "model" / "adapter_config.json").read_text())["r"] == 8
+    prompts = [build_prompt(tok, p.question) for p in load_split("test")[:16]]
+    chain = _texts(TransformersBackend(load_model(resolve_model(str(tmp_path / "full")), s), tok, batch_size=16),
+                   prompts, gen)
+    first = _texts(TransformersBackend(load_model(parent, s), tok, batch_size=16), prompts, gen)
+    assert sum(a != b for a, b in zip(chain, first)) >= 8  # the second stage matters
+    engine = VLLMBackend(resolve_model(str(tiny_vllm_model)), s, batch_size=16,
+                         overrides={"enable_lora": True, "max_lora_rank": 8})
+    try:
+        outputs = engine.llm.generate([{"prompt_token_ids": prompt_ids(tok, p)} for p in prompts],
+                                      to_vllm_sampling(gen, 1),
+                                      lora_request=LoRARequest("full", 1, str(tmp_path / "full" / "model")))
+    finally:
+        engine.close()
+    served = [from_vllm_output(o.outputs[0]).text for o in outputs]
+    assert sum(a == b for a, b in zip(served, chain)) / len(prompts) >= 0.95
+
+
 def test_sampled_evaluation_with_vllm_gives_k_rows_and_the_same_rows_again(tiny_vllm_model, tmp_path):
     """K = 4 samples per problem: four rows per problem, and a second evaluation with the same seed
     writes the same rows (vLLM seeds each request). A second engine in the same process, shut down

