@@ -36,7 +36,7 @@ def _make(root: Path, files: dict[str, str]) -> Path:
     ({"t.jsonl.progress.jsonl": ""}, Kind.TRACES),
     ({"sweep.json": "{}", "sft/": ""}, Kind.SWEEP),
     ({"debug/e.csv": ""}, Kind.EVALUATION),
-    ({"debug": "a file named debug"}, Kind.OTHER),  # an evaluation writes a debug folder; a file is some other thing
+    ({"debug": "a file named debug"}, Kind.EVALUATION),
     ({"notes.txt": "mine"}, Kind.OTHER),
     ({".hidden": "", "a/": ""}, None),
 ])

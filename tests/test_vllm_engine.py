@@ -233,7 +233,8 @@ def test_experiment1_with_vllm_evaluations_after_training(tiny_vllm_model, tmp_p
     env = {"PREP_TRAIN_SAMPLES": "2", "EVAL_SAMPLES": "2", "NUM_GENERATIONS": "2"}
     r = _cli("experiment1", "--budgets", "2", "--base-model", str(tiny_vllm_model), "--root", str(tmp_path),
              "--eval-backend", "vllm", "--eval-max-new-tokens", "8", "--dtype", "fp32",
-             "--rollout-max-new-tokens", "8", "--grpo-gradient-accumulation-steps", "1", env=env)
+             "--rollout-max-new-tokens", "8", "--grpo-gradient-accumulation-steps", "1",
+             "--no-step-matched-sft", env=env)  # that arm is one more SFT run (tests/test_experiments.py)
     assert r.returncode == 0, r.stderr[-3000:]
     for run in ("base_model", "prep_sft", "2/full_sft", "2/grpo"):
         info = json.loads((tmp_path / run / "run.json").read_text())

@@ -74,7 +74,7 @@ def folder_kind(path: str | Path) -> Kind | None:
         return Kind.TRACES
     if any(n in visible for n in _SWEEP_MARKERS):
         return Kind.SWEEP
-    if "debug" in visible and (path / "debug").is_dir():
+    if "debug" in visible:  # a file named debug too: the folder is refused as an evaluation's, with why
         return Kind.EVALUATION
     if any(not (path / n).is_dir() or (path / n).is_symlink() for n in visible):
         return Kind.OTHER
