@@ -225,6 +225,19 @@ def test_settings_defaults_in_help_match_the_tree():
     assert Settings().get("eval.samples") == 512
 
 
+def test_sft_and_grpo_take_the_batch_size_under_one_name_and_grpo_keeps_its_older_one(capsys):
+    """--per-device-batch-size on both training commands; --batch-size, GRPO's earlier flag, still sets it and
+    an error names the flag that was typed."""
+    for command, path in (("train-sft", "sft.per_device_batch_size"), ("train-grpo", "grpo.per_device_batch_size")):
+        assert cli.setting_flags(cli.COMMANDS[command])[path] == "--per-device-batch-size"
+    for flag in ("--per-device-batch-size", "--batch-size"):
+        ctx = cli.Context(cli.build_parser().parse_args(["train-grpo", "--output-dir", "x", flag, "6"]))
+        ctx.load()
+        assert ctx.settings.grpo.per_device_batch_size == 6
+    assert cli.main(["train-grpo", "--output-dir", "x", "--batch-size", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be a positive integer, got 0"
+
+
 def test_out_of_memory_says_what_to_lower(monkeypatch, capsys):
     class OutOfMemoryError(RuntimeError):  # stands in for torch.cuda.OutOfMemoryError
         pass

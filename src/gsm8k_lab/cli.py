@@ -59,6 +59,7 @@ class Expose:
     path: str
     flag: str = ""  # a prefix ("eval-") for a section, the whole flag ("--model-path") for a setting
     only: tuple[str, ...] = ()  # a section's fields to expose (default: all)
+    aliases: tuple[str, ...] = ()  # a setting's older flags, still accepted
 
 
 DATA = (Expose("data.source", "--data"), Expose("data.train_source", "--train-data"),
@@ -106,7 +107,7 @@ COMMANDS: dict[str, Command] = {
          arg("--traces-file", help="JSONL of {question, answer: '<reasoning>\\n\\n#### N'} to train on")]),
     "train-grpo": Command(
         "GRPO with format and correctness rewards, LoRA",
-        (*TRAINING, Expose("grpo.per_device_batch_size", "--batch-size"),
+        (*TRAINING, Expose("grpo.per_device_batch_size", "--per-device-batch-size", aliases=("--batch-size",)),
          Expose("grpo.rollout.max_new_tokens", "--max-completion-length"),
          Expose("grpo.rollout", only=DECODING), Expose("grpo")),
         "cmd_train_grpo",
@@ -183,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
-            print("error: the GPU ran out of memory; lower the batch size (--batch-size / --eval-batch-size), "
-                  "NUM_GENERATIONS, --max-completion-length or --max-new-tokens, or add --gradient-checkpointing; "
+            print("error: the GPU ran out of memory; lower the batch size (--per-device-batch-size in training, "
+                  "--batch-size or --eval-batch-size in evaluation), NUM_GENERATIONS, --max-completion-length or "
+                  "--max-new-tokens, or add --gradient-checkpointing; "
                   "finished work is kept, rerun with --resume", file=sys.stderr)
             return EXIT_OOM
         if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
@@ -256,7 +258,8 @@ class Context:
 
     def load(self) -> None:
         a = vars(self.args)
-        overrides = {path: (a[path], Source("flag", flag, _text(a[path])))
+        used = a.get("_flags_used", {})  # an alias the user typed names the setting in errors
+        overrides = {path: (a[path], Source("flag", used.get(path, flag), _text(a[path])))
                      for path, flag in self.flags.items() if path in a}
         for dest, flag in self.arg_flags.items():  # plain arguments are named by their flags in errors
             self.sources[dest] = Source("flag", flag, a.get(dest) if isinstance(a.get(dest), str) else None)
@@ -446,12 +449,13 @@ def _add_command(sub, name: str, cmd: Command) -> argparse.ArgumentParser:
         g.add_argument("--resume", action="store_true", help="continue an interrupted run")
         g.add_argument("--overwrite", action="store_true", help="replace existing results")
     group = p.add_argument_group("settings (flags override environment variables and --config)")
+    aliases = {e.path: e.aliases for e in cmd.settings if e.aliases}
     for path, flag in setting_flags(cmd).items():
-        _add_setting(group, path, flag)
+        _add_setting(group, path, flag, aliases.get(path, ()))
     return p
 
 
-def _add_setting(group, path: str, flag: str) -> None:
+def _add_setting(group, path: str, flag: str, aliases: tuple[str, ...] = ()) -> None:
     f, hint = leaf(path)
     meta = f.metadata
     default = Settings().get(path) if "." not in path else _default(path)
@@ -461,14 +465,22 @@ def _add_setting(group, path: str, flag: str) -> None:
     help_text = f"{meta['help']} [{path}; {', '.join(extra)}]".replace("%", "%%")
     kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
     if _base(hint) is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        group.add_argument(flag, *aliases, action=argparse.BooleanOptionalAction, **kw)
     elif "list" in str(hint):
-        group.add_argument(flag, nargs="+", metavar="ITEM", **kw)
+        group.add_argument(flag, *aliases, nargs="+", metavar="ITEM", **kw)
     else:
         choices = meta.get("choices")
         shown = [str(c) for c in choices or () if c is not None]  # None (unset) is the absence of the flag
         metavar = "{" + ",".join(shown) + "}" if shown else _METAVAR.get(_base(hint), "TEXT")
-        group.add_argument(flag, metavar=metavar, **kw)
+        group.add_argument(flag, *aliases, metavar=metavar, **kw, **({"action": _StoreNamed} if aliases else {}))
+
+
+class _StoreNamed(argparse.Action):
+    """Store a value and the flag it came by (a setting with an older alias): errors name what was typed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace._flags_used = {**getattr(namespace, "_flags_used", {}), self.dest: option_string}
 
 
 def _base(hint):
