@@ -127,6 +127,16 @@ def rollout_seed_record(settings: Settings) -> dict:
     return {"rollout_seed": settings.seed, "rollout_seed_rule": "the run seed (TRL seeds torch's generator with it)"}
 
 
+def reseed_after_rollout_engine(settings: Settings) -> None:
+    """A colocated vLLM engine, built inside GRPOTrainer after TRL seeded everything with the run seed,
+    seeds torch's global generator again with the process index: LoRA dropout would then follow 0 in
+    every run, whatever ``seed`` says. Seeding again afterwards gives training the run's seed back."""
+    if settings.grpo.use_vllm and settings.grpo.vllm_mode == "colocate":
+        from transformers import set_seed
+
+        set_seed(settings.seed)
+
+
 def _trainer_builder(settings: Settings, problems):
     g = settings.grpo
 
@@ -177,13 +187,3 @@ def _trainer_builder(settings: Settings, problems):
         return trainer
 
     return build_trainer
-
-
-def reseed_after_rollout_engine(settings: Settings) -> None:
-    """A colocated vLLM engine, built inside GRPOTrainer after TRL seeded everything with the run seed,
-    seeds torch's global generator again with the process index: LoRA dropout would then follow 0 in
-    every run, whatever ``seed`` says. Seeding again afterwards gives training the run's seed back."""
-    if settings.grpo.use_vllm and settings.grpo.vllm_mode == "colocate":
-        from transformers import set_seed
-
-        set_seed(settings.seed)
