@@ -529,3 +529,15 @@ def test_an_overwrite_that_fails_before_its_first_result_leaves_the_finished_run
     assert info["status"] == "complete" and info["run_id"] != old_id and info["eval"]["n"] == 2
     assert not (sft / ".replaced").exists()
     assert not any(name.startswith(f"prep_sft_{old_id}") for name in os.listdir(sft / "debug"))
+
+
+def test_a_tracker_names_each_run_by_its_folder(tmp_path):
+    """Runs of a sweep are told apart in TensorBoard, W&B or Trackio: the run name is the budget and the arm."""
+    from gsm8k_lab import runtime, training
+    from gsm8k_lab.config import Settings
+    from gsm8k_lab.runs import RunDir
+
+    run = RunDir(tmp_path / "compare-train-samples" / "64" / "grpo-seed1")
+    s = Settings()
+    args = training._common_args(s, runtime.Runtime("cpu", "fp32", 2, 1), run, s.grpo, False)
+    assert args["run_name"] == "64/grpo-seed1" and args["project"] == "gsm8k-lab"

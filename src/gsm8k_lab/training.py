@@ -482,6 +482,13 @@ def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
             run.root, base) else "holds") + f" the base model's folder {base}; write the new run somewhere else")
 
 
+def tracker_run_name(root: Path) -> str:
+    """A run's name in TensorBoard, W&B or Trackio: its folder with the one above it, which in an
+    experiment is the budget (``64/grpo-seed1``, ``compare-train-samples/prep_sft``)."""
+    root = Path(root).resolve()
+    return f"{root.parent.name}/{root.name}" if root.parent.name else root.name
+
+
 def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: TrainSettings,
                  checkpointing: bool) -> dict:
     """TrainingArguments fields that SFT and GRPO share, from the stage's section."""
@@ -501,6 +508,9 @@ def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: Tr
         logging_first_step=True,
         save_total_limit=2,
         report_to=[] if settings.report_to == "none" else [settings.report_to],
+        # a tracker shows each run under its folder (an experiment's budget and arm: "64/grpo-seed1")
+        run_name=tracker_run_name(run.root),
+        project="gsm8k-lab",
         disable_tqdm=False,
         dataloader_num_workers=0,
         # TRL turns checkpointing on by default; here it follows the setting, or the memory estimate
