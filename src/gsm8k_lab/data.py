@@ -26,6 +26,7 @@ evaluation on it, is the head of a larger one).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -68,8 +69,10 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
             return [rec for _, rec in _read_jsonl(_bundled_path("test"), path, verify_sha256=BUNDLED_SHA256["test"])]
 
         records = list(enumerate(symbolic.load(source, path, test_records), 1))
-    elif source == "bundled":
-        records = _read_jsonl(_bundled_path(split), path, verify_sha256=BUNDLED_SHA256[split])
+    elif source == "bundled":  # parsed once per process while the file is unchanged
+        file = _bundled_path(split)
+        st = file.stat()
+        return list(_bundled_problems(split, str(file), st.st_mtime_ns, st.st_size, path))
     elif source == "hub":
         records = list(enumerate(_load_hub(split), 1))
     else:
@@ -78,24 +81,7 @@ def load_split(split: str, source: str = "bundled", path: str = "data.source") -
             raise SettingError(path, source, "{name} {value} is neither 'bundled', 'hub', 'gsm-symbolic' nor a JSONL "
                                "file")
         records = _read_jsonl(file, path)
-    problems = []
-    for i, (line, rec) in enumerate(records):
-        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
-            got = ", ".join(f"{k} {type(rec[k]).__name__ if k in rec else 'missing'}" for k in ("question", "answer")) \
-                if isinstance(rec, dict) else type(rec).__name__
-            raise SettingError(path, source, "{name} {value} " + f"{split} line {line}: expected question/answer "
-                               f"as text, got {got}")
-        try:
-            # a GSM-Symbolic problem is known by the test problem it pairs with
-            index = rec["test_index"] if symbolic.is_symbolic(source) else i
-            problems.append(Problem(index, rec["question"], rec["answer"], parse_gold(rec["answer"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SettingError(path, source, "{name} {value} " + f"{split} line {line}: expected question/answer "
-                               f"with '#### N' ({exc})") from None
-    if not problems:
-        raise SettingError(path, source, "{name} {value} holds no problems: expected JSONL lines with question and "
-                           "answer")
-    return problems
+    return _problems(records, split, source, path)
 
 
 def split_size(split: str, source: str, path: str = "data.source") -> int:
@@ -292,6 +278,27 @@ def check_traces_apart(settings, traces_file: str) -> None:
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+def _problems(records, split: str, source: str, path: str) -> list[Problem]:
+    problems = []
+    for i, (line, rec) in enumerate(records):
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("question", "answer"))):
+            got = ", ".join(f"{k} {type(rec[k]).__name__ if k in rec else 'missing'}" for k in ("question", "answer")) \
+                if isinstance(rec, dict) else type(rec).__name__
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {line}: expected question/answer "
+                               f"as text, got {got}")
+        try:
+            # a GSM-Symbolic problem is known by the test problem it pairs with
+            index = rec["test_index"] if symbolic.is_symbolic(source) else i
+            problems.append(Problem(index, rec["question"], rec["answer"], parse_gold(rec["answer"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SettingError(path, source, "{name} {value} " + f"{split} line {line}: expected question/answer "
+                               f"with '#### N' ({exc})") from None
+    if not problems:
+        raise SettingError(path, source, "{name} {value} holds no problems: expected JSONL lines with question and "
+                           "answer")
+    return problems
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """One file (device and inode, through any link) or two files with the same content."""
     if os.path.samefile(a, b):
@@ -314,7 +321,21 @@ def _bundled_path(split: str) -> Path:
 
 
 def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list[tuple[int, object]]:
-    raw = file.read_bytes()
+    if verify_sha256 is not None:  # a bundled file: read and checked once per process while it is unchanged
+        st = file.stat()
+        return list(_read_bundled(str(file), st.st_mtime_ns, st.st_size, path, verify_sha256))
+    return jsonl_records(file, path, file.read_bytes())
+
+
+@functools.lru_cache(maxsize=8)
+def _bundled_problems(split: str, file: str, _mtime_ns: int, _size: int, path: str) -> tuple[Problem, ...]:
+    records = _read_jsonl(Path(file), path, verify_sha256=BUNDLED_SHA256[split])
+    return tuple(_problems(records, split, "bundled", path))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_bundled(file: str, _mtime_ns: int, _size: int, path: str, verify_sha256: str) -> tuple:
+    raw = Path(file).read_bytes()
     if verify_sha256 is not None:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != verify_sha256:
@@ -322,7 +343,7 @@ def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list
                 f"bundled data file {file} is corrupted: sha256 {digest[:12]}…, "
                 f"expected {verify_sha256[:12]}… (reinstall the package)"
             )
-    return jsonl_records(file, path, raw)
+    return tuple(jsonl_records(Path(file), path, raw))
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")

@@ -458,6 +458,13 @@ def prepare_base(settings: Settings, output_dir: str | Path) -> TrainingJob:
                        build_trainer=None, data={}, train=settings.sft, extra_eval=extra_evaluations(settings))
 
 
+def tracker_run_name(root: Path) -> str:
+    """A run's name in TensorBoard, W&B or Trackio: its folder with the one above it, which in an
+    experiment is the budget (``64/grpo-seed1``, ``compare-train-samples/prep_sft``)."""
+    root = Path(root).resolve()
+    return f"{root.parent.name}/{root.name}" if root.parent.name else root.name
+
+
 def _flat(tree: dict, prefix: str = ""):
     for key, value in tree.items():
         if isinstance(value, dict):
@@ -480,13 +487,6 @@ def _refuse_to_write_into_the_parent(job: TrainingJob, run: RunDir) -> None:
     if base is not None and (_inside(run.root, base) or _inside(base, run.root)):
         raise SettingError("output_dir", str(run.root), "{name} {value} " + ("is or lies inside" if _inside(
             run.root, base) else "holds") + f" the base model's folder {base}; write the new run somewhere else")
-
-
-def tracker_run_name(root: Path) -> str:
-    """A run's name in TensorBoard, W&B or Trackio: its folder with the one above it, which in an
-    experiment is the budget (``64/grpo-seed1``, ``compare-train-samples/prep_sft``)."""
-    root = Path(root).resolve()
-    return f"{root.parent.name}/{root.name}" if root.parent.name else root.name
 
 
 def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: TrainSettings,
