@@ -321,21 +321,7 @@ def _bundled_path(split: str) -> Path:
 
 
 def _read_jsonl(file: Path, path: str, verify_sha256: str | None = None) -> list[tuple[int, object]]:
-    if verify_sha256 is not None:  # a bundled file: read and checked once per process while it is unchanged
-        st = file.stat()
-        return list(_read_bundled(str(file), st.st_mtime_ns, st.st_size, path, verify_sha256))
-    return jsonl_records(file, path, file.read_bytes())
-
-
-@functools.lru_cache(maxsize=8)
-def _bundled_problems(split: str, file: str, _mtime_ns: int, _size: int, path: str) -> tuple[Problem, ...]:
-    records = _read_jsonl(Path(file), path, verify_sha256=BUNDLED_SHA256[split])
-    return tuple(_problems(records, split, "bundled", path))
-
-
-@functools.lru_cache(maxsize=8)
-def _read_bundled(file: str, _mtime_ns: int, _size: int, path: str, verify_sha256: str) -> tuple:
-    raw = Path(file).read_bytes()
+    raw = file.read_bytes()
     if verify_sha256 is not None:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != verify_sha256:
@@ -343,7 +329,15 @@ def _read_bundled(file: str, _mtime_ns: int, _size: int, path: str, verify_sha25
                 f"bundled data file {file} is corrupted: sha256 {digest[:12]}…, "
                 f"expected {verify_sha256[:12]}… (reinstall the package)"
             )
-    return tuple(jsonl_records(Path(file), path, raw))
+    return jsonl_records(file, path, raw)
+
+
+@functools.lru_cache(maxsize=8)
+def _bundled_problems(split: str, file: str, _mtime_ns: int, _size: int, path: str) -> tuple[Problem, ...]:
+    """A bundled split read, sha256-checked and parsed once per process while the file is unchanged
+    (the file's modification time and size are part of the key)."""
+    records = _read_jsonl(Path(file), path, verify_sha256=BUNDLED_SHA256[split])
+    return tuple(_problems(records, split, "bundled", path))
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
