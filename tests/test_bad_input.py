@@ -195,7 +195,7 @@ CASES = [
     ("train-sft", ["--stage", "prep", "--save-steps", "0"], {}, "--save-steps must be a positive integer, got 0"),
     ("train-sft", ["--stage", "prep", "--lora-r", "0"], {}, "--lora-r must be a positive integer, got 0"),
     ("train-sft", ["--stage", "prep", "--lora-dropout", "1"], {}, "--lora-dropout must be >= 0 and <= 0.99"),
-    ("train-sft", ["--stage", "prep", "--report-to", "nonsense"], {}, "--report-to must be one of none, tensorboard, wandb, trackio"),
+    ("train-sft", ["--stage", "prep", "--report-to", "nonsense"], {}, "--report-to must be one or more of none, tensorboard, wandb, trackio"),
     ("train-sft", ["--stage", "prep", "--train-data", "{good_data}", "--data", "{good_data}"], {}, "is also the training data"),
     # --- the validation split and the held-out problems -----------------------------------------
     ("evaluate", ["--eval-split", "validation", "--eval-samples", "600"], {},
@@ -213,7 +213,7 @@ CASES = [
     # --- the finished run is never destroyed, nor resumed with other settings ---------------------
     ("train-sft", ["--stage", "prep", "--output-dir", "{finished}"], {}, "already holds a finished run; pass --overwrite"),
     ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--report-to", "tensorbord"], {},
-     "--report-to must be one of"),
+     "--report-to must be one or more of"),
     ("train-sft", ["--stage", "prep", "--output-dir", "{finished}", "--overwrite", "--report-to", "wandb"], {},
      "--report-to 'wandb' needs the wandb package"),
     ("train-sft", ["--stage", "full", "--output-dir", "{finished}", "--base-model", "{finished}", "--overwrite"], {},

@@ -142,7 +142,7 @@ def test_a_default_is_named_by_the_commands_flag(monkeypatch, capsys, tmp_path):
     (["train-grpo", "--max-completion-length", "0"], "--max-completion-length must be a positive integer, got 0"),
     (["train-sft", "--epochs", "0"], "--epochs must be > 0, got 0"),
     (["train-sft", "--learning-rate", "5"], "--learning-rate must be > 0 and <= 1, got 5"),
-    (["train-sft", "--report-to", "nonsense"], "--report-to must be one of none, tensorboard, wandb, trackio"),
+    (["train-sft", "--report-to", "nonsense"], "--report-to must be one or more of none, tensorboard, wandb, trackio"),
     (["train-sft", "--eval-batch-size", "0"], "--eval-batch-size must be a positive integer, got 0"),
     (["train-sft", "--stage", "other"], "--stage must be one of prep, full, got 'other'"),
     (["experiment1", "--budgets", "64", "10000"], "--budgets 10000 is larger than the train split"),

@@ -231,7 +231,10 @@ RANGES = [
     ("eval.generation.temperature", float("nan"), "must be a finite number, got nan"),
     ("eval.generation.top_p", 0.0, "eval.generation.top_p must be > 0 and <= 1"),
     ("eval.generation.backend", "onnx", "eval.generation.backend must be one of auto, transformers, vllm, got 'onnx'"),
-    ("report_to", "tensorbord", "report_to must be one of none, tensorboard, wandb, trackio, got 'tensorbord'"),
+    ("report_to", ["tensorbord"], "report_to must be one or more of none, tensorboard, wandb, trackio, got "
+     "'tensorbord'"),
+    ("report_to", ["none", "wandb"], "report_to none means no tracker: give it alone, got none wandb"),
+    ("report_to", ["wandb", "wandb"], "report_to must name each of none, tensorboard, wandb, trackio at most once"),
     ("grpo.loss_type", "ppo", "grpo.loss_type must be one of grpo, dapo"),
     ("model.dtype", "int4", "model.dtype must be one of auto, bf16, fp16, fp32"),
     ("traces.generation.temperature", 0.0, "traces.generation.temperature must be > 0 for rejection sampling"),

@@ -172,3 +172,54 @@ def test_a_two_seed_experiment_through_the_command_line_answers_at_the_seed_leve
     assert "SFT vs GRPO, 4 problems | answer format (on the " in md  # the format among uncut problems
     assert "| SFT vs GRPO, 4 problems, seed 42 | accuracy |" in md  # the per-seed detail
     assert "Every run was evaluated with the same engine and dtype (transformers/fp32)" in md
+
+
+def test_each_colocated_vllm_grpo_run_of_a_sweep_trains_in_a_process_of_its_own(monkeypatch, tmp_path):
+    """A colocated engine's shutdown destroys the default process group TRL built for it: a sweep runs each such
+    GRPO training in a fresh process (train-grpo with the run's own settings as its --config), the others in
+    this one."""
+    import subprocess
+
+    from gsm8k_lab import experiments
+    from gsm8k_lab.config import load_settings
+
+    seen = {}
+
+    def child(argv, env):
+        seen["argv"] = argv
+        i = argv.index("--config")
+        seen["settings"] = load_settings(env={}, config_file=argv[i + 1])[0]
+        seen["env"] = env
+        return subprocess.CompletedProcess(argv, 0)
+
+    in_process = []
+    monkeypatch.setattr(experiments.subprocess, "run", child)
+    monkeypatch.setattr(experiments, "train_grpo", lambda s, d, resume: in_process.append((d, resume)))
+    monkeypatch.setenv("NUM_GENERATIONS", "2")
+    steps = experiments.experiment1_steps(_settings_with_vllm(budgets=[32], seeds=2), tmp_path)
+    grpo = [s for s in steps if s.kind == "grpo"]
+    assert len(grpo) == 2
+    grpo[1].action(True)
+    argv = seen["argv"]
+    assert argv[1:4] == ["-m", "gsm8k_lab", "train-grpo"] and argv[-1] == "--resume"
+    assert argv[argv.index("--output-dir") + 1] == str(grpo[1].run_dir)
+    assert seen["settings"].to_dict() == grpo[1].settings.to_dict()  # exactly the run's settings, seed 43
+    assert seen["settings"].seed == 43 and "NUM_GENERATIONS" not in seen["env"]  # none from the environment
+    assert not in_process
+    monkeypatch.setattr(experiments.subprocess, "run", lambda argv, env: subprocess.CompletedProcess(argv, 3))
+    with pytest.raises(SystemExit) as failed:
+        grpo[0].action(False)
+    assert failed.value.code == 3
+    plain = experiments.experiment1_steps(_settings_with_vllm(budgets=[32], seeds=1, use_vllm=False), tmp_path)
+    [g] = [s for s in plain if s.kind == "grpo"]
+    g.action(False)
+    assert in_process == [(g.run_dir, False)]
+
+
+def _settings_with_vllm(budgets, seeds, use_vllm=True):
+    from gsm8k_lab.config import Settings
+
+    s = Settings()
+    s.experiment.budgets, s.experiment.seeds = budgets, seeds
+    s.grpo.use_vllm, s.grpo.vllm_mode = use_vllm, "colocate"
+    return s

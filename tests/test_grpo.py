@@ -85,6 +85,10 @@ def test_grpo_with_transformers_continuous_batching(run_cli, tmp_path, tiny_mode
     ({"NUM_GENERATIONS": "3"}, ["--batch-size", "8"], "NUM_GENERATIONS=3 does not divide the GRPO batch"),
     ({}, ["--base-model", "{half}"], "is an unfinished run directory"),
     ({}, ["--loss-type", "ppo"], "--loss-type must be one of grpo, dapo, dr_grpo, bnpo, cispo, sapo, got 'ppo'"),
+    ({}, ["--trl", "epsilon_typo=0.3"], "--trl key 'epsilon_typo' is not a field of TRL's GRPOConfig"),
+    ({}, ["--trl", "learning_rate=0.1"], "--trl key 'learning_rate' is set by this pipeline from its own settings"),
+    ({}, ["--trl", "epsilon"], "--trl must be KEY=VALUE pairs"),
+    ({}, ["--batch-size", "8", "--trl", "generation_batch_size=6"], "--trl 'generation_batch_size=6': TRL refuses it (generation_batch_size (6) must be divisible"),
 ])
 def test_bad_grpo_input(run_cli, tmp_path, tiny_model_dir, env, args, needle):
     half = tmp_path / "half"
@@ -211,3 +215,35 @@ def test_the_vllm_settings_reach_trls_config(monkeypatch, tiny_model_dir):
     s.grpo.vllm_importance_sampling = None
     grpo._trainer_builder(s, [Problem(0, "1+1?", "#### 2", 2.0)])(None, tokenizer, {}, [])
     assert seen["vllm_importance_sampling_correction"] is False
+
+
+def test_trl_fields_pass_through_to_grpos_config_checked_before_anything_loads(tmp_path):
+    """grpo.trl reaches GRPOConfig as given, on top of the fields the pipeline sets; the check builds the
+    config without setting up a device."""
+    from gsm8k_lab import grpo, training
+    from gsm8k_lab.config import Source, load_settings
+
+    words = ["scale_rewards=none", "epsilon=0.3", "mask_truncated_completions=true", "steps_per_generation=8",
+             "max_steps=3", "push_to_hub=false", "hub_model_id=me/gsm8k-grpo"]
+    s, _ = load_settings(env={}, overrides={"grpo.trl": (words, Source("flag", "--trl"))})
+    assert s.grpo.trl["epsilon"] == 0.3 and s.grpo.trl["mask_truncated_completions"] is True
+    fields = {"output_dir": str(tmp_path), "use_cpu": True, "report_to": [], **grpo.config_fields(s)}
+    args = training.trl_config("GRPOConfig", "grpo", fields, s.grpo.trl, check=True)
+    assert (args.scale_rewards, args.epsilon, args.mask_truncated_completions, args.steps_per_generation,
+            args.max_steps, args.push_to_hub, args.hub_model_id) == ("none", 0.3, True, 8, 3, False, "me/gsm8k-grpo")
+    assert args.beta == s.grpo.beta and args.num_generations == s.grpo.num_generations  # the pipeline's own fields
+    # max_steps is the step count the plan, compute and the step-matched SFT arm use
+    assert grpo.batch_geometry(s, 1)["max_steps"] == 3
+    assert training.matched_sft_epochs(s, 1024, 1) == 3 / 256
+
+
+def test_grpo_trains_with_trl_fields_and_records_them(run_cli, tmp_path, tiny_model_dir):
+    out = tmp_path / "trl"
+    r = run_cli("train_grpo.py", "--output-dir", str(out), "--base-model", str(tiny_model_dir), "--batch-size", "4",
+                "--gradient-accumulation-steps", "1", "--max-completion-length", "6", "--eval-max-new-tokens", "6",
+                "--dtype", "fp32", "--trl", "max_steps=1", "epsilon=0.3",
+                env={"TRAIN_SAMPLES": "4", "NUM_GENERATIONS": "2", "EVAL_SAMPLES": "2"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["settings"]["grpo"]["trl"] == {"max_steps": 1, "epsilon": 0.3}
+    assert info["train"]["global_steps"] == 1 and info["train"]["max_steps"] == 1  # 2 without max_steps

@@ -541,3 +541,20 @@ def test_a_tracker_names_each_run_by_its_folder(tmp_path):
     s = Settings()
     args = training._common_args(s, runtime.Runtime("cpu", "fp32", 2, 1), run, s.grpo, False)
     assert args["run_name"] == "64/grpo-seed1" and args["project"] == "gsm8k-lab"
+    assert args["report_to"] == []  # none
+
+
+def test_several_trackers_reach_the_trainer_and_each_is_checked(monkeypatch, tmp_path):
+    from gsm8k_lab import runtime, training
+    from gsm8k_lab.config import SettingError, Source, load_settings
+    from gsm8k_lab.runs import RunDir
+
+    s, _ = load_settings(env={}, overrides={"report_to": (["tensorboard", "wandb"], Source("flag", "--report-to"))})
+    args = training._common_args(s, runtime.Runtime("cpu", "fp32", 2, 1), RunDir(tmp_path / "r"), s.sft, False)
+    assert args["report_to"] == ["tensorboard", "wandb"]
+    installed = {"tensorboard"}
+    monkeypatch.setattr(training.importlib.util, "find_spec", lambda name: object() if name in installed else None)
+    with pytest.raises(SettingError, match="report_to 'wandb' needs the wandb package"):
+        training.check_tracker(s)
+    installed.add("wandb")
+    training.check_tracker(s)

@@ -176,7 +176,7 @@ def probe_start() -> dict:
 def _probe_settings(settings: Settings) -> Settings:
     """The run's settings for a probe: the same model and geometry, nothing reported or saved."""
     c = copy.deepcopy(settings)
-    c.report_to = "none"
+    c.report_to = ["none"]
     c.eval.extra_sources = []
     for t in (c.sft, c.grpo):
         t.save_steps, t.logging_steps, t.warmup_ratio = 10_000, 10_000, 0.0

@@ -466,8 +466,11 @@ def _add_setting(group, path: str, flag: str, aliases: tuple[str, ...] = ()) -> 
     kw = dict(dest=path, default=argparse.SUPPRESS, help=help_text)
     if _base(hint) is bool:
         group.add_argument(flag, *aliases, action=argparse.BooleanOptionalAction, **kw)
+    elif "dict" in str(hint):
+        group.add_argument(flag, *aliases, nargs="+", metavar="KEY=VALUE", **kw)
     elif "list" in str(hint):
-        group.add_argument(flag, *aliases, nargs="+", metavar="ITEM", **kw)
+        shown = [str(c) for c in meta.get("choices") or () if c is not None]
+        group.add_argument(flag, *aliases, nargs="+", metavar="{" + ",".join(shown) + "}" if shown else "ITEM", **kw)
     else:
         choices = meta.get("choices")
         shown = [str(c) for c in choices or () if c is not None]  # None (unset) is the absence of the flag

@@ -26,6 +26,10 @@ resumed, so a killed sweep continues where it stopped. Each ends in a report.
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,7 @@ from .grpo import prepare_grpo, train_grpo
 from .runs import RunDir, setting_differences
 from .sft import prepare_sft, train_sft
 from .traces import generate_traces, progress_path, stats_path
-from .training import evaluate_base, prepare_base, run_fingerprint
+from .training import child_environment, evaluate_base, prepare_base, run_fingerprint
 
 
 @dataclass
@@ -71,6 +75,30 @@ def run_steps(steps: list[Step]) -> list[str]:
         step.action(resume)
         ran.append(step.name)
     return ran
+
+
+def train_grpo_step(settings: Settings, run_dir: Path, resume: bool) -> None:
+    """A sweep's GRPO run: in this process, or, with a colocated vLLM engine, in a process of its own. The
+    engine's shutdown destroys the default process group TRL set up for it, so a second colocated training
+    in the same process would build its engine without one; a fresh process per run starts each clean.
+    The child reads these settings from a file (the run's own, as ``--config`` takes a tree) and none from
+    the environment; its exit status is the sweep's when it fails."""
+    g = settings.grpo
+    if not (g.use_vllm and g.vllm_mode == "colocate"):
+        train_grpo(settings, run_dir, resume=resume)
+        return
+    with tempfile.TemporaryDirectory(prefix="gsm8k-lab-grpo-") as tmp:
+        config = Path(tmp) / "settings.json"
+        config.write_text(json.dumps(settings.to_dict()), encoding="utf-8")
+        argv = [sys.executable, "-m", "gsm8k_lab", "train-grpo", "--config", str(config), "--output-dir",
+                str(run_dir), *(["--resume"] if resume else [])]
+        print(f"[gsm8k-lab] GRPO with a colocated vLLM engine runs in its own process: {' '.join(argv[2:])}",
+              flush=True)
+        code = subprocess.run(argv, env=child_environment()).returncode
+    if code:
+        print(f"[gsm8k-lab] the GRPO run {run_dir} failed (exit {code}); the sweep resumes it when run again",
+              file=sys.stderr, flush=True)
+        raise SystemExit(code)
 
 
 def check_finished(step: Step) -> None:
@@ -130,7 +158,7 @@ def experiment1_steps(settings: Settings, root: str | Path) -> list[Step]:
                                   lambda r, m=m, d=matched: train_sft(m, "full", d, resume=r),
                                   kind="sft", settings=m, stage="full"))
             steps.append(Step(f"GRPO {n}{suffix}", grpo_dir,
-                              lambda r, c=c, d=grpo_dir: train_grpo(c, d, resume=r), kind="grpo", settings=c))
+                              lambda r, c=c, d=grpo_dir: train_grpo_step(c, d, resume=r), kind="grpo", settings=c))
     return steps
 
 

@@ -31,7 +31,15 @@ from .models import preflight, resolve_model
 from .rewards import REWARD_FUNCTIONS
 from .runtime import world_size
 from .task import build_prompt, prompt_ids, trl_prompt
-from .training import TrainingJob, check_tracker, lora_config, process_accumulation, run_training
+from .training import (
+    TrainingJob,
+    check_tracker,
+    lora_config,
+    process_accumulation,
+    run_training,
+    trl_config,
+    trl_max_steps,
+)
 
 
 def train_grpo(settings: Settings, output_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -65,6 +73,7 @@ def prepare_grpo(settings: Settings, output_dir: str | Path):
                        data={"source": settings.data.train_source, "split": "train",
                              **regions.provenance("budget", problems)},
                        train=replace(g, gradient_accumulation_steps=geometry["gradient_accumulation_steps"]),
+                       config=("GRPOConfig", config_fields(settings)),
                        geometry=geometry, extra_eval=extra_eval,
                        micro_batch_tokens=lambda tok: g.batch() * (g.rollout.max_new_tokens + max(
                            len(prompt_ids(tok, build_prompt(tok, p.question))) for p in problems)),
@@ -91,7 +100,8 @@ def batch_geometry(settings: Settings, processes: int) -> dict:
     return {"per_device_batch": g.batch(), "processes": processes,
             "gradient_accumulation_steps": accumulation, "num_generations": g.num_generations,
             "completions_per_step": completions, "prompts_per_step": completions // g.num_generations,
-            "max_completion_length": g.rollout.max_new_tokens, "epochs": g.epochs}
+            "max_completion_length": g.rollout.max_new_tokens, "epochs": g.epochs,
+            **({"max_steps": trl_max_steps(g)} if trl_max_steps(g) else {})}
 
 
 def rollout_engine(settings: Settings) -> str:
@@ -137,44 +147,49 @@ def reseed_after_rollout_engine(settings: Settings) -> None:
         set_seed(settings.seed)
 
 
+def config_fields(settings: Settings) -> dict:
+    """The GRPOConfig fields GRPO sets from its settings (beside those SFT shares, ``training._common_args``)."""
+    g = settings.grpo
+    r = g.rollout
+    return dict(
+        num_train_epochs=g.epochs,
+        per_device_train_batch_size=g.batch(),
+        num_generations=g.num_generations,
+        max_completion_length=r.max_new_tokens,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        min_p=r.min_p or None,
+        repetition_penalty=r.repetition_penalty,
+        beta=g.beta,
+        loss_type=g.loss_type,
+        use_vllm=g.use_vllm,
+        vllm_mode=g.vllm_mode,
+        vllm_server_host=g.vllm_server_host,
+        vllm_server_port=g.vllm_server_port,
+        vllm_server_timeout=g.vllm_server_timeout,
+        vllm_importance_sampling_correction=g.vllm_importance_sampling is not None,
+        vllm_importance_sampling_mode=g.vllm_importance_sampling or "sequence_mask",
+        vllm_importance_sampling_clip_max=g.vllm_importance_sampling_clip,
+        vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,
+        use_transformers_continuous_batching=g.continuous_batching,
+        cache_implementation=g.cache_implementation,
+        log_completions=False,
+    )
+
+
 def _trainer_builder(settings: Settings, problems):
     g = settings.grpo
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset
-        from trl import GRPOConfig, GRPOTrainer
+        from trl import GRPOTrainer
 
         dataset = Dataset.from_list([
             {"prompt": trl_prompt(tokenizer, build_prompt(tokenizer, p.question)), "gold": p.gold} for p in problems
         ])
         tokenizer.padding_side = "left"
-        r = g.rollout
-        args = GRPOConfig(
-            **common,
-            num_train_epochs=g.epochs,
-            per_device_train_batch_size=g.batch(),
-            num_generations=g.num_generations,
-            max_completion_length=r.max_new_tokens,
-            temperature=r.temperature,
-            top_p=r.top_p,
-            top_k=r.top_k,
-            min_p=r.min_p or None,
-            repetition_penalty=r.repetition_penalty,
-            beta=g.beta,
-            loss_type=g.loss_type,
-            use_vllm=g.use_vllm,
-            vllm_mode=g.vllm_mode,
-            vllm_server_host=g.vllm_server_host,
-            vllm_server_port=g.vllm_server_port,
-            vllm_server_timeout=g.vllm_server_timeout,
-            vllm_importance_sampling_correction=g.vllm_importance_sampling is not None,
-            vllm_importance_sampling_mode=g.vllm_importance_sampling or "sequence_mask",
-            vllm_importance_sampling_clip_max=g.vllm_importance_sampling_clip,
-            vllm_gpu_memory_utilization=g.colocate_gpu_memory_utilization,
-            use_transformers_continuous_batching=g.continuous_batching,
-            cache_implementation=g.cache_implementation,
-            log_completions=False,
-        )
+        args = trl_config("GRPOConfig", "grpo", {**common, **config_fields(settings)}, g.trl)
         engine = rollout_engine(settings)
         extra = {"rollout_func": rollout_func(g.rollout, rollout_seed(settings), merged=engine == "refill-merged")} \
             if engine.startswith("refill") else {}

@@ -5,14 +5,21 @@ default on a GPU where the step would not fit without it. The parts:
 
 - **weights**: every parameter in the run's dtype (LoRA's own in fp32);
 - **optimizer**: AdamW's two fp32 moments and the fp32 gradient, for LoRA's parameters only;
-- **activations**: what backward needs per token of a micro-batch. Without checkpointing,
-  per layer about ``10 h + 4 i`` values of the run's dtype (the attention block's inputs,
-  projections and output, the gated MLP's three ``i``-wide tensors and one more; attention
-  scores are not stored by SDPA/flash kernels), for ``h`` the hidden and ``i`` the MLP
-  size (after Korthikanti et al., 2022, for a gated MLP). With checkpointing, each layer's
-  input plus one layer's full set, recomputed during backward;
-- **logits**: the vocabulary-wide logits of the micro-batch in the run's dtype and their
-  fp32 log-softmax and gradient (TRL computes per-token log-probabilities from them);
+- **activations**: what backward keeps per token of a micro-batch, per layer (in bytes, ``b`` the
+  run dtype's): ``b (7 h + 2 kv + 4 i)`` for the values in the run's dtype (the norms' inputs and
+  outputs, q, k, v and the attention output, the gated MLP's three ``i``-wide tensors and the
+  down projection's input; SDPA/flash kernels store no attention scores), for ``h`` the hidden,
+  ``kv`` the key/value width and ``i`` the MLP size; in bf16/fp16 the two RMSNorms' fp32
+  temporaries, ``2 x 3 x 4 h``; LoRA's own: with dropout, each adapted module's dropped input in
+  fp32 and its mask (``5`` bytes per input feature, q, k and v each keeping their own copy) and
+  the rank-``r`` fp32 output of every ``A``. With checkpointing, each layer's input plus one
+  layer's full set, recomputed during backward. Checked against the tensors autograd saves in a
+  real forward of a LoRA model (tests/test_memory.py, bench/training_memory.py): within 15% on
+  the tiny test model and 5% on SmolLM2-135M, in fp32 and bf16;
+- **logits**: TRL's trainers patch a fused LM head in (``trl.trainer.utils.add_fused_lm_head``):
+  the vocabulary-wide logits are never stored whole, only a tile of at most 4,096 tokens by
+  32,768 vocabulary entries at a time, in fp32, with its gradient (``8`` bytes per entry), and
+  the last hidden states it projects;
 - **vLLM**: the share of the device a colocated rollout engine reserves.
 
 Generation (evaluation, traces) needs the weights and a KV cache of
@@ -31,8 +38,14 @@ from pathlib import Path
 GiB = 1 << 30
 #: Bytes of one value of each dtype.
 BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-#: Checkpointing is switched on when the estimate exceeds this share of the device's memory.
-FITS = 0.9
+#: Checkpointing is switched on when the estimate exceeds this share of the device's memory. The
+#: estimate counts what a step keeps for backward (within 5% of what autograd saved, measured); the
+#: step's peak adds backward's temporaries: 1.6-2.0x the estimate in a CPU process's resident memory
+#: (bench/training_memory.py), so a step trains without checkpointing only with that headroom.
+FITS = 0.6
+#: The tile of TRL's fused LM head (trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE and
+#: trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE): tokens and vocabulary entries projected at a time.
+FUSED_TOKENS, FUSED_VOCAB = 4096, 32768
 
 
 @dataclass(frozen=True)
@@ -101,24 +114,41 @@ class TrainingMemory:
 
 
 def estimate_training(shape: ModelShape, dtype_name: str, lora_r: int, lora_targets: list[str],
-                      tokens_per_micro_batch: int, checkpointing: bool, vllm_bytes: int = 0) -> TrainingMemory:
+                      tokens_per_micro_batch: int, checkpointing: bool, vllm_bytes: int = 0,
+                      lora_dropout: float = 0.0) -> TrainingMemory:
     """The peak memory of one training step (see the module docstring for each part)."""
     b = BYTES[dtype_name]
     lora = shape.lora_parameters(lora_r, lora_targets)
-    per_token_layer = 10 * shape.hidden + 4 * shape.intermediate
     t, n = tokens_per_micro_batch, shape.layers
+    layer = activation_bytes_per_token_layer(shape, dtype_name, lora_r, lora_targets, lora_dropout)
     if checkpointing:
-        activations = b * t * (n * shape.hidden + per_token_layer)
+        activations = t * (n * b * shape.hidden + layer)
     else:
-        activations = b * t * n * per_token_layer
-    logits = t * shape.vocab * (b + 4 + 4)
+        activations = t * n * layer
+    logits = min(t, FUSED_TOKENS) * min(shape.vocab, FUSED_VOCAB) * (4 + 4) + t * shape.hidden * b
     return TrainingMemory(weights=b * shape.parameters + 4 * lora, optimizer=3 * 4 * lora, activations=activations,
                           logits=logits, vllm=vllm_bytes, tokens_per_micro_batch=t, checkpointing=checkpointing)
 
 
+def activation_bytes_per_token_layer(shape: ModelShape, dtype_name: str, lora_r: int, lora_targets: list[str],
+                                     lora_dropout: float) -> int:
+    """Bytes backward keeps per token in one decoder layer, without checkpointing (module docstring)."""
+    b = BYTES[dtype_name]
+    h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
+    values = b * (7 * h + 2 * kv + 4 * i)
+    norms = 0 if b == 4 else 2 * 3 * 4 * h  # RMSNorm computes in fp32
+    inputs = {"q_proj": h, "k_proj": h, "v_proj": h, "o_proj": shape.heads * shape.head_dim,
+              "gate_proj": h, "up_proj": h, "down_proj": i}
+    adapted = [name for name in inputs if name in lora_targets]
+    dropped = 5 * sum(inputs[name] for name in adapted) if lora_dropout > 0 else 0
+    return values + norms + dropped + 4 * lora_r * len(adapted)
+
+
 def needs_checkpointing(shape: ModelShape, dtype_name: str, lora_r: int, lora_targets: list[str],
-                        tokens_per_micro_batch: int, device_bytes: int, vllm_bytes: int = 0) -> bool:
+                        tokens_per_micro_batch: int, device_bytes: int, vllm_bytes: int = 0,
+                        lora_dropout: float = 0.0, fits: float = FITS) -> bool:
     """Whether the step fits only with gradient checkpointing (the estimate without it exceeds
-    :data:`FITS` of the device's memory)."""
-    plain = estimate_training(shape, dtype_name, lora_r, lora_targets, tokens_per_micro_batch, False, vllm_bytes)
-    return plain.total > FITS * device_bytes
+    ``fits`` of the device's memory, :data:`FITS` by default)."""
+    plain = estimate_training(shape, dtype_name, lora_r, lora_targets, tokens_per_micro_batch, False, vllm_bytes,
+                              lora_dropout)
+    return plain.total > fits * device_bytes

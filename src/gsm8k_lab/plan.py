@@ -324,13 +324,13 @@ def _from_job(name: str, settings: Settings, job, done: bool) -> Run:
               settings=settings)
     if run.kind == "grpo":
         run.examples_per_step = g["completions_per_step"]
-        run.steps = grpo_steps(n, g["prompts_per_step"], g["epochs"])
+        run.steps = grpo_steps(n, g["prompts_per_step"], g["epochs"], g.get("max_steps"))
         run.completions = run.steps * g["completions_per_step"]
         run.rollout_tokens = g["max_completion_length"]
     else:
         run.examples_per_step = g["examples_per_step"]
         run.steps = sft_steps(n, g["per_device_batch"], g["gradient_accumulation_steps"], g["processes"],
-                              g["epochs"])
+                              g["epochs"], g.get("max_steps"))
         run.max_length = settings.sft.max_length
     run.evaluations = [_eval_set(settings, settings.data.source, _test_size(settings)),
                        *(_eval_set(settings, src, k) for src, k in job.extra_eval.items())]
@@ -458,9 +458,9 @@ def _memory(run: Run, facts: dict, settings: Settings, available: int | None) ->
         ckpt = (s.grpo if run.kind == "grpo" else s.sft).gradient_checkpointing
         if ckpt is None:  # as training decides it: on where a GPU step would not fit without it
             ckpt = gpu and needs_checkpointing(facts["_shape"], facts["dtype"], s.lora.r, s.lora.target_modules,
-                                               tokens, available or 0, vllm_bytes)
+                                               tokens, available or 0, vllm_bytes, s.lora.dropout)
         m = estimate_training(facts["_shape"], facts["dtype"], s.lora.r, s.lora.target_modules, tokens, bool(ckpt),
-                              vllm_bytes)
+                              vllm_bytes, s.lora.dropout)
         p = {"weights": m.weights, "optimizer state": m.optimizer, "activations": m.activations + m.logits}
         if colocated:
             p["vllm share"] = vllm_bytes

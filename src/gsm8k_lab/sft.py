@@ -48,6 +48,8 @@ from .training import (
     process_accumulation,
     run_training,
     sft_steps,
+    trl_config,
+    trl_max_steps,
 )
 
 STAGES = ("prep", "full")
@@ -95,15 +97,15 @@ def prepare_sft(settings: Settings, stage: str, output_dir: str | Path, traces_f
     if s.match_grpo_steps and stage == "full":
         epochs = matched_sft_epochs(settings, len(problems), processes)
         data["matched_to_grpo_steps"] = sft_steps(len(problems), s.per_device_batch_size, accumulation, processes,
-                                                  epochs)
+                                                  epochs, trl_max_steps(s))
     geometry = {"per_device_batch": s.per_device_batch_size, "gradient_accumulation_steps": accumulation,
                 "processes": processes, "examples_per_step": s.per_device_batch_size * accumulation * processes,
-                "epochs": epochs}
+                "epochs": epochs, **({"max_steps": trl_max_steps(s)} if trl_max_steps(s) else {})}
     return TrainingJob(stage=f"{stage}_sft", output_dir=Path(output_dir), parent=parent,
                        build_trainer=_trainer_builder(settings, problems, epochs), data=data,
                        train=replace(s, learning_rate=s.stage_learning_rate(stage),
                                      gradient_accumulation_steps=accumulation), geometry=geometry,
-                       extra_eval=extra_eval,
+                       extra_eval=extra_eval, config=("SFTConfig", config_fields(settings, epochs)),
                        micro_batch_tokens=lambda tok: s.per_device_batch_size * min(
                            s.max_length, max(len(tokenize_example(tok, p)["input_ids"]) for p in problems)),
                        epoch_tokens=lambda tok: sum(min(s.max_length, len(tokenize_example(tok, p)["input_ids"]))
@@ -131,21 +133,22 @@ def tokenize_example(tokenizer, problem: Problem) -> dict:
     return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 
 
+def config_fields(settings: Settings, epochs: float) -> dict:
+    """The SFTConfig fields SFT sets from its settings (beside those GRPO shares, ``training._common_args``)."""
+    s = settings.sft
+    return dict(num_train_epochs=epochs, per_device_train_batch_size=s.per_device_batch_size,
+                max_length=s.max_length, completion_only_loss=True)
+
+
 def _trainer_builder(settings: Settings, problems: list[Problem], epochs: float):
     s = settings.sft
 
     def build_trainer(model, tokenizer, common: dict, callbacks: list):
         from datasets import Dataset
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTTrainer
 
         dataset = Dataset.from_list([tokenize_example(tokenizer, p) for p in problems])
-        args = SFTConfig(
-            **common,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=s.per_device_batch_size,
-            max_length=s.max_length,
-            completion_only_loss=True,
-        )
+        args = trl_config("SFTConfig", "sft", {**common, **config_fields(settings, epochs)}, s.trl)
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           peft_config=lora_config(settings), callbacks=callbacks)
 

@@ -29,8 +29,7 @@ from pathlib import Path
 
 from .config import SWEEP_METHODS, SettingError, Settings, validate
 from .data import eval_split_size, load_split, train_regions
-from .experiments import Step, step_settings
-from .grpo import train_grpo
+from .experiments import Step, step_settings, train_grpo_step
 from .runs import RunDir, atomic_write_json, atomic_write_text
 from .sft import train_sft
 
@@ -99,7 +98,7 @@ def sweep_steps(settings: Settings, root: str | Path, prep_model: str | Path | N
             c.set(f"{method}.learning_rate", lr)
             d = run_dir(root, method, lr)
             train = (lambda r, c=c, d=d: train_sft(c, "full", d, resume=r)) if method == "sft" else \
-                (lambda r, c=c, d=d: train_grpo(c, d, resume=r))
+                (lambda r, c=c, d=d: train_grpo_step(c, d, resume=r))
             steps.append(Step(f"{method.upper()} lr {lr:g}", d, train))
     return steps
 

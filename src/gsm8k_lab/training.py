@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import runtime
 from .config import SettingError, Settings, TrainSettings, UsageError, env_vars, load_settings, validate
+from .config.settings import TRACKER_PACKAGES
 from .data import eval_split_size
 from .evaluate import evaluation_argv, extra_evaluations, metrics_path
 from .generation import uses_vllm
@@ -67,6 +68,7 @@ class TrainingJob:
     build_trainer: Callable | None  # (model, tokenizer, common_args, callbacks) -> trainer; None: evaluate only
     data: dict  # what the stage trains on, for run.json
     train: TrainSettings  # the stage's own section (optimizer, schedule, checkpoints, logging)
+    config: tuple[str, dict] | None = None  # TRL's config class name and the fields this stage sets (not the common)
     geometry: dict = field(default_factory=dict)  # batch geometry, for run.json
     micro_batch_tokens: Callable | None = None  # (tokenizer) -> tokens of the largest micro-batch (memory estimate)
     epoch_tokens: Callable | None = None  # (tokenizer) -> tokens of one pass over the examples (SFT; compute)
@@ -74,15 +76,22 @@ class TrainingJob:
     extra_eval: dict = field(default_factory=dict)  # further evaluation sets: source -> problems
 
 
-def sft_steps(n: int, batch: int, accumulation: int, processes: int, epochs: float) -> int:
-    """Optimizer steps of transformers' Trainer: batches per process, grouped by accumulation."""
+def sft_steps(n: int, batch: int, accumulation: int, processes: int, epochs: float,
+              max_steps: int | None = None) -> int:
+    """Optimizer steps of transformers' Trainer: batches per process, grouped by accumulation (a positive
+    ``max_steps``, from ``sft.trl``, replaces the count)."""
+    if max_steps is not None and max_steps > 0:
+        return max_steps
     batches = math.ceil(n / (batch * processes))
     per_epoch = max(math.ceil(batches / accumulation), 1)
     return math.ceil(round(epochs * per_epoch, 9))
 
 
-def grpo_steps(n: int, prompts_per_step: int, epochs: float) -> int:
-    """Optimizer steps of TRL's GRPO: its sampler drops the last incomplete generation batch."""
+def grpo_steps(n: int, prompts_per_step: int, epochs: float, max_steps: int | None = None) -> int:
+    """Optimizer steps of TRL's GRPO: its sampler drops the last incomplete generation batch; a positive
+    ``max_steps`` (``grpo.trl``) replaces the count, as in transformers' Trainer."""
+    if max_steps is not None and max_steps > 0:
+        return max_steps
     return math.ceil(round(epochs * (n // prompts_per_step), 9))
 
 
@@ -111,19 +120,92 @@ def matched_sft_epochs(settings: Settings, n: int, processes: int) -> float:
     """The epochs at which SFT on ``n`` problems takes as many optimizer steps as GRPO on them
     (``sft.match_grpo_steps``): GRPO's steps over SFT's steps per epoch."""
     s = settings.sft
-    target = grpo_steps(n, grpo_prompts_per_step(settings, processes), settings.grpo.epochs)
+    target = grpo_steps(n, grpo_prompts_per_step(settings, processes), settings.grpo.epochs,
+                        trl_max_steps(settings.grpo))
     accumulation = process_accumulation("sft.gradient_accumulation_steps", s.gradient_accumulation_steps, processes)
     per_epoch = sft_steps(n, s.per_device_batch_size, accumulation, processes, 1.0)
     return max(target, 1) / per_epoch
 
 
+def trl_max_steps(train: TrainSettings) -> int | None:
+    """``max_steps`` passed to TRL through the section's ``trl`` mapping, when it is a positive integer."""
+    value = train.trl.get("max_steps")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def trl_config(kind: str, section: str, fields: dict, overrides: dict, check: bool = False):
+    """TRL's config (``kind``: GRPOConfig or SFTConfig) from the fields this pipeline sets and the section's
+    ``trl`` pass-through. A key TRL does not have, or one the pipeline sets from a setting of its own, is
+    refused in one line, as is a value TRL's own checks refuse. ``check`` builds it without setting up a
+    device (before anything loads: the device and process count come from the environment)."""
+    import dataclasses as dc
+
+    import trl
+
+    cls = getattr(trl, kind)
+    path = f"{section}.trl"
+    known = {f.name for f in dc.fields(cls)} if overrides else set()
+    for key in overrides:
+        if key not in known:
+            raise SettingError(path, overrides, "{name} key " + repr(key) + " is not a field of TRL's " + kind)
+        if key in fields:
+            raise SettingError(path, overrides, "{name} key " + repr(key) + " is set by this pipeline from its own "
+                               f"settings (see --help for {section}.*); set it there")
+    if check:
+        cls = _checked_config(cls)
+    try:
+        return cls(**fields, **overrides)
+    except (TypeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise SettingError(path, " ".join(f"{k}={v}" for k, v in overrides.items()),
+                           "{name} {value}: TRL refuses it (" + reason[:300] + ")") from None
+
+
+def _checked_config(cls):
+    """``cls`` whose device is the CPU and whose process count is WORLD_SIZE's, without setting up either:
+    TrainingArguments would otherwise start the distributed state to check a value."""
+    import torch
+
+    class Checked(cls):
+        @property
+        def device(self):
+            return torch.device("cpu")
+
+        @property
+        def n_gpu(self):
+            return 0
+
+        @property
+        def world_size(self):
+            return runtime.world_size()
+
+    Checked.__name__ = cls.__name__
+    return Checked
+
+
+def check_trl_overrides(settings: Settings, job: TrainingJob, run: RunDir) -> None:
+    """The stage's ``trl`` pass-through against TRL's config, with the fields the run will set."""
+    if job.config is None or not job.train.trl:
+        return
+    kind, fields = job.config
+    rt = runtime.current(settings)
+    common = _common_args(settings, rt, run, job.train, checkpointing=False)
+    trl_config(kind, "grpo" if job.stage == "grpo" else "sft", {**common, **fields}, job.train.trl, check=True)
+
+
 def check_tracker(settings: Settings) -> None:
-    """The tracking backend TRL reports to is installed (else training would fail after setting up)."""
-    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
-    modules = needs.get(settings.report_to, ())
-    if modules and not any(importlib.util.find_spec(m) for m in modules):
-        raise SettingError("report_to", settings.report_to,
-                           "{name} {value} needs the " + modules[0] + " package (pip install " + modules[0] + ")")
+    """Each tracking backend TRL reports to is installed (else training would fail after setting up)."""
+    for backend in trackers(settings):
+        modules = TRACKER_PACKAGES.get(backend)  # an unknown name is validation's to refuse
+        if modules and not any(importlib.util.find_spec(m) for m in modules):
+            raise SettingError("report_to", settings.report_to,
+                               "{name} " + repr(backend) + " needs the " + modules[0] + " package (pip install "
+                               + modules[0] + ")")
+
+
+def trackers(settings: Settings) -> list[str]:
+    """The backends TRL reports to (``none`` is none)."""
+    return [b for b in settings.report_to if b != "none"]
 
 
 def run_training(settings: Settings, job: TrainingJob, resume: bool, overwrite: bool) -> dict:
@@ -267,6 +349,7 @@ def check_run(settings: Settings, job: TrainingJob, resume: bool, overwrite: boo
         runtime.check_training_gpus()
     run = RunDir(job.output_dir)
     _refuse_to_write_into_the_parent(job, run)
+    check_trl_overrides(settings, job, run)
     previous = run.check(resume=resume, overwrite=overwrite)
     if resume and previous:
         check_same_settings("output_dir", str(run.root), previous.get("fingerprint"), run_fingerprint(settings, job))
@@ -392,8 +475,9 @@ def training_memory(settings: Settings, job: TrainingJob, rt: runtime.Runtime, t
     checkpointing = job.train.gradient_checkpointing
     if checkpointing is None:
         checkpointing = device_bytes is not None and needs_checkpointing(
-            shape, rt.dtype_name, lora.r, lora.target_modules, tokens, device_bytes, vllm_bytes)
-    estimate = estimate_training(shape, rt.dtype_name, lora.r, lora.target_modules, tokens, checkpointing, vllm_bytes)
+            shape, rt.dtype_name, lora.r, lora.target_modules, tokens, device_bytes, vllm_bytes, lora.dropout)
+    estimate = estimate_training(shape, rt.dtype_name, lora.r, lora.target_modules, tokens, checkpointing, vllm_bytes,
+                                 lora.dropout)
     where = f" of the GPU's {device_bytes / GiB:.0f} GiB" if device_bytes else ""
     print(f"[gsm8k-lab] memory estimate of a training step: {estimate.describe()}{where}", flush=True)
     return estimate
@@ -507,7 +591,7 @@ def _common_args(settings: Settings, rt: runtime.Runtime, run: RunDir, train: Tr
         save_strategy="steps",
         logging_first_step=True,
         save_total_limit=2,
-        report_to=[] if settings.report_to == "none" else [settings.report_to],
+        report_to=trackers(settings),
         # a tracker shows each run under its folder (an experiment's budget and arm: "64/grpo-seed1")
         run_name=tracker_run_name(run.root),
         project="gsm8k-lab",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import yaml
 
 from .errors import SettingError, Source, Sources
-from .parsing import iter_settings, parse_value
+from .parsing import JSON_LITERAL, iter_settings, parse_value
 from .settings import PRESETS, Settings
 
 
@@ -138,9 +137,7 @@ class _JSONLoader(_TextLoader):
 
     def construct_scalar(self, node):
         value = super().construct_scalar(node)
-        if node.style is None and _JSON_LITERAL.fullmatch(value):
+        if node.style is None and JSON_LITERAL.fullmatch(value):
             return json.loads(value)
         return value
 
-
-_JSON_LITERAL = re.compile(r"null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")

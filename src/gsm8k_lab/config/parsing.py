@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import types
 import typing
@@ -51,6 +52,8 @@ def parse_value(path: str, raw: Any, source: Source | None = None) -> Any:
         if optional:
             return None
         raise bad(expected(base, meta))
+    if typing.get_origin(base) is dict:
+        return _parse_mapping(raw, bad)
     if isinstance(raw, dict) or (isinstance(raw, list) and typing.get_origin(base) is not list):
         raise bad(expected(base, meta))  # a mapping or list (from a file) where one value belongs
     if meta.get("unset") and isinstance(raw, str) and raw.strip().lower() in ("", "none", "null"):
@@ -129,6 +132,42 @@ def strict_float(raw: Any) -> float:
     if not text.isascii() or "_" in text:
         raise ValueError(raw)
     return float(text)
+
+
+#: A JSON literal as written unquoted (null, true, false, a number): read as JSON, anything else stays text.
+JSON_LITERAL = re.compile(r"null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def literal(value: Any) -> Any:
+    """A mapping setting's value: text that is a JSON literal becomes it (``0.2``, ``true``, ``null``), other
+    text stays text; lists and mappings (from a file) are read item by item; JSON's own types stay."""
+    if isinstance(value, str):
+        return json.loads(value) if JSON_LITERAL.fullmatch(value.strip()) else value
+    if isinstance(value, list):
+        return [literal(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): literal(v) for k, v in value.items()}
+    return value
+
+
+def _parse_mapping(raw: Any, bad) -> dict[str, Any]:
+    """A mapping from a file, or ``KEY=VALUE`` pairs from a flag (several words) or a variable (one text)."""
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    else:
+        words = raw if isinstance(raw, list) else str(raw).split()
+        pairs = []
+        for word in words:
+            key, sep, value = str(word).partition("=")
+            if not sep or not key.strip():
+                raise bad("KEY=VALUE pairs (or a mapping in a settings file)")
+            pairs.append((key.strip(), value))
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise bad("a mapping whose keys are field names")
+        out[key] = literal(value)
+    return out
 
 
 def unwrap(hint) -> tuple[Any, bool]:

@@ -17,6 +17,8 @@ from .fields import section, setting
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 BACKENDS = ("auto", "transformers", "vllm")
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
+#: What each tracking backend needs installed.
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
 VLLM_MODES = ("colocate", "server")
 SPLITS = ("train", "test")
@@ -131,6 +133,12 @@ class TrainSettings:
     gradient_checkpointing: bool | None = setting(
         None, "Trade compute for memory (unset: on where the memory estimate printed at start-up says a step "
         "would not fit the GPU without it; off on a CPU).")
+    trl: dict[str, Any] = setting(
+        {}, "Further fields of TRL's trainer config, passed as given (KEY=VALUE on the command line, a mapping in a "
+        "settings file; values read as JSON literals, else text), e.g. max_steps, push_to_hub, hub_model_id and, "
+        "for GRPO, scale_rewards, epsilon, mask_truncated_completions, steps_per_generation. A field this pipeline "
+        "sets from a setting of its own is refused with that setting's name; TRL checks the values before any "
+        "model loads. max_steps also sets the step count the plan, the compute and step matching use.")
 
 
 @dataclass
@@ -284,7 +292,9 @@ class SweepSettings:
 class Settings:
     output_root: str = setting("outputs", "Root of default output paths.", env="OUTPUT_DIR")
     seed: int = setting(42, "Training seed.", min=0, max=SEED_MAX)
-    report_to: str = setting("none", "Tracking backend for TRL.", choices=REPORT_TO)
+    report_to: list[str] = setting(["none"], "Tracking backends for TRL, one or several (none, or any of tensorboard, "
+                                   "wandb, trackio); a run shows as its folder under the project gsm8k-lab.",
+                                   choices=REPORT_TO)
     model: ModelSettings = section(ModelSettings, "The model.")
     data: DataSettings = section(DataSettings, "Where problems come from.")
     lora: LoraSettings = section(LoraSettings, "The adapter trained by SFT and GRPO.")

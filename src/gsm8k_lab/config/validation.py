@@ -45,7 +45,17 @@ def validate(settings: Settings, splits: Mapping[str, int] | None = None,
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise SettingError(path, value, "{name} must be a finite number, got {value}")
-        if meta["choices"] is not None and value not in meta["choices"]:
+        if meta["choices"] is not None and isinstance(value, list):  # several of the choices
+            names = ", ".join(str(c) for c in meta["choices"] if c is not None)
+            for item in value:
+                if item not in meta["choices"]:
+                    raise SettingError(path, value, "{name} must be one or more of " + names + f", got {item!r}")
+            if not value or len(set(value)) != len(value):
+                raise SettingError(path, value, "{name} must name each of " + names + " at most once, and at least "
+                                   "one, got {value}")
+            if "none" in value and len(value) > 1:
+                raise SettingError(path, value, "{name} none means no tracker: give it alone, got {value}")
+        elif meta["choices"] is not None and value not in meta["choices"]:
             names = ", ".join(str(c) for c in meta["choices"] if c is not None)
             raise SettingError(path, value, "{name} must be one of " + names + ", got {value}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
