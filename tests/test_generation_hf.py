@@ -260,3 +260,46 @@ def test_refill_stop_check_ends_a_row_at_the_closing_tag(tiny_model_dir):
     assert tok.decode(target[:upto]).endswith("</SOLUTION>") and not stop.matches(target[:upto - 1])
     c = b._decode(target[:upto])
     assert c.text.endswith("</SOLUTION>") and not c.truncated
+
+
+SHARED = "You are a careful assistant. Think step by step, then give the final number. Question: "
+PREFIXED = [SHARED + q for q in ("two plus two?", "What is seven times six, and why?", "ten", "Half of 9?",
+                                 "If a train leaves at noon and travels for three hours, when does it arrive?")]
+
+
+def test_the_shared_prefix_is_attended_once_with_the_same_text_as_model_generate(backend):
+    """Rows attend to the prompts' shared prefix through one matmul (not a copy per row): greedy text equals
+    transformers' own generate on every prompt, with rows ending and being refilled."""
+    from gsm8k_lab.generation import refill
+
+    params = SamplingParams(max_new_tokens=12)
+    tok = backend.tokenizer
+    encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in PREFIXED]
+    assert refill._shared_prefix(encoded, list(range(len(encoded)))) >= refill.MIN_SHARED_PREFIX
+    static = TransformersBackend(backend.model, tok, batch_size=1, engine="static")
+    assert [c[0].text for c in generate(backend, PREFIXED, params)] == \
+        [c[0].text for c in generate(static, PREFIXED, params)]
+
+
+def test_rows_ending_and_starting_never_reallocate_the_kv_buffers(backend, monkeypatch):
+    """The buffers are allocated once for the batch: rows that end leave their slot to the rows that stay or to
+    new rows, and only the columns a moved row uses are copied."""
+    from gsm8k_lab.generation import refill
+
+    buffers: dict[int, set[int]] = {}
+
+    class Watched(refill.RowCache):
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            buffers.setdefault(layer_idx, set()).add(self.keys[layer_idx].data_ptr())
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+    monkeypatch.setattr(refill, "RowCache", Watched)
+    tok = backend.tokenizer
+    encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in PREFIXED * 2]
+    jobs = [(i, 0) for i in range(len(encoded))]
+    lengths = set()
+    for _, _, tokens, _ in refill.decode(backend.model, encoded, jobs, SamplingParams(max_new_tokens=10), 3,
+                                         {tok.eos_token_id}, lambda t: len(t) >= 2 + len(lengths) % 5):
+        lengths.add(len(tokens))
+    assert len(lengths) > 1  # rows ended at different steps
+    assert buffers and all(len(ptrs) == 1 for ptrs in buffers.values())

@@ -11,10 +11,16 @@ This loop instead keeps ``batch_size`` rows decoding at once and:
 - computes the prompts' **shared prefix** (the chat template and system prompt,
   ~100 tokens) once and copies its KV into each new row, prefilling only the
   question;
-- writes the KV into **preallocated buffers** in place, every row aligned on the
-  right so all rows write column ``t`` at each step (its own positions and a
-  padding mask keep rows apart); when the buffer fills, columns no row uses are
-  dropped from the left.
+- keeps the shared prefix's KV **once**: a decode step attends to it with one
+  matmul over every row's queries (the prefix stays in the CPU's cache instead
+  of being read from memory once per row), and to each row's own tokens from
+  its buffer;
+- writes each row's own KV into **preallocated buffers** in place, every row
+  aligned on the right so all rows write column ``t`` at each step (its own
+  positions and a padding mask keep rows apart), attention reading only from the
+  first column a live row uses; when rows end, the rows that stay move into the
+  freed slots (only the columns they use are copied; nothing is reallocated);
+  when the buffer fills, columns no row uses are dropped from the left.
 
 Decoding is exactly the settings': greedy is argmax, sampling applies the
 repetition penalty, temperature, top-k, top-p and min-p in transformers' order,
@@ -41,6 +47,10 @@ MIN_SHARED_PREFIX = 8  # tokens; below this the prefix is not worth a separate p
 
 ATTENTION = "gsm8k_lab_gqa"
 
+#: The shared prefix's keys and values per layer (``[kv heads, prefix, dim]``) while a decode step runs:
+#: every row attends to them through one matmul instead of a copy of its own (set by :func:`_decode`).
+_SHARED_PREFIX: dict[int, tuple] = {}
+
 
 def gqa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Attention for grouped-query models without expanding K and V to every query head.
@@ -54,15 +64,27 @@ def gqa_attention(module, query, key, value, attention_mask, scaling=None, dropo
     b, h, q, d = query.shape
     hkv = key.shape[1]
     g = h // hkv
+    scale = scaling if scaling is not None else d ** -0.5
     qg = query.reshape(b, hkv, g * q, d)
-    scores = torch.matmul(qg, key.transpose(-1, -2)) * (scaling if scaling is not None else d ** -0.5)
+    scores = torch.matmul(qg, key.transpose(-1, -2)) * scale
     if attention_mask is not None:
         mask = attention_mask[:, :, :, : key.shape[-2]]
         if q > 1 and g > 1:
             mask = mask[:, :, None].expand(-1, -1, g, -1, -1).reshape(mask.shape[0], 1, g * q, -1)
         scores = scores + mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(probs, value).reshape(b, hkv, g, q, -1).reshape(b, h, q, -1)
+    shared = _SHARED_PREFIX.get(getattr(module, "layer_idx", None)) if _SHARED_PREFIX else None
+    if shared is None:
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        out = torch.matmul(probs, value)
+    else:  # a decode step: the prefix every row shares, as one matmul over all rows' queries, then the rows' own
+        pk, pv = shared
+        across = qg.transpose(0, 1).reshape(hkv, b * g * q, d)
+        before = (torch.matmul(across, pk.transpose(-1, -2)) * scale).reshape(hkv, b, g * q, -1).transpose(0, 1)
+        probs = torch.softmax(torch.cat([before, scores], dim=-1), dim=-1, dtype=torch.float32).to(query.dtype)
+        p = pk.shape[-2]
+        first = torch.matmul(probs[..., :p].transpose(0, 1).reshape(hkv, b * g * q, p), pv)
+        out = first.reshape(hkv, b, g * q, -1).transpose(0, 1) + torch.matmul(probs[..., p:], value)
+    out = out.reshape(b, hkv, g, q, -1).reshape(b, h, q, -1)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -74,27 +96,30 @@ def supports(model) -> bool:
 
 
 class RowCache:
-    """Per-layer KV buffers ``[rows, heads, length, dim]``; every row writes its next token at column ``t``."""
+    """Per-layer KV buffers ``[capacity, heads, length, dim]``, allocated once; the first ``rows`` slots are
+    the live rows, and every row writes its next token at column ``t``."""
 
-    def __init__(self, length: int):
-        self.length = length
+    def __init__(self, length: int, capacity: int = 0):
+        self.length, self.capacity = length, capacity
         self.keys: dict[int, object] = {}
         self.values: dict[int, object] = {}
         self.t = 0
+        self.rows = 0
+        self.first = 0  # the first column any live row uses: attention reads from there
 
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
-        import torch
-
-        if layer_idx not in self.keys:
-            b, h, _, d = key_states.shape
-            self.keys[layer_idx] = torch.zeros(b, h, self.length, d, dtype=key_states.dtype, device=key_states.device)
-            self.values[layer_idx] = torch.zeros(b, h, self.length, value_states.shape[-1],
-                                                 dtype=value_states.dtype, device=value_states.device)
         n = key_states.shape[2]
-        k, v = self.keys[layer_idx], self.values[layer_idx]
+        rows = key_states.shape[0]
+        k, v = self.keys[layer_idx][:rows], self.values[layer_idx][:rows]
         k[:, :, self.t:self.t + n] = key_states
         v[:, :, self.t:self.t + n] = value_states
-        return k[:, :, :self.t + n], v[:, :, :self.t + n]
+        return k[:, :, self.first:self.t + n], v[:, :, self.first:self.t + n]
+
+    def live(self):
+        """Each layer's key and value buffers, cut to the live rows (views)."""
+        for store in (self.keys, self.values):
+            for buf in store.values():
+                yield buf[:self.rows]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.t
@@ -280,28 +305,21 @@ def _shared_prefix(encoded: list[list[int]], used: list[int]) -> int:
     return p if p >= MIN_SHARED_PREFIX else 0
 
 
-def _grow(cache: RowCache, extra: int) -> None:
-    import torch
-
-    for store in (cache.keys, cache.values):
-        for layer, buf in store.items():
-            pad = torch.zeros((extra, *buf.shape[1:]), dtype=buf.dtype, device=buf.device)
-            store[layer] = torch.cat([buf, pad])
-
-
-def _select(cache: RowCache, keep: list[int]) -> None:
-    import torch
-
-    for store in (cache.keys, cache.values):
-        for layer, buf in store.items():
-            store[layer] = buf[torch.tensor(keep, dtype=torch.long, device=buf.device)] if keep else buf[:0]
+def _select(cache: RowCache, keep: list[int], starts: list[int]) -> None:
+    """Keep the rows ``keep`` (increasing) in the first slots, in their order, in place: each kept row that
+    moves copies only the columns it uses (from its start, ``starts`` of the kept rows, to ``t``) into the
+    slot of a row that left. Nothing is reallocated and rows that stay where they are are not touched."""
+    for slot, (row, start) in enumerate(zip(keep, starts)):
+        if row != slot:  # row > slot: its source is never a slot written before it
+            for buf in cache.live():
+                buf[slot, :, start:cache.t] = buf[row, :, start:cache.t]
+    cache.rows = len(keep)
 
 
 def _shift_right(cache: RowCache, rows: list[dict], by: int) -> None:
     """Move every row's columns right (so a longer prompt fits before column t)."""
-    for store in (cache.keys, cache.values):
-        for buf in store.values():
-            buf[:, :, by:cache.t + by] = buf[:, :, :cache.t].clone()
+    for buf in cache.live():
+        buf[:, :, by:cache.t + by] = buf[:, :, :cache.t].clone()
     for row in rows:
         row["start"] += by
     cache.t += by
@@ -312,9 +330,8 @@ def _compact(cache: RowCache, rows: list[dict]) -> None:
     drop = min(row["start"] for row in rows)
     if drop <= 0:
         raise RuntimeError("KV buffer full: a row is longer than the buffer")  # cannot happen: sized for it
-    for store in (cache.keys, cache.values):
-        for buf in store.values():
-            buf[:, :, :cache.t - drop] = buf[:, :, drop:cache.t].clone()
+    for buf in cache.live():
+        buf[:, :, :cache.t - drop] = buf[:, :, drop:cache.t].clone()
     for row in rows:
         row["start"] -= drop
     cache.t -= drop
@@ -358,9 +375,10 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=No
             decoder(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=keep, use_cache=True,
                     position_ids=torch.arange(prefix_len, device=device)[None], attention_mask=mask.to(device))
         prefix_kv = keep.kv
+    shared = {layer: (k[0], v[0]) for layer, (k, v) in prefix_kv.items()}  # [kv heads, prefix, dim] per layer
     longest = max(len(encoded[i]) for i, _ in jobs)
     length = longest + gen.max_new_tokens + max(64, gen.max_new_tokens // 2)
-    cache = RowCache(length)
+    cache = RowCache(length, batch_size)
     sampler = Sampler(gen)
     queue = deque(jobs)
     rows: list[dict] = []  # per row: job, start column, generated tokens
@@ -393,28 +411,23 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=No
         streams = None if gen.greedy else [row_stream(seeds[i] + k) for i, k in new]
         first = sampler(logits, lambda: [encoded[i] for i, _ in new], streams)
         # make room: each new row ends at column t, so t must be at least its prompt length
-        need = max(prefix_len + len(s) for s in suffixes)
+        need = max(len(s) for s in suffixes)  # a row's buffer holds its own tokens: the prefix is shared
         if cache.t < need:
             _shift_right(cache, rows, need - cache.t)
         base = len(rows)
-        if not cache.keys:  # the first rows: allocate the buffers
+        if not cache.keys:  # the first rows: allocate the buffers, for every row the batch will hold
             for layer, (k, v) in pcache.suffix.items():
-                cache.keys[layer] = torch.zeros(m, k.shape[1], cache.length, k.shape[3], dtype=k.dtype, device=device)
-                cache.values[layer] = torch.zeros(m, v.shape[1], cache.length, v.shape[3], dtype=v.dtype,
-                                                  device=device)
-        else:
-            _grow(cache, m)
+                cache.keys[layer] = torch.zeros(cache.capacity, k.shape[1], cache.length, k.shape[3], dtype=k.dtype,
+                                                device=device)
+                cache.values[layer] = torch.zeros(cache.capacity, v.shape[1], cache.length, v.shape[3],
+                                                  dtype=v.dtype, device=device)
+        cache.rows = base + m
         for r, (job, s) in enumerate(zip(new, suffixes)):
-            total = prefix_len + len(s)
-            start = cache.t - total
+            start = cache.t - len(s)
             slot = base + r
             for layer, (k, v) in pcache.suffix.items():
-                if prefix_len:
-                    pk, pv = prefix_kv[layer]
-                    cache.keys[layer][slot, :, start:start + prefix_len] = pk[0]
-                    cache.values[layer][slot, :, start:start + prefix_len] = pv[0]
-                cache.keys[layer][slot, :, start + prefix_len:cache.t] = k[r, :, :len(s)]
-                cache.values[layer][slot, :, start + prefix_len:cache.t] = v[r, :, :len(s)]
+                cache.keys[layer][slot, :, start:cache.t] = k[r, :, :len(s)]
+                cache.values[layer][slot, :, start:cache.t] = v[r, :, :len(s)]
             rows.append({"job": job, "start": start, "tokens": [int(first[r])], "prompt": encoded[job[0]],
                          "stream": streams[r] if streams else None})
         tail = first.to(device)[:, None]
@@ -437,7 +450,7 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=No
             keep = [r for r in range(len(rows)) if r not in {d for d, _ in done}]
             rows = [rows[r] for r in keep]
             next_tokens = next_tokens[keep] if keep else None
-            _select(cache, keep)
+            _select(cache, keep, [row["start"] for row in rows])
         if queue and batch_size - len(rows) >= (refill_at if rows else 1):
             admit(batch_size - len(rows))
         if not rows:
@@ -445,14 +458,19 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=No
         if cache.t + 1 > cache.length:
             _compact(cache, rows)
         starts = torch.tensor([row["start"] for row in rows])
-        pos = torch.tensor([[cache.t - row["start"]] for row in rows])
-        cols = torch.arange(cache.t + 1)
-        mask = torch.zeros(len(rows), 1, 1, cache.t + 1, dtype=dtype).masked_fill(
+        cache.first = min(row["start"] for row in rows)
+        pos = torch.tensor([[prefix_len + cache.t - row["start"]] for row in rows])
+        cols = torch.arange(cache.first, cache.t + 1)
+        mask = torch.zeros(len(rows), 1, 1, len(cols), dtype=dtype).masked_fill(
             (cols[None, :] < starts[:, None])[:, None, None, :], neg)
-        with torch.inference_mode():
-            hidden = decoder(input_ids=next_tokens, position_ids=pos.to(device), attention_mask=mask.to(device),
-                             past_key_values=cache, use_cache=True).last_hidden_state
-            logits = head(hidden[:, -1]).float()
+        _SHARED_PREFIX.update(shared)
+        try:
+            with torch.inference_mode():
+                hidden = decoder(input_ids=next_tokens, position_ids=pos.to(device), attention_mask=mask.to(device),
+                                 past_key_values=cache, use_cache=True).last_hidden_state
+                logits = head(hidden[:, -1]).float()
+        finally:
+            _SHARED_PREFIX.clear()
         cache.t += 1
         chosen = sampler(logits, lambda rows=rows: [row["prompt"] + row["tokens"] for row in rows],
                          [row["stream"] for row in rows])
