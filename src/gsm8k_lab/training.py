@@ -161,28 +161,6 @@ def trl_config(kind: str, section: str, fields: dict, overrides: dict, check: bo
                            "{name} {value}: TRL refuses it (" + reason[:300] + ")") from None
 
 
-def _checked_config(cls):
-    """``cls`` whose device is the CPU and whose process count is WORLD_SIZE's, without setting up either:
-    TrainingArguments would otherwise start the distributed state to check a value."""
-    import torch
-
-    class Checked(cls):
-        @property
-        def device(self):
-            return torch.device("cpu")
-
-        @property
-        def n_gpu(self):
-            return 0
-
-        @property
-        def world_size(self):
-            return runtime.world_size()
-
-    Checked.__name__ = cls.__name__
-    return Checked
-
-
 def check_trl_overrides(settings: Settings, job: TrainingJob, run: RunDir) -> None:
     """The stage's ``trl`` pass-through against TRL's config, with the fields the run will set."""
     if job.config is None or not job.train.trl:
@@ -660,3 +638,25 @@ def _tokens_trained(trainer, job: TrainingJob, tokenizer) -> int:
     g = job.geometry
     per_epoch = sft_steps(job.data["n"], g["per_device_batch"], g["gradient_accumulation_steps"], g["processes"], 1.0)
     return round(job.epoch_tokens(tokenizer) * trainer.state.global_step / per_epoch)
+
+
+def _checked_config(cls):
+    """``cls`` whose device is the CPU and whose process count is WORLD_SIZE's, without setting up either:
+    TrainingArguments would otherwise start the distributed state to check a value."""
+    import torch
+
+    class Checked(cls):
+        @property
+        def device(self):
+            return torch.device("cpu")
+
+        @property
+        def n_gpu(self):
+            return 0
+
+        @property
+        def world_size(self):
+            return runtime.world_size()
+
+    Checked.__name__ = cls.__name__
+    return Checked

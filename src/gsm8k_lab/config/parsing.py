@@ -150,26 +150,6 @@ def literal(value: Any) -> Any:
     return value
 
 
-def _parse_mapping(raw: Any, bad) -> dict[str, Any]:
-    """A mapping from a file, or ``KEY=VALUE`` pairs from a flag (several words) or a variable (one text)."""
-    if isinstance(raw, dict):
-        pairs = list(raw.items())
-    else:
-        words = raw if isinstance(raw, list) else str(raw).split()
-        pairs = []
-        for word in words:
-            key, sep, value = str(word).partition("=")
-            if not sep or not key.strip():
-                raise bad("KEY=VALUE pairs (or a mapping in a settings file)")
-            pairs.append((key.strip(), value))
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise bad("a mapping whose keys are field names")
-        out[key] = literal(value)
-    return out
-
-
 def unwrap(hint) -> tuple[Any, bool]:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -196,3 +176,23 @@ _LIST_ITEMS = {int: strict_int, float: strict_float, str: str}
 @functools.cache
 def _leaves() -> dict[str, tuple[dataclasses.Field, Any]]:
     return {p: (f, hint) for p, f, hint in iter_settings()}
+
+
+def _parse_mapping(raw: Any, bad) -> dict[str, Any]:
+    """A mapping from a file, or ``KEY=VALUE`` pairs from a flag (several words) or a variable (one text)."""
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    else:
+        words = raw if isinstance(raw, list) else str(raw).split()
+        pairs = []
+        for word in words:
+            key, sep, value = str(word).partition("=")
+            if not sep or not key.strip():
+                raise bad("KEY=VALUE pairs (or a mapping in a settings file)")
+            pairs.append((key.strip(), value))
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise bad("a mapping whose keys are field names")
+        out[key] = literal(value)
+    return out
