@@ -27,7 +27,7 @@ def measure(model_path: str | None, dtype_name: str, batch: int, length: int) ->
     from trl.trainer.utils import add_fused_lm_head
 
     from gsm8k_lab.config import Settings
-    from gsm8k_lab.memory import BYTES, ModelShape, estimate_training
+    from gsm8k_lab.memory import BYTES, ModelShape, estimate_training, forward_saving
     from gsm8k_lab.models import base_path, resolve_model
     from gsm8k_lab.training import lora_config
 
@@ -41,17 +41,8 @@ def measure(model_path: str | None, dtype_name: str, batch: int, length: int) ->
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, model.config.vocab_size, (batch, length))
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def keep(tensor):
-        storage = tensor.untyped_storage()
-        saved[storage.data_ptr()] = max(saved.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        out = model(input_ids=ids, labels=ids, fused_lm_head=True)
+    out, saved = forward_saving(model, ids)
     out.loss.backward()
     optimizer.step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -59,7 +50,7 @@ def measure(model_path: str | None, dtype_name: str, batch: int, length: int) ->
     lora = settings.lora
     m = estimate_training(shape, dtype_name, lora.r, lora.target_modules, batch * length, False,
                           lora_dropout=lora.dropout)
-    return {"saved": sum(n for ptr, n in saved.items() if ptr not in params),
+    return {"saved": saved,
             "estimated_saved": m.activations + batch * length * shape.hidden * BYTES[dtype_name],
             "step_peak": peak - loaded, "estimated_step": m.total - m.weights}
 
@@ -69,8 +60,8 @@ def main() -> None:
     p.add_argument("--model-path")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--batches", nargs="+", default=["8x200", "4x768"],
-                   help="micro-batches as ROWSxTOKENS (the small preset's GRPO: 8 completions of a ~70-token question + 128; "
-                        "SFT's default: 4 examples of up to 768)")
+                   help="micro-batches as ROWSxTOKENS (the small preset's GRPO: 8 completions of a ~70-token "
+                        "question + 128; SFT's default: 4 examples of up to 768)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:  # a row, in its own process (ru_maxrss is the process's peak)

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gsm8k_lab.memory import BYTES, GiB, ModelShape, estimate_training, needs_checkpointing
+from gsm8k_lab.memory import BYTES, GiB, ModelShape, estimate_training, forward_saving, needs_checkpointing
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Qwen2.5-1.5B-Instruct's config (the fields the estimate reads)
@@ -77,17 +77,7 @@ def test_the_activation_estimate_matches_what_autograd_keeps(tiny_model_dir, dty
     model.train()
     batch, length = 4, 128
     ids = torch.randint(0, model.config.vocab_size, (batch, length))
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def keep(tensor):
-        storage = tensor.untyped_storage()
-        saved[storage.data_ptr()] = max(saved.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        model(input_ids=ids, labels=ids, fused_lm_head=True)
-    measured = sum(n for ptr, n in saved.items() if ptr not in params)
+    _, measured = forward_saving(model, ids)
     shape = ModelShape.from_folder(tiny_model_dir)
     lora = settings.lora
     m = estimate_training(shape, dtype, lora.r, lora.target_modules, batch * length, False, lora_dropout=lora.dropout)

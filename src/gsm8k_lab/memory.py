@@ -144,6 +144,25 @@ def activation_bytes_per_token_layer(shape: ModelShape, dtype_name: str, lora_r:
     return values + norms + dropped + 4 * lora_r * len(adapted)
 
 
+def forward_saving(model, input_ids):
+    """A training forward of ``model`` (TRL's fused LM head: ``fused_lm_head=True``) on ``input_ids`` as its own
+    labels, and the bytes autograd saved for backward: each storage counted once, parameters left out. What
+    the activations estimate is checked against (tests/test_memory.py, bench/training_memory.py)."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def keep(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = max(saved.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        out = model(input_ids=input_ids, labels=input_ids, fused_lm_head=True)
+    return out, sum(n for ptr, n in saved.items() if ptr not in params)
+
+
 def needs_checkpointing(shape: ModelShape, dtype_name: str, lora_r: int, lora_targets: list[str],
                         tokens_per_micro_batch: int, device_bytes: int, vllm_bytes: int = 0,
                         lora_dropout: float = 0.0, fits: float = FITS) -> bool:
