@@ -303,3 +303,41 @@ def test_rows_ending_and_starting_never_reallocate_the_kv_buffers(backend, monke
         lengths.add(len(tokens))
     assert len(lengths) > 1  # rows ended at different steps
     assert buffers and all(len(ptrs) == 1 for ptrs in buffers.values())
+
+
+def test_prefill_groups_pad_little_and_cover_every_row_once():
+    """New rows are prefilled in groups of similar length: every row in exactly one group, and the padding is a
+    tenth of the rows' own tokens, where one group padded to the longest would add 70%."""
+    from gsm8k_lab.generation import refill
+
+    lengths = [20 + (37 * i) % 121 for i in range(64)]  # 20..140 tokens, in no order
+    groups = refill._prefill_groups(lengths)
+    assert sorted(r for g in groups for r in g) == list(range(64))
+    padded = sum(max(lengths[r] for r in g) * len(g) for g in groups)
+    assert padded <= 1.12 * sum(lengths) and 1.7 * sum(lengths) < max(lengths) * len(lengths)
+    assert all(sum(lengths[r] for r in g) >= refill.PREFILL_GROUP_TOKENS for g in groups[:-1])
+    assert refill._prefill_groups([5]) == [[0]] and refill._prefill_groups([]) == []
+
+
+def test_rows_prefilled_in_groups_write_the_same_text(backend, monkeypatch):
+    """Prefilled in many small groups (a row per group at the extreme), rows write what model.generate writes."""
+    from gsm8k_lab.generation import refill
+    from gsm8k_lab.task import build_prompt
+
+    calls = []
+    original = refill._prefill_groups
+
+    def watched(lengths):
+        groups = original(lengths)
+        calls.append(len(groups))
+        return groups
+
+    monkeypatch.setattr(refill, "PREFILL_GROUP_TOKENS", 1)
+    monkeypatch.setattr(refill, "_prefill_groups", watched)
+    tok = backend.tokenizer
+    prompts = [build_prompt(tok, q) for q in _long_prompts()[:7]]
+    params = SamplingParams(max_new_tokens=8)
+    static = generate(TransformersBackend(backend.model, tok, batch_size=7, engine="static"), prompts, params)
+    got = generate(TransformersBackend(backend.model, tok, batch_size=7, engine="refill"), prompts, params)
+    assert max(calls) > 1
+    assert [c[0].text for c in got] == [c[0].text for c in static]
