@@ -341,3 +341,62 @@ def test_rows_prefilled_in_groups_write_the_same_text(backend, monkeypatch):
     got = generate(TransformersBackend(backend.model, tok, batch_size=7, engine="refill"), prompts, params)
     assert max(calls) > 1
     assert [c[0].text for c in got] == [c[0].text for c in static]
+
+
+def test_keys_are_stored_transposed_for_the_scores_matmul(backend, monkeypatch):
+    """Each layer's key buffer is a ``[rows, heads, length, dim]`` view of ``[.., dim, length]`` storage, the
+    layout ``query @ key^T`` reads without a transposition; values stay ``[.., length, dim]``."""
+    from gsm8k_lab.generation import refill
+
+    seen = []
+
+    class Watched(refill.RowCache):
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            seen.append((self.keys[layer_idx].stride(), self.values[layer_idx].stride()))
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+    monkeypatch.setattr(refill, "RowCache", Watched)
+    tok = backend.tokenizer
+    encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in PREFIXED]
+    list(refill.decode(backend.model, encoded, [(i, 0) for i in range(len(encoded))], SamplingParams(max_new_tokens=3),
+                       2, {tok.eos_token_id}, lambda t: False))
+    assert seen and all(k[-2] == 1 and k[-1] > 1 and v[-1] == 1 for k, v in seen)
+
+
+@pytest.mark.parametrize(("src", "dst", "n"), [(5, 0, 20), (0, 5, 20), (3, 1, 9), (1, 4, 2), (7, 0, 1), (2, 2, 5)])
+def test_columns_move_in_place_as_a_copy_would_move_them(src, dst, n):
+    """Compaction and room for a longer prompt move columns within the buffer, chunk by chunk (no temporary the
+    size of the buffer): the result equals the move through a copy, in either direction and any overlap."""
+    import torch
+
+    from gsm8k_lab.generation import refill
+
+    buf = torch.arange(2 * 3 * 30 * 4, dtype=torch.float32).reshape(2, 3, 30, 4).transpose(-1, -2).transpose(-1, -2)
+    expected = buf.clone()
+    expected[:, :, dst:dst + n] = buf[:, :, src:src + n].clone()
+    refill._move_columns(buf, src, dst, n)
+    assert torch.equal(buf, expected)
+
+
+def test_the_buffers_are_sized_to_what_the_rows_can_hold(backend, monkeypatch):
+    """Without refills a row's buffer holds its question (the shared prefix is kept once) and its completion, for
+    as many rows as there are jobs; with refills it keeps room to compact."""
+    from gsm8k_lab.generation import refill
+
+    sizes = []
+
+    class Watched(refill.RowCache):
+        def __init__(self, length, capacity=0):
+            sizes.append((length, capacity))
+            super().__init__(length, capacity)
+
+    monkeypatch.setattr(refill, "RowCache", Watched)
+    tok = backend.tokenizer
+    encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in PREFIXED]
+    prefix = refill._shared_prefix(encoded, list(range(len(encoded))))
+    suffix = max(len(e) for e in encoded) - prefix
+    params = SamplingParams(max_new_tokens=7)
+    jobs = [(i, 0) for i in range(len(encoded))]
+    for batch in (8, 2):
+        list(refill.decode(backend.model, encoded, jobs, params, batch, {tok.eos_token_id}, lambda t: False))
+    assert sizes == [(suffix + 7 + 1, len(encoded)), (suffix + 7 + 64, 2)]

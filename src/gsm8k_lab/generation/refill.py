@@ -99,7 +99,8 @@ def supports(model) -> bool:
 
 class RowCache:
     """Per-layer KV buffers ``[capacity, heads, length, dim]``, allocated once; the first ``rows`` slots are
-    the live rows, and every row writes its next token at column ``t``."""
+    the live rows, and every row writes its next token at column ``t``. The keys are a transposed view of
+    ``[capacity, heads, dim, length]`` storage (what attention's ``query @ key^T`` reads fastest)."""
 
     def __init__(self, length: int, capacity: int = 0):
         self.length, self.capacity = length, capacity
@@ -341,7 +342,7 @@ def _select(cache: RowCache, keep: list[int], starts: list[int]) -> None:
 def _shift_right(cache: RowCache, rows: list[dict], by: int) -> None:
     """Move every row's columns right (so a longer prompt fits before column t)."""
     for buf in cache.live():
-        buf[:, :, by:cache.t + by] = buf[:, :, :cache.t].clone()
+        _move_columns(buf, 0, by, cache.t)
     for row in rows:
         row["start"] += by
     cache.t += by
@@ -353,10 +354,23 @@ def _compact(cache: RowCache, rows: list[dict]) -> None:
     if drop <= 0:
         raise RuntimeError("KV buffer full: a row is longer than the buffer")  # cannot happen: sized for it
     for buf in cache.live():
-        buf[:, :, :cache.t - drop] = buf[:, :, drop:cache.t].clone()
+        _move_columns(buf, drop, 0, cache.t - drop)
     for row in rows:
         row["start"] -= drop
     cache.t -= drop
+
+
+def _move_columns(buf, src: int, dst: int, n: int) -> None:
+    """Move columns ``src..src+n`` of ``buf`` (dim 2) to ``dst..dst+n`` in place, in chunks no wider than the
+    distance moved (so a chunk's source and destination never overlap), without a temporary copy of the
+    buffer (a fresh buffer's pages are first touched, which some virtual machines make slow)."""
+    step = abs(dst - src)
+    if not step or n <= 0:
+        return
+    starts = range(0, n, step) if dst < src else reversed(range(0, n, step))
+    for c in starts:
+        w = min(step, n - c)
+        buf[:, :, dst + c:dst + c + w] = buf[:, :, src + c:src + c + w]
 
 
 def _use_gqa_attention(model):
@@ -397,10 +411,17 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=No
             decoder(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=keep, use_cache=True,
                     position_ids=torch.arange(prefix_len, device=device)[None], attention_mask=mask.to(device))
         prefix_kv = keep.kv
-    shared = {layer: (k[0], v[0]) for layer, (k, v) in prefix_kv.items()}  # [kv heads, prefix, dim] per layer
-    longest = max(len(encoded[i]) for i, _ in jobs)
-    length = longest + gen.max_new_tokens + max(64, gen.max_new_tokens // 2)
-    cache = RowCache(length, batch_size)
+    # [kv heads, prefix, dim] per layer, the keys stored transposed as in the rows' buffers
+    shared = {layer: (k[0].transpose(-1, -2).contiguous().transpose(-1, -2), v[0])
+              for layer, (k, v) in prefix_kv.items()}
+    # a row's buffer holds its own tokens (the shared prefix is kept once): at most its suffix and completion.
+    # Rows admitted later start further right, so a batch that refills keeps room to drop columns no row uses
+    # any more (compaction) less often; one that never refills needs none. The buffers are sized to this, not
+    # more: first-touched memory is not free (page faults cost ~25 us per 4 KiB page on some virtual machines).
+    longest = max(len(encoded[i]) for i, _ in jobs) - prefix_len
+    capacity = min(batch_size, len(jobs))
+    room = max(64, gen.max_new_tokens // 2) if len(jobs) > capacity else 1
+    cache = RowCache(longest + gen.max_new_tokens + room, capacity)
     sampler = Sampler(gen)
     queue = deque(jobs)
     rows: list[dict] = []  # per row: job, start column, generated tokens
@@ -447,8 +468,10 @@ def _decode(model, encoded, jobs, gen, batch_size, eos_ids, stop_check, seeds=No
         base = len(rows)
         if not cache.keys:  # the first rows: allocate the buffers, for every row the batch will hold
             for layer, (k, v) in suffix_kv[0].items():
-                cache.keys[layer] = torch.zeros(cache.capacity, k.shape[0], cache.length, k.shape[2], dtype=k.dtype,
-                                                device=device)
+                # keys stored transposed ([.., dim, length], seen through a transposed view): the scores' matmul
+                # then reads each row's keys in the layout the GEMM wants (measured 5-8% a decode step, same values)
+                cache.keys[layer] = torch.zeros(cache.capacity, k.shape[0], k.shape[2], cache.length, dtype=k.dtype,
+                                                device=device).transpose(-1, -2)
                 cache.values[layer] = torch.zeros(cache.capacity, v.shape[0], cache.length, v.shape[2],
                                                   dtype=v.dtype, device=device)
         cache.rows = base + m
