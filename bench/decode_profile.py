@@ -5,7 +5,8 @@ Greedy evaluation of the first N test problems (the embedded model unless --mode
 the engine changed (torch's profiler records millions of events here and takes longer to summarise
 them than the run): the decoder's forward, within it the attention kernel and the linear layers, the
 LM head, sampling, rows leaving (the rows that stay move into the freed slots), rows admitted
-(columns shifted right for a longer prompt) and the rest of the loop (masks, positions, Python).
+(columns shifted right for a longer prompt), the KV buffers' allocation and the rest of the loop
+(masks, positions, Python).
 Prints each part's seconds and share of the wall time of generation.
 
     uv run python bench/decode_profile.py [--problems 64] [--max-new-tokens 256] [--dtypes fp32 bf16]
@@ -48,6 +49,8 @@ def profile(model, tokenizer, prompts, max_new_tokens: int) -> tuple[float, int,
         setattr(refill, name, labelled(label, saved[name]))
     sampler_call = refill.Sampler.__call__
     refill.Sampler.__call__ = labelled("sampling", sampler_call)
+    allocate = refill.RowCache.allocate
+    refill.RowCache.allocate = labelled("allocation", allocate)
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     patched = [decoder, head]
     decoder.forward = labelled("decoder", decoder.forward)
@@ -69,6 +72,7 @@ def profile(model, tokenizer, prompts, max_new_tokens: int) -> tuple[float, int,
         for name, fn in saved.items():
             setattr(refill, name, fn)
         refill.Sampler.__call__ = sampler_call
+        refill.RowCache.allocate = allocate
         for module in patched:
             del module.forward
     return seconds, tokens, dict(SECONDS)
@@ -113,7 +117,8 @@ def main() -> None:
                  ("sampling", total.get("sampling", 0.0)),
                  ("rows leave (the rest move into freed slots)", total.get("rows leave", 0.0)),
                  ("rows admitted (columns shifted right)", total.get("rows admitted", 0.0)),
-                 ("buffer compaction", total.get("buffer compaction", 0.0))]
+                 ("buffer compaction", total.get("buffer compaction", 0.0)),
+                 ("KV buffers allocated (memory first touched)", total.get("allocation", 0.0))]
         accounted = sum(v for k, v in parts if not k.startswith("  "))
         parts.append(("the loop itself (masks, positions, Python)", seconds - accounted))
         print("| part | s | share |\n| --- | ---: | ---: |")

