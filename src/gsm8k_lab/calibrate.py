@@ -43,7 +43,7 @@ from .sft import prepare_sft
 from .task import build_prompt
 from .training import time_steps
 
-CACHE_VERSION = 3  # a new probe layout measures again
+CACHE_VERSION = 4  # a new probe layout, or an engine that got faster, measures again
 PROBE_TOKENS = 32  # new tokens per row in a generation probe
 GRPO_PROBE_TOKENS = 128  # longest rollout a GRPO probe samples; longer runs are scaled from it
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
